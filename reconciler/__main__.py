@@ -1,0 +1,5 @@
+import sys
+
+from reconciler import cli
+
+sys.exit(cli.main())

@@ -1,0 +1,92 @@
+"""The recommendation store interface, shared by the SQLite and the Kubernetes CR backends.
+
+Records are kept in their custom-resource form (``spec`` and ``status`` dicts) so that the
+same record can be a row in SQLite or a ``WorkloadRecommendation`` object in a cluster.
+The key is ``(kind, recommendationId)``: the id is the source's idempotency key.
+
+Concurrency follows the Kubernetes API: every write bumps ``resource_version``; a status
+update carries the version it read and fails with ``errors.ConflictError`` when another
+writer got there first, instead of silently losing that writer's update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+WORKLOAD = "WorkloadRecommendation"
+NODE_GROUP = "NodeGroupRecommendation"
+KINDS = (WORKLOAD, NODE_GROUP)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored recommendation, as the store last saw it."""
+
+    kind: str
+    id: str
+    namespace: str  # "" for cluster-scoped kinds
+    name: str
+    spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+    resource_version: str = ""
+    generation: int = 1
+    created_at: str = ""  # RFC 3339, UTC
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase", "Pending"))
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    record: Record
+    created: bool  # no record with this (kind, id) existed
+    changed: bool  # the spec differed from the stored one (False: an idempotent replay)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write seen by ``watch``; ``type`` is ADDED or MODIFIED, as in a Kubernetes watch."""
+
+    type: str
+    record: Record
+
+
+class Store(Protocol):
+    def get(self, kind: str, rec_id: str) -> Record | None:
+        """The record, or None when the id is unknown."""
+        ...
+
+    def list(self, kind: str | None = None, phase: str | None = None) -> list[Record]:
+        """Records ordered by creation, optionally filtered by kind and status phase."""
+        ...
+
+    def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
+               spec: dict[str, Any]) -> UpsertResult:
+        """Store the spec under ``(kind, rec_id)``.
+
+        The same spec again changes nothing (no version bump): the id is an idempotency key.
+        A different spec replaces the stored one, bumps ``generation`` and keeps the status.
+        """
+        ...
+
+    def update_status(self, kind: str, rec_id: str, status: dict[str, Any],
+                      resource_version: str) -> Record:
+        """Replace the status if ``resource_version`` is still current.
+
+        Raises ``errors.ConflictError`` when it is stale and ``errors.NotFoundError`` when
+        the record does not exist.
+        """
+        ...
+
+    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[Change]:
+        """Changes after resource version ``since`` ("" means from the start), in order.
+
+        Waits up to ``timeout`` seconds for the first change when there is none yet.
+        """
+        ...
+
+    def close(self) -> None:
+        ...
