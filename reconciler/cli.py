@@ -1,4 +1,203 @@
-"""Command-line entry point."""
+"""The ``reconciler`` command: reads settings once, builds adapters, runs, reports.
+
+Exit codes: 0 when the work ran (refusals are results, not errors), 2 for unusable input
+or settings (the message names the problem), 1 for a failure while running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from reconciler import __version__, errors, pipeline, settings, wiring
+from reconciler.adapters import files
+from reconciler.core import results
+
+log = logging.getLogger("reconciler")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Subcommand groups that live in their own modules; each exposes register(subparsers).
+_PLUGINS = ("reconciler.cli_policy", "reconciler.cli_stream")
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "dakr-reconciler"
+
+
+def _add_policy_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policies", type=Path, default=PROJECT_ROOT / "policies", metavar="DIR",
+                   help="Rego policy directory for the embedded OPA engine (default: %(default)s)")
+    p.add_argument("--opa-url", default="", metavar="URL",
+                   help="ask an OPA sidecar (e.g. http://localhost:8181) instead of the "
+                        "embedded engine")
+    p.add_argument("--opa-timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="sidecar timeout; no answer in time means deny (default: %(default)s)")
+    p.add_argument("--opa-token-file", default="", metavar="FILE",
+                   help="bearer token for the sidecar, read from this file")
+
+
+def _add_output_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text",
+                   help="text: a summary table; json: {\"results\": [...]} (default: text)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="dakr reconciler: checks cost recommendations against Rego policies and "
+                    "applies the approved ones as a reviewed GitOps change.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output on stderr (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ap = sub.add_parser(
+        "apply", help="run one batch of recommendations through policy and the GitOps writer",
+        description="Validate every recommendation in the file(s), ask policy about each, edit "
+                    "the approved workloads' manifests in the repository with a minimal diff, "
+                    "commit on one branch (dakr/batch-<hash>), push it, and write the "
+                    "pull-request body. Refused and invalid recommendations are reported with "
+                    "their reasons; nothing is written for them.")
+    ap.add_argument("-f", "--filename", action="append", required=True, metavar="RECS.yaml",
+                    help="recommendations (YAML or JSON; several documents or a List; '-' for "
+                         "stdin); repeatable")
+    ap.add_argument("--repo", required=True, metavar="URL_OR_PATH",
+                    help="the GitOps repository (its origin: a URL or a path to a repository)")
+    ap.add_argument("--base", default="main", metavar="BRANCH",
+                    help="branch the change is proposed against (default: %(default)s)")
+    ap.add_argument("--default-namespace", default="default", metavar="NS",
+                    help="namespace of manifests that do not set one (default: %(default)s)")
+    ap.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                    help="where the store, the working clone and the pull-request body live "
+                         f"(default: {default_state_dir()})")
+    ap.add_argument("--store", default="", metavar="URI",
+                    help="recommendation store: sqlite:PATH (default: sqlite:STATE_DIR/"
+                         "reconciler.db) or kube")
+    ap.add_argument("--pr-body", type=Path, default=None, metavar="FILE",
+                    help="where to write the pull-request body (default: STATE_DIR/"
+                         "pull-request.md)")
+    ap.add_argument("--now", default="", metavar="RFC3339",
+                    help="the time policies see (default: now); for reproducible runs")
+    _add_policy_flags(ap)
+    _add_output_flag(ap)
+    ap.set_defaults(func=cmd_apply)
+
+    dp = sub.add_parser(
+        "demo", help="run the whole flow on the bundled example (no cluster, no network)",
+        description="Creates a Git repository with the Online Boutique manifests and a bare "
+                    "origin, runs examples/recommendations.yaml through the embedded OPA engine "
+                    "and the GitOps writer, pushes a branch and writes the pull-request body. "
+                    "Run it twice with the same --workdir: the second run makes no commit.")
+    dp.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                    help="keep everything under DIR (origin at DIR/origin.git, store, "
+                         "DIR/pull-request.md); default: a new temporary directory")
+    dp.add_argument("-f", "--filename", type=Path,
+                    default=PROJECT_ROOT / "examples" / "recommendations.yaml",
+                    metavar="RECS.yaml", help="recommendations to use (default: %(default)s)")
+    dp.add_argument("--manifests", type=Path,
+                    default=PROJECT_ROOT / "examples" / "microservices-demo", metavar="DIR",
+                    help="manifests that seed the demo repository (default: %(default)s)")
+    dp.add_argument("--now", default="", metavar="RFC3339", help="the time policies see")
+    _add_policy_flags(dp)
+    _add_output_flag(dp)
+    dp.set_defaults(func=cmd_demo)
+
+    for name in _PLUGINS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def policy_settings(args: argparse.Namespace) -> settings.PolicySettings:
+    return settings.PolicySettings(policy_dir=args.policies, opa_url=args.opa_url,
+                                   timeout=args.opa_timeout, token_file=args.opa_token_file)
+
+
+def print_batch(batch: pipeline.Batch, output: str) -> None:
+    if output == "json":
+        print(json.dumps(batch.to_json(), indent=2))
+        return
+    print(results.summary_table(batch.items))
+    counts: dict[str, int] = {}
+    for it in batch.items:
+        counts[it.phase] = counts.get(it.phase, 0) + 1
+    print()
+    print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if batch.branch:
+        state = "new commit" if batch.created_commit else "no new commit (already up to date)"
+        print(f"branch {batch.branch} at {batch.commit[:12]}: {state}")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    state = args.state_dir or default_state_dir()
+    docs: list[object] = []
+    for f in args.filename:
+        docs.extend(files.load_documents(f))
+    cfg = settings.Settings(
+        policy=policy_settings(args),
+        git=settings.GitSettings(
+            repo=args.repo, base=args.base, default_namespace=args.default_namespace,
+            clone_dir=state / "clones" / _slug(args.repo),
+            pr_body_path=args.pr_body or state / "pull-request.md"),
+        store=settings.StoreSettings(uri=args.store or f"sqlite:{state / 'reconciler.db'}"),
+        now=args.now,
+    )
+    st = wiring.open_store(cfg.store.uri)
+    engine = wiring.policy_engine(cfg.policy)
+    try:
+        batch = pipeline.run(docs, cfg, st, engine)
+    finally:
+        engine.close()
+        st.close()
+    print_batch(batch, args.output)
+    if args.output == "text" and batch.branch and cfg.git.pr_body_path is not None:
+        print(f"pull-request body: {cfg.git.pr_body_path}")
+    return 0
+
+
+def _slug(repo: str) -> str:
+    import hashlib
+
+    tail = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "repo"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40]
+    return f"{safe}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reconciler import demo
+
+    return demo.run(args)
+
 
 def main(argv: list[str] | None = None) -> int:
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc: int = args.func(args)
+        return rc
+    except errors.ConfigError as e:
+        print(f"reconciler: error: {e}", file=sys.stderr)
+        return 2
+    except errors.ReconcilerError as e:
+        print(f"reconciler: failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,130 @@
+"""Git write-back: a working clone of the GitOps repository, branches, commits, pushes.
+
+GitPython drives the real ``git`` binary. Library errors are translated here, once:
+a rejected non-fast-forward push is a ``ConflictError`` (fetch, re-render, retry), an
+unreachable remote is temporary, anything else permanent. Remote URLs may carry a token
+(``https://x-access-token:TOKEN@host/...``): every message that leaves this module goes
+through ``redact`` so a credential never reaches a log, an error or a pull request.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import git
+
+from reconciler import errors
+
+AUTHOR_NAME = "dakr-reconciler"
+AUTHOR_EMAIL = "dakr-reconciler@localhost"
+_CRED = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Drop userinfo (user:token@) from any URL in ``text``."""
+    return _CRED.sub(r"\g<scheme>***@", text)
+
+
+def _translate(e: Exception, what: str) -> errors.ReconcilerError:
+    msg = redact(str(getattr(e, "stderr", "") or e)).strip()
+    low = msg.lower()
+    if "non-fast-forward" in low or "fetch first" in low or "[rejected]" in low:
+        return errors.ConflictError(f"{what}: the remote branch moved ({msg})")
+    if any(s in low for s in ("could not read from remote", "connection", "timed out",
+                              "temporarily", "unable to access")):
+        return errors.TemporaryError(f"{what}: {msg}")
+    return errors.PermanentError(f"{what}: {msg}")
+
+
+def init_bare(path: str | Path) -> None:
+    """A bare repository to act as ``origin`` (the demo and the tests use one)."""
+    try:
+        git.Repo.init(str(path), bare=True, initial_branch="main")
+    except git.GitError as e:
+        raise _translate(e, f"git init {path}") from e
+
+
+class Workspace:
+    """A working clone used by one writer at a time (the caller holds the repository lock)."""
+
+    def __init__(self, repo: git.Repo, remote_url: str) -> None:
+        self.repo = repo
+        self.remote_url = remote_url
+
+    @property
+    def root(self) -> Path:
+        return Path(str(self.repo.working_tree_dir))
+
+    @classmethod
+    def open(cls, remote_url: str, dest: str | Path, base: str) -> Workspace:
+        """Clone ``remote_url`` into ``dest`` (or reuse and fetch an existing clone) at ``base``."""
+        dest = Path(dest)
+        try:
+            if (dest / ".git").is_dir():
+                repo = git.Repo(str(dest))
+                repo.remote("origin").set_url(remote_url)
+            else:
+                repo = git.Repo.clone_from(remote_url, str(dest), no_checkout=True)
+            with repo.config_writer() as cw:
+                cw.set_value("user", "name", AUTHOR_NAME)
+                cw.set_value("user", "email", AUTHOR_EMAIL)
+                cw.set_value("core", "autocrlf", "false")
+            ws = cls(repo, remote_url)
+            ws.fetch()
+            if f"origin/{base}" not in [r.name for r in repo.remote("origin").refs]:
+                raise errors.ConfigError(f"base branch {base!r} does not exist in the repository")
+            repo.git.checkout("--force", "-B", base, f"origin/{base}")
+            repo.git.clean("-fdx")
+            return ws
+        except git.GitError as e:
+            raise _translate(e, f"clone {redact(remote_url)}") from e
+
+    def fetch(self) -> None:
+        try:
+            self.repo.git.fetch("--prune", "origin")
+        except git.GitError as e:
+            raise _translate(e, "git fetch") from e
+
+    def remote_branch_exists(self, branch: str) -> bool:
+        return f"origin/{branch}" in [r.name for r in self.repo.remote("origin").refs]
+
+    def head(self) -> str:
+        return str(self.repo.head.commit.hexsha)
+
+    def checkout_branch(self, branch: str, base: str) -> bool:
+        """Check out ``branch``: the remote one if it exists (a rerun continues it), else new
+        from ``origin/base``. Returns True when the branch already existed on the remote."""
+        try:
+            exists = self.remote_branch_exists(branch)
+            start = f"origin/{branch}" if exists else f"origin/{base}"
+            self.repo.git.checkout("--force", "-B", branch, start)
+            self.repo.git.clean("-fdx")
+            return exists
+        except git.GitError as e:
+            raise _translate(e, f"checkout {branch}") from e
+
+    def commit(self, paths: list[str], message: str) -> str | None:
+        """Commit the given paths; None when they hold no change (never an empty commit)."""
+        try:
+            if paths:
+                self.repo.git.add("--", *paths)
+            if not self.repo.index.diff("HEAD"):
+                return None
+            self.repo.git.commit("-m", message, "--no-verify")
+            return self.head()
+        except git.GitError as e:
+            raise _translate(e, "git commit") from e
+
+    def push(self, branch: str) -> None:
+        """Push ``branch`` without force: a moved remote branch is a ConflictError."""
+        try:
+            self.repo.git.push("--porcelain", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+        except git.GitError as e:
+            raise _translate(e, f"git push {branch}") from e
+
+    def diff_stat(self, base: str, branch: str) -> str:
+        try:
+            return str(self.repo.git.diff("--stat", f"origin/{base}", branch))
+        except git.GitError as e:
+            raise _translate(e, "git diff") from e

@@ -1,0 +1,98 @@
+"""Policy decisions as data.
+
+The decision document is ``data.dakr.decision``. Whatever an engine returns is turned into
+a ``Decision`` by ``from_document``, which fails closed: anything that is not a well-formed
+allow is a deny, so a broken policy or an unreachable OPA can never cause a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("gitops", "direct", "audit")
+POLICY_UNAVAILABLE = "PolicyUnavailable"
+
+
+@dataclass(frozen=True)
+class Denial:
+    rule: str
+    msg: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "msg": self.msg}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allow: bool
+    mode: str = "audit"
+    deny: tuple[Denial, ...] = ()
+    warnings: tuple[str, ...] = ()
+    bounds: dict[str, Any] = field(default_factory=dict)
+    decision_id: str = ""
+
+    @property
+    def reasons(self) -> list[str]:
+        """Human-readable reasons, deny first: what a reviewer or an audit line shows."""
+        return [f"{d.rule}: {d.msg}" for d in self.deny]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "allow": self.allow,
+            "mode": self.mode,
+            "deny": [d.to_dict() for d in self.deny],
+            "warnings": list(self.warnings),
+        }
+        if self.bounds:
+            out["bounds"] = self.bounds
+        if self.decision_id:
+            out["decision_id"] = self.decision_id
+        return out
+
+
+def unavailable(msg: str) -> Decision:
+    """The fail-closed answer: no policy answer means no change."""
+    return Decision(allow=False, mode="audit", deny=(Denial(POLICY_UNAVAILABLE, msg),))
+
+
+def from_document(doc: Any, decision_id: str = "") -> Decision:
+    """Turn a raw ``data.dakr.decision`` value into a Decision, failing closed.
+
+    A non-object, a missing or non-boolean ``allow``, an unknown ``mode`` or malformed
+    ``deny``/``warnings`` all become ``unavailable``: a policy that answers in the wrong
+    shape is as good as no policy.
+    """
+    if not isinstance(doc, dict):
+        return unavailable(f"decision is {type(doc).__name__}, not an object")
+    allow = doc.get("allow")
+    if not isinstance(allow, bool):
+        return unavailable("decision has no boolean 'allow'")
+    mode = doc.get("mode", "audit")
+    if mode not in MODES:
+        return unavailable(f"decision mode {mode!r} is not one of {', '.join(MODES)}")
+    raw_deny = doc.get("deny", [])
+    raw_warn = doc.get("warnings", [])
+    if not isinstance(raw_deny, list) or not isinstance(raw_warn, list):
+        return unavailable("decision 'deny' and 'warnings' must be lists")
+    deny: list[Denial] = []
+    for d in raw_deny:
+        if isinstance(d, dict) and isinstance(d.get("rule"), str):
+            deny.append(Denial(d["rule"], str(d.get("msg", ""))))
+        elif isinstance(d, str):
+            deny.append(Denial("policy", d))
+        else:
+            return unavailable("decision 'deny' entries must be {rule, msg} objects")
+    bounds = doc.get("bounds", {})
+    if not isinstance(bounds, dict):
+        return unavailable("decision 'bounds' must be an object")
+    # A policy that says allow but also lists deny reasons is contradictory: deny wins.
+    allowed = allow and not deny
+    return Decision(
+        allow=allowed,
+        mode=mode,
+        deny=tuple(sorted(deny, key=lambda d: (d.rule, d.msg))),
+        warnings=tuple(str(w) for w in raw_warn),
+        bounds=bounds,
+        decision_id=decision_id,
+    )

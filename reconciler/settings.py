@@ -1,0 +1,41 @@
+"""Settings, grouped by the system they configure. Read once at the entry point (the CLI)
+and passed explicitly; nothing below the entry point reads the environment or argv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    policy_dir: Path = Path("policies")
+    opa_url: str = ""          # empty: the embedded engine; else the OPA sidecar's base URL
+    timeout: float = 2.0
+    token_file: str = ""       # bearer token for the sidecar, read at start
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    repo: str = ""             # URL or path of the GitOps repository (origin)
+    base: str = "main"
+    clone_dir: Path = Path("state/clone")
+    default_namespace: str = "default"  # manifests without metadata.namespace deploy here
+    branch_prefix: str = "dakr/"
+    pr_body_path: Path | None = None     # local forge: where the pull-request body is written
+    push_retries: int = 3
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    uri: str = "sqlite:state/reconciler.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    git: GitSettings = field(default_factory=GitSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    operator_namespace: str = "dakr-operator"
+    now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch
