@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "pull-request.md)")
     ap.add_argument("--now", default="", metavar="RFC3339",
                     help="the time policies see (default: now); for reproducible runs")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="decide and plan only: print what would change, write nothing "
+                         "(no record, no commit, no push)")
     _add_policy_flags(ap)
     _add_output_flag(ap)
     ap.set_defaults(func=cmd_apply)
@@ -157,7 +160,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     st = wiring.open_store(cfg.store.uri)
     engine = wiring.policy_engine(cfg.policy)
     try:
-        batch = pipeline.run(docs, cfg, st, engine)
+        batch = pipeline.run(docs, cfg, st, engine, dry_run=args.dry_run)
     finally:
         engine.close()
         st.close()

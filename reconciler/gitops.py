@@ -144,7 +144,9 @@ def write(ws: git.Workspace, base: str, branch: str,
         for rel, group in sorted(by_file.items()):
             path = ws.root / rel
             raw = path.read_bytes()
-            text = raw.decode("utf-8")
+            # Render from the base so that a rerun computes the same bytes (and lines) that
+            # the branch already holds, and a moved base is picked up.
+            text = ws.read_at(f"origin/{base}", rel).decode("utf-8")
             for rec_id, p in group:
                 result = yamledit.edit_workload(text, change_of(p),
                                                 default_namespace=default_namespace)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ def _save_status(st: store.Store, rec: model.Recommendation, status: model.Statu
             return
         new = status.to_dict()
         new.setdefault("observedGeneration", cur.generation)
-        if cur.status == new:
+        if _same_status(cur.status, new):
             return
         try:
             st.update_status(rec.kind, rec.id, new, cur.resource_version)
@@ -81,15 +81,34 @@ def _save_status(st: store.Store, rec: model.Recommendation, status: model.Statu
     raise errors.ConflictError(f"status of {rec.id} keeps changing under us")
 
 
+def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal but for the decision id and condition times: a rerun that reaches the same
+    decision and the same state is not a change worth a write."""
+    def norm(st: dict[str, Any]) -> dict[str, Any]:
+        out = dict(st)
+        if isinstance(out.get("decision"), dict):
+            out["decision"] = {k: v for k, v in out["decision"].items() if k != "decisionId"}
+        out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                             for c in out.get("conditions", [])]
+        return out
+    return norm(old) == norm(new)
+
+
 def _condition(type_: str, ok: bool, reason: str, message: str, now: str) -> model.Condition:
     return model.Condition(type=type_, status="True" if ok else "False", reason=reason,
                            message=message[:1000], lastTransitionTime=now)
 
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
-        engine: opa.PolicyEngine) -> Batch:
-    """Run one batch in GitOps mode against ``cfg.git.repo``."""
+        engine: opa.PolicyEngine, *, dry_run: bool = False) -> Batch:
+    """Run one batch in GitOps mode against ``cfg.git.repo``.
+
+    With ``dry_run`` everything is decided and planned but nothing is written: no record,
+    no status, no commit, no push, no pull-request body.
+    """
     now = cfg.now or now_rfc3339()
+    if dry_run:
+        st = _ReadOnly(st)
     batch = Batch()
     parsed = validation.parse_many(docs)
     valid: list[tuple[model.Recommendation, results.ItemResult]] = []
@@ -193,7 +212,16 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
             continue
         to_write.append((rec, item, loc))
 
-    if to_write:
+    if to_write and dry_run:
+        for _, item, _ in to_write:
+            assert item.plan is not None
+            item.phase = model.APPROVED
+            item.message = "dry run: would change " + ", ".join(
+                f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
+                for e in item.plan.resources) + (
+                f" replicas {item.plan.replicas[0]} -> {item.plan.replicas[1]}"
+                if item.plan.replicas else "")
+    elif to_write:
         branch = gitops.branch_name(cfg.git.branch_prefix, "batch",
                                     [(r.id, r.spec_dict()) for r, _, _ in to_write])
         ids = ", ".join(r.id for r, _, _ in to_write)
@@ -214,10 +242,9 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
             item.message = f"pull request open on {written.branch}"
             pr = model.PullRequestRef(url=str(cfg.git.pr_body_path or ""), branch=written.branch,
                                       commit=written.commit, state="open")
-            dec = item.decision
-            assert dec is not None
+            assert item.decision is not None
             _save_status(st, rec, model.Status(
-                phase=model.APPLYING, decision=_decision_summary(dec),
+                phase=model.APPLYING, decision=_decision_summary(item.decision),
                 previous=item.plan.previous(), pullRequest=pr,
                 projectedSavings=rec.projectedSavings.display() if rec.projectedSavings else "",
                 message=item.message,
@@ -230,6 +257,39 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
             _write_if_changed(cfg.git.pr_body_path,
                               f"# {batch.pr_title}\n\n{batch.pr_body}")
     return batch
+
+
+class _ReadOnly:
+    """A store view for dry runs: reads pass through, writes are dropped."""
+
+    def __init__(self, inner: store.Store) -> None:
+        self._inner = inner
+
+    def get(self, kind: str, rec_id: str) -> store.Record | None:
+        return self._inner.get(kind, rec_id)
+
+    def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+        return self._inner.list(kind, phase)
+
+    def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
+               spec: dict[str, Any]) -> store.UpsertResult:
+        cur = self._inner.get(kind, rec_id)
+        rec = cur or store.Record(kind, rec_id, namespace, name, spec)
+        return store.UpsertResult(rec, created=cur is None, changed=cur is None or
+                                  cur.spec != spec)
+
+    def update_status(self, kind: str, rec_id: str, status: dict[str, Any],
+                      resource_version: str) -> store.Record:
+        cur = self._inner.get(kind, rec_id)
+        if cur is None:
+            raise errors.NotFoundError(f"{kind} {rec_id} not found")
+        return cur
+
+    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[store.Change]:
+        return self._inner.watch(since, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -123,6 +123,17 @@ class Workspace:
         except git.GitError as e:
             raise _translate(e, f"git push {branch}") from e
 
+    def read_at(self, ref: str, path: str) -> bytes:
+        """A file's exact bytes at ``ref`` (no newline stripping, no decoding)."""
+        try:
+            out = self.repo.git.execute(["git", "show", f"{ref}:{path}"],
+                                        stdout_as_string=False,
+                                        strip_newline_in_stdout=False)
+        except git.GitError as e:
+            raise _translate(e, f"git show {ref}:{path}") from e
+        assert isinstance(out, bytes)
+        return out
+
     def diff_stat(self, base: str, branch: str) -> str:
         try:
             return str(self.repo.git.diff("--stat", f"origin/{base}", branch))

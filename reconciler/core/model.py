@@ -47,10 +47,10 @@ class Condition:
     observedGeneration: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "status": self.status}
-        for k in ("reason", "message", "lastTransitionTime"):
-            if getattr(self, k):
-                out[k] = getattr(self, k)
+        # metav1.Condition requires reason, message and lastTransitionTime.
+        out: dict[str, Any] = {"type": self.type, "status": self.status,
+                               "reason": self.reason or "Unknown", "message": self.message,
+                               "lastTransitionTime": self.lastTransitionTime}
         if self.observedGeneration:
             out["observedGeneration"] = self.observedGeneration
         return out

@@ -144,9 +144,7 @@ def pull_request_body(items: Sequence[ItemResult], *, branch: str, base: str) ->
         if it.savings is not None:
             facts.append(f"projected savings {it.savings.display()}")
         if it.decision is not None:
-            facts.append(f"policy: allowed, mode `{it.decision.mode}`"
-                         + (f", decision `{it.decision.decision_id}`"
-                            if it.decision.decision_id else ""))
+            facts.append(f"policy: allowed, mode `{it.decision.mode}`")
         out.append("- " + "; ".join(facts))
         if it.decision is not None:
             out += [f"- warning: {_cell(w)}" for w in it.decision.warnings]
