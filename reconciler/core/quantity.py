@@ -77,10 +77,10 @@ def parse(raw: str | int | float) -> Quantity:
         raw = repr(raw)
     if not isinstance(raw, str):
         raise QuantityError(f"expected a string or number, got {type(raw).__name__}")
-    text = raw.strip()
-    if not text or len(text) > _MAX_LEN:
+    text = raw  # the API server refuses surrounding whitespace too
+    if not text.strip() or len(text) > _MAX_LEN:
         raise QuantityError(f"{raw!r} is not a quantity (empty or too long)")
-    m = _RE.match(text)
+    m = _RE.fullmatch(text)
     if not m:
         raise QuantityError(
             f"{raw!r} is not a quantity (expected a number with an optional suffix such as "

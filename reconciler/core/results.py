@@ -70,7 +70,12 @@ class ItemResult:
 
 def _cell(text: str) -> str:
     """Markdown table cells: no pipe or newline from any input can break the table."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _flat(text).replace("|", "\\|")
+
+
+def _flat(text: str) -> str:
+    """One line, whatever the input: CR, LF and tabs become spaces."""
+    return " ".join(text.replace("\r", "\n").replace("\t", " ").split("\n"))
 
 
 def _arrow(old: object, new: object) -> str:
@@ -93,8 +98,9 @@ def summary_table(items: Sequence[ItemResult]) -> str:
             reason = "; ".join(str(e) for e in it.errors)
         elif it.decision is not None and it.decision.deny:
             reason = "; ".join(it.decision.reasons)
+        reason = _flat(reason)
         rows.append((
-            it.id or "(no id)",
+            _flat(it.id) or "(no id)",
             f"{it.namespace}/{it.target}" if it.namespace else it.target,
             it.phase,
             it.decision.mode if it.decision is not None and it.decision.allow else "-",
@@ -134,8 +140,9 @@ def pull_request_body(items: Sequence[ItemResult], *, branch: str, base: str) ->
         if it.plan.resources:
             out += ["| container | resource | before | after |", "| --- | --- | --- | --- |"]
             for e in it.plan.resources:
+                before = _cell(e.old) if e.old is not None else "(unset)"
                 out.append(f"| {_cell(e.container)} | {e.section}.{e.resource} | "
-                           f"{e.old if e.old is not None else '(unset)'} | {e.new} |")
+                           f"{before} | {_cell(e.new)} |")
         if it.plan.replicas is not None:
             old, new = it.plan.replicas
             out += ["", f"Replicas: {old if old is not None else '(unset, 1)'} → {new}"]

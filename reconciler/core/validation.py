@@ -205,7 +205,7 @@ def _containers(c: _Collector, raw: object, required: bool) -> tuple[model.Conta
     for i, item in enumerate(raw):
         ipath = f"{path}[{i}]"
         m = _mapping(c, ipath, item, required=True)
-        if not m:
+        if not isinstance(item, Mapping):
             continue
         _unknown_fields(c, ipath, m, {"name", "resources"})
         name = _name(c, f"{ipath}.name", m.get("name"), label=True)
@@ -218,7 +218,8 @@ def _containers(c: _Collector, raw: object, required: bool) -> tuple[model.Conta
         _unknown_fields(c, f"{ipath}.resources", res, {"requests", "limits"})
         requests = _resources(c, f"{ipath}.resources.requests", res.get("requests"))
         limits = _resources(c, f"{ipath}.resources.limits", res.get("limits"))
-        if res and not requests and not limits and "requests" not in res and "limits" not in res:
+        if isinstance(m.get("resources"), Mapping) and not res.get("requests") \
+                and not res.get("limits"):
             c.add(f"{ipath}.resources", "must set requests or limits")
         for r, req in requests.items():
             lim = limits.get(r)
@@ -287,10 +288,11 @@ def _workload(c: _Collector, doc: Mapping[str, Any]) -> model.WorkloadRecommenda
     tref = _mapping(c, "spec.targetRef", spec.get("targetRef"), required=True)
     _unknown_fields(c, "spec.targetRef", tref, {"kind", "name", "apiVersion"})
     tkind = tref.get("kind")
-    if tref and tkind not in model.TARGET_KINDS:
+    tref_given = isinstance(spec.get("targetRef"), Mapping)
+    if tref_given and tkind not in model.TARGET_KINDS:
         c.add("spec.targetRef.kind", f"unknown kind {tkind!r} (expected one of: "
               f"{', '.join(model.TARGET_KINDS)})")
-    tname = _name(c, "spec.targetRef.name", tref.get("name"), label=False) if tref else ""
+    tname = _name(c, "spec.targetRef.name", tref.get("name"), label=False) if tref_given else ""
     tapi = tref.get("apiVersion", "")
     if tapi not in ("", "apps/v1"):
         c.add("spec.targetRef.apiVersion", f"must be 'apps/v1', got {tapi!r}")
@@ -419,7 +421,8 @@ def raw_id(doc: object) -> str:
         spec = doc.get("spec")
         if isinstance(spec, Mapping) and isinstance(spec.get("recommendationId"), str):
             rid: str = spec["recommendationId"]
-            return rid if not _CONTROL.search(rid) and len(rid) <= 253 else ""
+            clean = not _CONTROL.search(rid) and "\n" not in rid and "\t" not in rid
+            return rid if clean and len(rid) <= 253 else ""
     return ""
 
 
