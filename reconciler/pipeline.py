@@ -51,16 +51,17 @@ def _decision_summary(d: decision.Decision) -> model.DecisionSummary:
                                  warnings=d.warnings, decisionId=d.decision_id)
 
 
-def _history(st: store.Store, rec: model.Recommendation) -> dict[str, Any]:
-    """The last change applied to the same target: what cooldown rules look at."""
-    last: dict[str, Any] | None = None
-    for r in st.list(kind=rec.kind, phase=model.APPLIED):
-        if r.id == rec.id or model.target_key_of(r.kind, r.namespace, r.spec) != rec.target_key:
-            continue
-        at = str(r.status.get("appliedAt", ""))
-        if last is None or at > last["at"]:
-            last = {"recommendationId": r.id, "at": at}
-    return {"lastApplied": last}
+def _history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The last change applied to each target (what cooldown rules look at), read once per
+    batch: one list per kind instead of one per recommendation."""
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for kind in sorted(kinds):
+        for r in st.list(kind=kind, phase=model.APPLIED):
+            key = model.target_key_of(r.kind, r.namespace, r.spec)
+            at = str(r.status.get("appliedAt", ""))
+            if key not in last or at > last[key]["at"]:
+                last[key] = {"recommendationId": r.id, "at": at}
+    return last
 
 
 def _save_status(st: store.Store, rec: model.Recommendation, status: model.Status) -> None:
@@ -165,8 +166,9 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         else:
             targets[rec.id] = (locs[0], gitops.read_document(ws.root, locs[0]), "")
 
+    history = _history(st, {rec.kind for rec, _ in live})
     inputs = [policy_input.build(rec, targets[rec.id][1], now=now,
-                                 history=_history(st, rec),
+                                 history={"lastApplied": history.get(rec.target_key)},
                                  operator_namespace=cfg.operator_namespace)
               for rec, _ in live]
     decisions = engine.decide_many(inputs) if inputs else []
