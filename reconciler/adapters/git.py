@@ -51,7 +51,8 @@ class Workspace:
     def __init__(self, repo: git.Repo, remote_url: str) -> None:
         self.repo = repo
         self.remote_url = remote_url
-        self._trees: dict[str, git.Tree] = {}  # ref -> tree, valid until the next fetch
+        # ref -> {path: blob sha}, valid until the next fetch: one ls-tree per ref per batch.
+        self._trees: dict[str, dict[str, str]] = {}
 
     @property
     def root(self) -> Path:
@@ -132,9 +133,14 @@ class Workspace:
             # subprocess per file: a batch reads hundreds of files.
             tree = self._trees.get(ref)
             if tree is None:
-                tree = self._trees[ref] = self.repo.commit(ref).tree
-            blob = tree / path
-            data: bytes = blob.data_stream.read()
+                listing = self.repo.git.ls_tree("-r", "-z", "--full-tree", ref)
+                tree = {}
+                for entry in listing.split("\0"):
+                    if entry:
+                        meta, _, name = entry.partition("\t")
+                        tree[name] = meta.split()[2]
+                self._trees[ref] = tree
+            data: bytes = self.repo.odb.stream(bytes.fromhex(tree[path])).read()
             return data
         except KeyError as e:
             raise errors.NotFoundError(f"{path} does not exist at {ref}") from e

@@ -124,7 +124,8 @@ def pull_request_title(items: Sequence[ItemResult]) -> str:
 def pull_request_body(items: Sequence[ItemResult], *, branch: str, base: str) -> str:
     """Markdown for reviewers: per workload before -> after, savings, decision, ids, rollback."""
     changed = [it for it in items if it.plan is not None and not it.plan.empty and it.commit]
-    refused = [it for it in items if it not in changed and it.phase in (
+    changed_ids = {id(it) for it in changed}
+    refused = [it for it in items if id(it) not in changed_ids and it.phase in (
         model.REJECTED, model.FAILED)]
     total = sum(it.savings.monthly for it in changed if it.savings is not None)
     out = [
