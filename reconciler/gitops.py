@@ -125,48 +125,69 @@ class Written:
     lines: dict[str, tuple[str, list[int]]]  # rec id -> (file, changed lines)
 
 
+def _free_branch(ws: git.Workspace, base: str, branch: str) -> str:
+    """``branch``, unless a human has committed on it: then the first ``branch-N`` that is
+    still ours. Once a person touches a branch the writer stops rewriting it (Renovate's
+    rule) and proposes its change on a new one instead."""
+    candidate, n = branch, 1
+    while ws.remote_branch_exists(candidate) and ws.foreign_commits(base, candidate):
+        n += 1
+        candidate = f"{branch}-{n}"
+    return candidate
+
+
+def _render(ws: git.Workspace, rel: str, text: str, group: Sequence[tuple[str, planner.Plan]],
+            default_namespace: str) -> tuple[str, dict[str, list[int]]]:
+    lines: dict[str, list[int]] = {}
+    for rec_id, p in group:
+        result = yamledit.edit_workload(text, change_of(p), default_namespace=default_namespace)
+        text = result.text
+        lines[rec_id] = sorted({c.line for c in result.changes})
+    return text, lines
+
+
 def write(ws: git.Workspace, base: str, branch: str,
           edits: Sequence[tuple[str, Location, planner.Plan]], *, default_namespace: str,
           message: str, retries: int = 3) -> Written:
     """Apply every plan on ``branch`` (from ``base``), commit once, push; retry a lost race.
 
-    A non-fast-forward rejection means someone else pushed the branch meanwhile: fetch,
-    start again from their commit, re-render, and push again (never force).
+    Edits are rendered on the branch as it is, so nobody else's commit on it is undone; a
+    branch a human has committed on is left alone (see ``_free_branch``). A non-fast-forward
+    rejection means someone pushed the branch meanwhile: fetch, start again from their
+    commit, re-render, and push again. Never a force push.
     """
+    by_file: dict[str, list[tuple[str, planner.Plan]]] = {}
+    for rec_id, loc, p in edits:
+        by_file.setdefault(loc.path, []).append((rec_id, p))
     attempt = 0
     while True:
-        existed = ws.checkout_branch(branch, base)
+        branch_now = _free_branch(ws, base, branch)
+        existed = ws.checkout_branch(branch_now, base)
         lines: dict[str, tuple[str, list[int]]] = {}
-        by_file: dict[str, list[tuple[str, planner.Plan]]] = {}
-        for rec_id, loc, p in edits:
-            by_file.setdefault(loc.path, []).append((rec_id, p))
         touched: list[str] = []
         for rel, group in sorted(by_file.items()):
             path = ws.root / rel
             raw = path.read_bytes()
-            # Render from the base so that a rerun computes the same bytes (and lines) that
-            # the branch already holds, and a moved base is picked up.
-            text = ws.read_at(f"origin/{base}", rel).decode("utf-8")
-            for rec_id, p in group:
-                result = yamledit.edit_workload(text, change_of(p),
-                                                default_namespace=default_namespace)
-                text = result.text
-                lines[rec_id] = (rel, sorted({c.line for c in result.changes}))
+            text, found = _render(ws, rel, raw.decode("utf-8"), group, default_namespace)
+            if not any(found.values()):
+                # Already applied on this branch (a rerun): report the lines the change
+                # holds by rendering it on the base.
+                base_text = ws.read_at(f"origin/{base}", rel).decode("utf-8")
+                found = _render(ws, rel, base_text, group, default_namespace)[1]
+            lines.update({rid: (rel, ln) for rid, ln in found.items()})
             new = text.encode("utf-8")
             if new != raw:
                 path.write_bytes(new)
                 touched.append(rel)
         commit = ws.commit(touched, message) if touched else None
         if commit is None:
-            if existed:
-                ws.push(branch) if ws.head() != ws.repo.git.rev_parse(f"origin/{branch}") else None
-            else:
-                # Nothing to change relative to base: no branch, nothing to review.
+            if not existed:
+                # Nothing differs from base: no branch, nothing to review.
                 return Written(branch="", commit="", created_commit=False, lines=lines)
-            return Written(branch, ws.head(), False, lines)
+            return Written(branch_now, ws.head(), False, lines)
         try:
-            ws.push(branch)
-            return Written(branch, commit, True, lines)
+            ws.push(branch_now)
+            return Written(branch_now, commit, True, lines)
         except errors.ConflictError:
             attempt += 1
             if attempt > retries:

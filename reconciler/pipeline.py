@@ -102,6 +102,24 @@ def _condition(type_: str, ok: bool, reason: str, message: str, now: str) -> mod
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         engine: opa.PolicyEngine, *, dry_run: bool = False) -> Batch:
+    """Run one batch in GitOps mode, holding the lock of the repository's working clone."""
+    with git.repo_lock(cfg.git.clone_dir):
+        return _run(docs, cfg, st, engine, dry_run=dry_run)
+
+
+@dataclass
+class _Work:
+    """One valid recommendation on its way through the batch."""
+
+    rec: model.Recommendation
+    item: results.ItemResult
+    loc: gitops.Location | None = None
+    target: dict[str, Any] | None = None
+    problem: str = ""  # why the target could not be located
+
+
+def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
+         engine: opa.PolicyEngine, *, dry_run: bool = False) -> Batch:
     """Run one batch in GitOps mode against ``cfg.git.repo``.
 
     With ``dry_run`` everything is decided and planned but nothing is written: no record,
@@ -111,154 +129,168 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     if dry_run:
         st = _ReadOnly(st)
     batch = Batch()
-    parsed = validation.parse_many(docs)
-    valid: list[tuple[model.Recommendation, results.ItemResult]] = []
-    for p in parsed:
+    live = _intake(docs, st, batch)
+    with git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base) as ws:
+        _locate(ws, cfg, live, batch)
+        _decide(st, engine, cfg, live, now)
+        to_write = [w for w in live if _plan(st, w, now)]
+        if dry_run:
+            for w in to_write:
+                _mark_dry_run(w.item)
+        elif to_write:
+            _execute(ws, st, cfg, to_write, batch, now)
+    return batch
+
+
+def _intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[_Work]:
+    """Validate and store; return the recommendations that still need work."""
+    valid: list[_Work] = []
+    for p in validation.parse_many(docs):
         if p.recommendation is None:
             batch.items.append(results.ItemResult(
                 id=p.raw_id, phase=model.REJECTED, errors=list(p.errors),
                 message="invalid recommendation: nothing applied"))
             continue
         rec = p.recommendation
-        item = results.ItemResult(
-            id=rec.id, kind=rec.kind, namespace=rec.namespace,
-            target=rec.target_label, savings=rec.projectedSavings)
+        item = results.ItemResult(id=rec.id, kind=rec.kind, namespace=rec.namespace,
+                                  target=rec.target_label, savings=rec.projectedSavings)
         batch.items.append(item)
         st.upsert(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict())
-        valid.append((rec, item))
-
+        valid.append(_Work(rec, item))
     # A later recommendation for the same target supersedes an earlier one in the batch.
-    latest: dict[tuple[str, str, str], str] = {}
-    for rec, _ in valid:
-        latest[rec.target_key] = rec.id
-    live: list[tuple[model.Recommendation, results.ItemResult]] = []
-    for rec, item in valid:
-        if latest[rec.target_key] != rec.id:
-            item.phase = model.SUPERSEDED
-            item.message = f"superseded by {latest[rec.target_key]} for the same target"
-            _save_status(st, rec, model.Status(phase=model.SUPERSEDED, message=item.message))
+    latest = {w.rec.target_key: w.rec.id for w in valid}
+    live: list[_Work] = []
+    for w in valid:
+        if latest[w.rec.target_key] != w.rec.id:
+            w.item.phase = model.SUPERSEDED
+            w.item.message = f"superseded by {latest[w.rec.target_key]} for the same target"
+            _save_status(st, w.rec, model.Status(phase=model.SUPERSEDED, message=w.item.message))
             continue
-        stored = st.get(rec.kind, rec.id)
+        stored = st.get(w.rec.kind, w.rec.id)
         if stored is not None and stored.phase in (model.APPLIED, model.ROLLED_BACK):
-            item.phase = stored.phase
-            item.message = f"already {stored.phase.lower()}: nothing to do"
+            w.item.phase = stored.phase
+            w.item.message = f"already {stored.phase.lower()}: nothing to do"
             continue
-        live.append((rec, item))
+        live.append(w)
+    return live
 
-    ws = git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base)
-    keys = [r.target_key for r, _ in live if isinstance(r, model.WorkloadRecommendation)]
+
+def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[_Work],
+            batch: Batch) -> None:
+    """Find each target's manifest with one index over the repository."""
+    keys = [w.rec.target_key for w in live if isinstance(w.rec, model.WorkloadRecommendation)]
     index = gitops.build_index(ws.root, keys, cfg.git.default_namespace, batch.stats)
-
-    targets: dict[str, tuple[gitops.Location | None, dict[str, Any] | None, str]] = {}
-    for rec, _ in live:
+    for w in live:
+        rec = w.rec
         if not isinstance(rec, model.WorkloadRecommendation):
-            targets[rec.id] = (None, None, "node group recommendations need a node-group "
-                               "layout in GitOps mode, which this repository does not configure")
+            w.problem = ("node group recommendations need a node-group layout in GitOps "
+                         "mode, which this repository does not configure")
             continue
         locs = index.get(rec.target_key, [])
         if not locs:
-            targets[rec.id] = (None, None, f"{rec.targetRef.kind}/{rec.targetRef.name} in "
-                               f"namespace {rec.namespace} is not defined in the repository")
+            w.problem = (f"{rec.target_label} in namespace {rec.namespace} is not defined "
+                         "in the repository")
         elif len(locs) > 1:
-            where = " and ".join(f"{loc.path} (document {loc.doc_index + 1}, line {loc.line})"
-                                 for loc in locs)
-            targets[rec.id] = (None, None, f"ambiguous target: defined in {where}")
+            w.problem = "ambiguous target: defined in " + " and ".join(
+                f"{loc.path} (document {loc.doc_index + 1}, line {loc.line})" for loc in locs)
         else:
-            targets[rec.id] = (locs[0], gitops.read_document(ws.root, locs[0]), "")
+            w.loc = locs[0]
+            w.target = gitops.read_document(ws.root, locs[0])
 
-    history = _history(st, {rec.kind for rec, _ in live})
-    inputs = [policy_input.build(rec, targets[rec.id][1], now=now,
-                                 history={"lastApplied": history.get(rec.target_key)},
+
+def _decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
+            live: Sequence[_Work], now: str) -> None:
+    """Ask policy about the whole batch at once; no answer means deny (the engine's job)."""
+    history = _history(st, {w.rec.kind for w in live})
+    inputs = [policy_input.build(w.rec, w.target, now=now,
+                                 history={"lastApplied": history.get(w.rec.target_key)},
                                  operator_namespace=cfg.operator_namespace)
-              for rec, _ in live]
+              for w in live]
     decisions = engine.decide_many(inputs) if inputs else []
+    for w, dec in zip(live, decisions, strict=True):
+        w.item.decision = dec
 
-    to_write: list[tuple[model.Recommendation, results.ItemResult, gitops.Location]] = []
-    for (rec, item), dec in zip(live, decisions, strict=True):
-        item.decision = dec
-        loc, target, problem = targets[rec.id]
-        status = model.Status(decision=_decision_summary(dec),
-                              projectedSavings=rec.projectedSavings.display()
-                              if rec.projectedSavings else "")
-        if not dec.allow:
-            item.phase = model.REJECTED
-            item.message = "refused by policy"
-            _save_status(st, rec, replace(status, phase=model.REJECTED, message="; ".join(
-                dec.reasons)).with_condition(_condition(
-                    "Approved", False, "PolicyDenied", "; ".join(dec.reasons), now)))
-            continue
-        if dec.mode == "audit":
-            item.phase = model.APPROVED
-            item.message = "audit mode: recorded, not applied"
-            _save_status(st, rec, replace(status, phase=model.APPROVED, message=item.message))
-            continue
-        if loc is None:
-            item.phase = model.FAILED
-            item.message = problem
-            _save_status(st, rec, replace(status, phase=model.FAILED, message=problem)
-                         .with_condition(_condition("Applied", False, "TargetNotFound",
-                                                    problem, now)))
-            continue
-        try:
-            item.plan = planner.plan(rec, dec, target)
-        except errors.PermanentError as e:
-            item.phase = model.FAILED
-            item.message = str(e)
-            _save_status(st, rec, replace(status, phase=model.FAILED, message=str(e)))
-            continue
-        if item.plan.empty:
-            item.phase = model.APPLIED
-            item.message = "the repository already holds these values"
-            _save_status(st, rec, replace(status, phase=model.APPLIED, appliedAt=now,
-                                          message=item.message))
-            continue
-        to_write.append((rec, item, loc))
 
-    if to_write and dry_run:
-        for _, item, _ in to_write:
-            assert item.plan is not None
-            item.phase = model.APPROVED
-            item.message = "dry run: would change " + ", ".join(
-                f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
-                for e in item.plan.resources) + (
-                f" replicas {item.plan.replicas[0]} -> {item.plan.replicas[1]}"
-                if item.plan.replicas else "")
-    elif to_write:
-        branch = gitops.branch_name(cfg.git.branch_prefix, "batch",
-                                    [(r.id, r.spec_dict()) for r, _, _ in to_write])
-        ids = ", ".join(r.id for r, _, _ in to_write)
-        message = (f"dakr: apply {len(to_write)} recommendation(s)\n\n"
-                   f"Recommendations: {ids}\n")
-        written = gitops.write(
-            ws, cfg.git.base, branch,
-            [(r.id, loc, it.plan) for r, it, loc in to_write if it.plan is not None],
-            default_namespace=cfg.git.default_namespace, message=message,
-            retries=cfg.git.push_retries)
-        batch.branch, batch.commit = written.branch, written.commit
-        batch.created_commit = written.created_commit
-        for rec, item, _ in to_write:
-            assert item.plan is not None
-            item.branch, item.commit = written.branch, written.commit
-            item.file, item.lines = written.lines.get(rec.id, ("", []))
-            item.phase = model.APPLYING
-            item.message = f"pull request open on {written.branch}"
-            pr = model.PullRequestRef(url=str(cfg.git.pr_body_path or ""), branch=written.branch,
-                                      commit=written.commit, state="open")
-            assert item.decision is not None
-            _save_status(st, rec, model.Status(
-                phase=model.APPLYING, decision=_decision_summary(item.decision),
-                previous=item.plan.previous(), pullRequest=pr,
-                projectedSavings=rec.projectedSavings.display() if rec.projectedSavings else "",
-                message=item.message,
-            ).with_condition(_condition("PullRequestOpen", True, "Opened",
-                                        f"branch {written.branch}", now)))
-        batch.pr_title = results.pull_request_title(batch.items)
-        batch.pr_body = results.pull_request_body(batch.items, branch=written.branch,
-                                                  base=cfg.git.base)
-        if cfg.git.pr_body_path is not None:
-            _write_if_changed(cfg.git.pr_body_path,
-                              f"# {batch.pr_title}\n\n{batch.pr_body}")
-    return batch
+def _plan(st: store.Store, w: _Work, now: str) -> bool:
+    """Settle what the decision and the target allow; True when there is something to write."""
+    rec, item, dec = w.rec, w.item, w.item.decision
+    assert dec is not None
+    status = model.Status(decision=_decision_summary(dec), projectedSavings=(
+        rec.projectedSavings.display() if rec.projectedSavings else ""))
+    if not dec.allow:
+        item.phase, item.message = model.REJECTED, "refused by policy"
+        reasons = "; ".join(dec.reasons)
+        _save_status(st, rec, replace(status, phase=model.REJECTED, message=reasons)
+                     .with_condition(_condition("Approved", False, "PolicyDenied", reasons, now)))
+        return False
+    if dec.mode == "audit":
+        item.phase, item.message = model.APPROVED, "audit mode: recorded, not applied"
+        _save_status(st, rec, replace(status, phase=model.APPROVED, message=item.message))
+        return False
+    if w.loc is None:
+        item.phase, item.message = model.FAILED, w.problem
+        _save_status(st, rec, replace(status, phase=model.FAILED, message=w.problem)
+                     .with_condition(_condition("Applied", False, "TargetNotFound",
+                                                w.problem, now)))
+        return False
+    try:
+        item.plan = planner.plan(rec, dec, w.target)
+    except errors.PermanentError as e:
+        item.phase, item.message = model.FAILED, str(e)
+        _save_status(st, rec, replace(status, phase=model.FAILED, message=str(e)))
+        return False
+    if item.plan.empty:
+        item.phase, item.message = model.APPLIED, "the repository already holds these values"
+        _save_status(st, rec, replace(status, phase=model.APPLIED, appliedAt=now,
+                                      message=item.message))
+        return False
+    return True
+
+
+def _mark_dry_run(item: results.ItemResult) -> None:
+    assert item.plan is not None
+    changes = [f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
+               for e in item.plan.resources]
+    if item.plan.replicas is not None:
+        changes.append(f"replicas {item.plan.replicas[0]} -> {item.plan.replicas[1]}")
+    item.phase = model.APPROVED
+    item.message = "dry run: would change " + ", ".join(changes)
+
+
+def _execute(ws: git.Workspace, st: store.Store, cfg: settings.Settings,
+             to_write: Sequence[_Work], batch: Batch, now: str) -> None:
+    """One branch, one commit, one push for the batch; then the PR body and the statuses."""
+    branch = gitops.branch_name(cfg.git.branch_prefix, "batch",
+                                [(w.rec.id, w.rec.spec_dict()) for w in to_write])
+    ids = ", ".join(w.rec.id for w in to_write)
+    message = f"dakr: apply {len(to_write)} recommendation(s)\n\nRecommendations: {ids}\n"
+    edits = [(w.rec.id, w.loc, w.item.plan) for w in to_write
+             if w.loc is not None and w.item.plan is not None]
+    written = gitops.write(ws, cfg.git.base, branch, edits,
+                           default_namespace=cfg.git.default_namespace, message=message,
+                           retries=cfg.git.push_retries)
+    batch.branch, batch.commit = written.branch, written.commit
+    batch.created_commit = written.created_commit
+    pr = model.PullRequestRef(url=str(cfg.git.pr_body_path or ""), branch=written.branch,
+                              commit=written.commit, state="open")
+    for w in to_write:
+        item, plan, dec = w.item, w.item.plan, w.item.decision
+        assert plan is not None and dec is not None
+        item.branch, item.commit = written.branch, written.commit
+        item.file, item.lines = written.lines.get(w.rec.id, ("", []))
+        item.phase, item.message = model.APPLYING, f"pull request open on {written.branch}"
+        savings = w.rec.projectedSavings
+        _save_status(st, w.rec, model.Status(
+            phase=model.APPLYING, decision=_decision_summary(dec), previous=plan.previous(),
+            pullRequest=pr, projectedSavings=savings.display() if savings else "",
+            message=item.message,
+        ).with_condition(_condition("PullRequestOpen", True, "Opened",
+                                    f"branch {written.branch}", now)))
+    batch.pr_title = results.pull_request_title(batch.items)
+    batch.pr_body = results.pull_request_body(batch.items, branch=written.branch,
+                                              base=cfg.git.base)
+    if cfg.git.pr_body_path is not None:
+        _write_if_changed(cfg.git.pr_body_path, f"# {batch.pr_title}\n\n{batch.pr_body}")
 
 
 class _ReadOnly:

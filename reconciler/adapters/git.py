@@ -9,7 +9,12 @@ through ``redact`` so a credential never reaches a log, an error or a pull reque
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import git
@@ -27,7 +32,9 @@ def redact(text: str) -> str:
 
 
 def _translate(e: Exception, what: str) -> errors.ReconcilerError:
-    msg = redact(str(getattr(e, "stderr", "") or e)).strip()
+    # git push --porcelain reports "[rejected]" on stdout and the hints on stderr.
+    parts = [str(getattr(e, "stderr", "") or ""), str(getattr(e, "stdout", "") or "")]
+    msg = redact(" ".join(p.strip() for p in parts if p.strip()) or str(e)).strip()
     low = msg.lower()
     if "non-fast-forward" in low or "fetch first" in low or "[rejected]" in low:
         return errors.ConflictError(f"{what}: the remote branch moved ({msg})")
@@ -35,6 +42,36 @@ def _translate(e: Exception, what: str) -> errors.ReconcilerError:
                               "temporarily", "unable to access")):
         return errors.TemporaryError(f"{what}: {msg}")
     return errors.PermanentError(f"{what}: {msg}")
+
+
+@contextlib.contextmanager
+def repo_lock(clone_dir: str | Path, timeout: float = 120.0) -> Iterator[None]:
+    """One writer per working clone at a time, across threads and processes.
+
+    Two batches writing the same repository through one clone would check out branches
+    under each other's feet; the lock (an flock next to the clone) serializes them.
+    Waiting longer than ``timeout`` is a TemporaryError: try the batch again later.
+    """
+    path = Path(f"{clone_dir}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise errors.TemporaryError(
+                        f"another writer holds {path} (waited {timeout:.0f} s)") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def init_bare(path: str | Path) -> None:
@@ -53,6 +90,16 @@ class Workspace:
         self.remote_url = remote_url
         # ref -> {path: blob sha}, valid until the next fetch: one ls-tree per ref per batch.
         self._trees: dict[str, dict[str, str]] = {}
+
+    def close(self) -> None:
+        """Stop GitPython's long-lived cat-file processes."""
+        self.repo.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def root(self) -> Path:
@@ -91,6 +138,15 @@ class Workspace:
 
     def remote_branch_exists(self, branch: str) -> bool:
         return f"origin/{branch}" in [r.name for r in self.repo.remote("origin").refs]
+
+    def foreign_commits(self, base: str, branch: str) -> list[str]:
+        """Commits on ``origin/branch`` (not on base) that this writer did not author."""
+        try:
+            out = self.repo.git.log("--format=%H %ae", f"origin/{base}..origin/{branch}")
+        except git.GitError as e:
+            raise _translate(e, f"git log {branch}") from e
+        return [ln.split()[0] for ln in out.splitlines()
+                if ln.strip() and ln.split()[-1] != AUTHOR_EMAIL]
 
     def head(self) -> str:
         return str(self.repo.head.commit.hexsha)

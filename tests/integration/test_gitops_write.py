@@ -1,0 +1,169 @@
+"""The GitOps writer against real git repositories (a bare origin and clones).
+
+Cases:
+- a push race with another writer (origin's branch advanced between our fetch and our
+  push): the push is rejected as non-fast-forward, we fetch, re-render on top of their
+  commit and push again; both changes are on the branch and their commit is an ancestor
+  of ours (nobody's commit is lost, nothing is force-pushed);
+- a human commit on the branch: the writer leaves that branch alone and proposes its
+  change on `<branch>-2`; the human's commit is untouched;
+- a rerun on a branch that already holds the change makes no commit and still reports
+  the changed lines;
+- nothing to change relative to base: no branch is pushed;
+- credentials in a remote URL never appear in an error message (clone of an unreachable
+  https remote with a token), and `redact` removes userinfo from URLs;
+- the repository lock serializes writers: a second holder times out with a
+  TemporaryError while the first holds it, and gets it once released.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from reconciler import errors, gitops
+from reconciler.adapters import git
+from reconciler.core import planner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sh(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(list(args), cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture()
+def origin(tmp_path: Path) -> Path:
+    from reconciler import demo
+
+    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
+
+
+def plan_cpu(name: str, container: str, old: str, new: str) -> planner.Plan:
+    return planner.Plan(rec_id=f"rec-{name}", kind="Deployment", namespace="default",
+                        name=name, resources=(planner.ValueEdit(container, "requests", "cpu",
+                                                                old, new),))
+
+
+def loc(name: str) -> gitops.Location:
+    return gitops.Location(f"kubernetes-manifests/{name}.yaml", 0, 1)
+
+
+def show(origin: Path, ref: str, path: str) -> str:
+    return sh("git", "--git-dir", str(origin), "show", f"{ref}:{path}")
+
+
+class RacingWorkspace(git.Workspace):
+    """Before its first push, another writer pushes the same branch from another clone."""
+
+    competitor: Path
+    raced = False
+
+    def push(self, branch: str) -> None:
+        if not self.raced:
+            self.raced = True
+            c = self.competitor
+            sh("git", "fetch", "-q", "origin", cwd=c)
+            sh("git", "checkout", "-q", "-B", branch, "origin/main", cwd=c)
+            f = c / "kubernetes-manifests" / "frontend.yaml"
+            f.write_text(f.read_text().replace("cpu: 100m", "cpu: 90m", 1))
+            sh("git", "-c", f"user.email={git.AUTHOR_EMAIL}", "-c", "user.name=other-replica",
+               "commit", "-qam", "other writer", cwd=c)
+            sh("git", "push", "-q", "origin", branch, cwd=c)
+        super().push(branch)
+
+
+def test_push_race_keeps_both_commits(origin: Path, tmp_path: Path) -> None:
+    competitor = tmp_path / "competitor"
+    sh("git", "clone", "-q", str(origin), str(competitor))
+    ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
+    racing = RacingWorkspace(ws.repo, ws.remote_url)
+    racing.competitor = competitor
+    written = gitops.write(racing, "main", "dakr/batch-race",
+                           [("rec-cart", loc("cartservice"),
+                             plan_cpu("cartservice", "server", "200m", "150m"))],
+                           default_namespace="default", message="dakr: race", retries=3)
+    assert racing.raced and written.created_commit
+    theirs = sh("git", "--git-dir", str(origin), "log", "--format=%H %s",
+                "main..dakr/batch-race").splitlines()
+    assert [ln.split(" ", 1)[1] for ln in theirs] == ["dakr: race", "other writer"]
+    assert "cpu: 150m" in show(origin, "dakr/batch-race", "kubernetes-manifests/cartservice.yaml")
+    assert "cpu: 90m" in show(origin, "dakr/batch-race", "kubernetes-manifests/frontend.yaml")
+
+
+def test_human_commit_moves_writer_to_a_new_branch(origin: Path, tmp_path: Path) -> None:
+    ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
+    edits = [("rec-cart", loc("cartservice"), plan_cpu("cartservice", "server", "200m", "150m"))]
+    first = gitops.write(ws, "main", "dakr/batch-h", edits, default_namespace="default",
+                         message="dakr: first")
+    human = tmp_path / "human"
+    sh("git", "clone", "-q", "-b", "dakr/batch-h", str(origin), str(human))
+    f = human / "kubernetes-manifests" / "cartservice.yaml"
+    f.write_text(f.read_text().replace("cpu: 150m", "cpu: 175m", 1))
+    sh("git", "-c", "user.email=alice@example.com", "-c", "user.name=Alice", "commit", "-qam",
+       "reviewer tweak", cwd=human)
+    sh("git", "push", "-q", "origin", "dakr/batch-h", cwd=human)
+    human_head = sh("git", "--git-dir", str(origin), "rev-parse", "dakr/batch-h").strip()
+
+    ws.fetch()
+    second = gitops.write(ws, "main", "dakr/batch-h", edits, default_namespace="default",
+                          message="dakr: again")
+    assert first.branch == "dakr/batch-h"
+    assert second.branch == "dakr/batch-h-2" and second.created_commit
+    assert sh("git", "--git-dir", str(origin), "rev-parse", "dakr/batch-h").strip() == human_head
+    assert "cpu: 175m" in show(origin, "dakr/batch-h", "kubernetes-manifests/cartservice.yaml")
+
+
+def test_rerun_reports_lines_without_commit(origin: Path, tmp_path: Path) -> None:
+    ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
+    edits = [("rec-cart", loc("cartservice"), plan_cpu("cartservice", "server", "200m", "150m"))]
+    a = gitops.write(ws, "main", "dakr/b", edits, default_namespace="default", message="m")
+    b = gitops.write(ws, "main", "dakr/b", edits, default_namespace="default", message="m")
+    assert a.created_commit and not b.created_commit
+    assert a.commit == b.commit
+    assert a.lines == b.lines and a.lines["rec-cart"][1]
+
+
+def test_nothing_to_change_pushes_nothing(origin: Path, tmp_path: Path) -> None:
+    ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
+    edits = [("rec-cart", loc("cartservice"), plan_cpu("cartservice", "server", "200m", "200m"))]
+    w = gitops.write(ws, "main", "dakr/none", edits, default_namespace="default", message="m")
+    assert w.branch == "" and not w.created_commit
+    assert "dakr/none" not in sh("git", "--git-dir", str(origin), "branch")
+
+
+def test_credentials_never_in_errors(tmp_path: Path) -> None:
+    secret = "ghp_S3cr3tT0k3nValue"
+    url = f"https://x-access-token:{secret}@127.0.0.1:9/org/repo.git"
+    with pytest.raises(errors.ReconcilerError) as info:
+        git.Workspace.open(url, tmp_path / "clone", "main")
+    assert secret not in str(info.value)
+    assert secret not in repr(info.value)
+    assert git.redact(f"fatal: unable to access '{url}'") == \
+        "fatal: unable to access 'https://***@127.0.0.1:9/org/repo.git'"
+
+
+def test_repo_lock_serializes_writers(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with git.repo_lock(clone):
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(5)
+    with pytest.raises(errors.TemporaryError, match="another writer"):
+        with git.repo_lock(clone, timeout=0.2):
+            pass
+    release.set()
+    t.join()
+    with git.repo_lock(clone, timeout=1):
+        pass
