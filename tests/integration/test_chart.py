@@ -549,6 +549,8 @@ CRD_EXPECTATIONS: dict[str, dict[str, Any]] = {
             "targetNodeCount",
             "nodesToRemove",
             "priority",
+            "projectedSavings",
+            "source",
         },
         "required": {"recommendationId", "nodeGroup", "action", "targetNodeCount"},
         "actions": ["consolidate", "scale"],
