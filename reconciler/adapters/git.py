@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -74,6 +75,56 @@ def repo_lock(clone_dir: str | Path, timeout: float = 120.0) -> Iterator[None]:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate to the remote. The secret never goes into a URL, a config file,
+    a command line or a message: git asks for it through GIT_ASKPASS, which reads it from
+    this process's environment of the git call only."""
+
+    token: str = ""
+    username: str = "x-access-token"
+    ssh_key: str = ""  # path to a private key for ssh:// or scp-like remotes
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, token={'***' if self.token else ''!r})"
+
+
+_ASKPASS = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s\n' "$DAKR_GIT_USERNAME" ;;
+  *) printf '%s\n' "$DAKR_GIT_PASSWORD" ;;
+esac
+"""
+
+
+def split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """Move ``user:token@`` out of an https URL, so that it is never stored or printed."""
+    m = re.match(r"^(?P<scheme>https?://)(?P<user>[^/@:\s]*)(?::(?P<pw>[^/@\s]*))?@(?P<rest>.*)$",
+                 url)
+    if not m or not m["pw"]:
+        return url, None
+    user = m["user"] or "x-access-token"
+    return m["scheme"] + m["rest"], Credentials(token=m["pw"], username=user)
+
+
+def _git_env(creds: Credentials | None, askpass_dir: Path) -> dict[str, str]:
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    if creds is None:
+        return env
+    if creds.token:
+        askpass_dir.mkdir(parents=True, exist_ok=True)
+        script = askpass_dir / "dakr-askpass.sh"
+        if not script.exists() or script.read_text() != _ASKPASS:
+            script.write_text(_ASKPASS)
+        script.chmod(0o700)
+        env.update(GIT_ASKPASS=str(script), DAKR_GIT_USERNAME=creds.username,
+                   DAKR_GIT_PASSWORD=creds.token)
+    if creds.ssh_key:
+        env["GIT_SSH_COMMAND"] = (f"ssh -i {creds.ssh_key} -o IdentitiesOnly=yes "
+                                  "-o BatchMode=yes")
+    return env
+
+
 def init_bare(path: str | Path) -> None:
     """A bare repository to act as ``origin`` (the demo and the tests use one)."""
     try:
@@ -106,20 +157,30 @@ class Workspace:
         return Path(str(self.repo.working_tree_dir))
 
     @classmethod
-    def open(cls, remote_url: str, dest: str | Path, base: str) -> Workspace:
-        """Clone ``remote_url`` into ``dest`` (or reuse and fetch an existing clone) at ``base``."""
+    def open(cls, remote_url: str, dest: str | Path, base: str,
+             credentials: Credentials | None = None) -> Workspace:
+        """Clone ``remote_url`` into ``dest`` (or reuse and fetch an existing clone) at ``base``.
+
+        A token embedded in ``remote_url`` is taken out of it and handled like
+        ``credentials``: the clone's config only ever holds the bare URL.
+        """
         dest = Path(dest)
+        url, embedded = split_credentials(remote_url)
+        env = _git_env(credentials or embedded, dest.parent)
         try:
             if (dest / ".git").is_dir():
                 repo = git.Repo(str(dest))
-                repo.remote("origin").set_url(remote_url)
+                repo.git.update_environment(**env)
+                repo.remote("origin").set_url(url)
             else:
-                repo = git.Repo.clone_from(remote_url, str(dest), no_checkout=True)
+                repo = git.Repo.clone_from(url, str(dest), no_checkout=True, env=env)
+                repo.git.update_environment(**env)
             with repo.config_writer() as cw:
                 cw.set_value("user", "name", AUTHOR_NAME)
                 cw.set_value("user", "email", AUTHOR_EMAIL)
                 cw.set_value("core", "autocrlf", "false")
-            ws = cls(repo, remote_url)
+                cw.set_value("credential", "helper", "")
+            ws = cls(repo, url)
             ws.fetch()
             if f"origin/{base}" not in [r.name for r in repo.remote("origin").refs]:
                 raise errors.ConfigError(f"base branch {base!r} does not exist in the repository")
@@ -127,7 +188,7 @@ class Workspace:
             repo.git.clean("-fdx")
             return ws
         except git.GitError as e:
-            raise _translate(e, f"clone {redact(remote_url)}") from e
+            raise _translate(e, f"clone {url}") from e
 
     def fetch(self) -> None:
         self._trees.clear()

@@ -160,10 +160,42 @@ def test_repo_lock_serializes_writers(tmp_path: Path) -> None:
     t = threading.Thread(target=holder)
     t.start()
     assert held.wait(5)
-    with pytest.raises(errors.TemporaryError, match="another writer"):
-        with git.repo_lock(clone, timeout=0.2):
-            pass
+    with pytest.raises(errors.TemporaryError, match="another writer"), \
+            git.repo_lock(clone, timeout=0.2):
+        pass
     release.set()
     t.join()
     with git.repo_lock(clone, timeout=1):
         pass
+
+
+def test_token_auth_over_http_never_stored_or_printed(origin: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Clone, commit and push over smart HTTP with a token (a real git http-backend behind
+    Basic auth): it works, the clone's config holds no token, and a wrong token fails with
+    a message that does not contain it."""
+    from tests import gitserver
+
+    secret = "tok_" + "9f8e7d6c5b4a"
+    with gitserver.serve(origin.parent, secret) as srv:
+        url = srv.url("origin.git", with_token=True)
+        ws = git.Workspace.open(url, tmp_path / "clone", "main")
+        with ws:
+            w = gitops.write(ws, "main", "dakr/http",
+                             [("rec-cart", loc("cartservice"),
+                               plan_cpu("cartservice", "server", "200m", "150m"))],
+                             default_namespace="default", message="over http")
+        assert w.created_commit
+        assert "dakr/http" in sh("git", "--git-dir", str(origin), "branch")
+        config = (tmp_path / "clone" / ".git" / "config").read_text()
+        assert secret not in config and srv.url("origin.git") in config
+        for p in (tmp_path / "clone" / ".git").rglob("*"):
+            if p.is_file() and p.stat().st_size < 1_000_000:
+                assert secret.encode() not in p.read_bytes(), p
+
+        wrong = srv.url("origin.git").replace("http://", "http://x-access-token:badtoken1@")
+        with pytest.raises(errors.ReconcilerError) as info:
+            git.Workspace.open(wrong, tmp_path / "clone2", "main")
+        assert "badtoken1" not in str(info.value)
+        assert srv.auth_failures >= 1
+    assert secret not in caplog.text
