@@ -46,7 +46,7 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _decision_summary(d: decision.Decision) -> model.DecisionSummary:
+def decision_summary(d: decision.Decision) -> model.DecisionSummary:
     return model.DecisionSummary(allowed=d.allow, mode=d.mode, reasons=tuple(d.reasons),
                                  warnings=d.warnings, decisionId=d.decision_id)
 
@@ -64,7 +64,7 @@ def _history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dic
     return last
 
 
-def _save_status(st: store.Store, rec: model.Recommendation, status: model.Status) -> None:
+def save_status(st: store.Store, rec: model.Recommendation, status: model.Status) -> None:
     """Write the status unless it already says exactly this; one re-read on a conflict."""
     for _ in range(3):
         cur = st.get(rec.kind, rec.id)
@@ -95,7 +95,7 @@ def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return norm(old) == norm(new)
 
 
-def _condition(type_: str, ok: bool, reason: str, message: str, now: str) -> model.Condition:
+def condition(type_: str, ok: bool, reason: str, message: str, now: str) -> model.Condition:
     return model.Condition(type=type_, status="True" if ok else "False", reason=reason,
                            message=message[:1000], lastTransitionTime=now)
 
@@ -108,14 +108,14 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
 
 
 @dataclass
-class _Work:
+class Work:
     """One valid recommendation on its way through the batch."""
 
     rec: model.Recommendation
     item: results.ItemResult
-    loc: gitops.Location | None = None
-    target: dict[str, Any] | None = None
-    problem: str = ""  # why the target could not be located
+    loc: gitops.Location | None = None  # GitOps: where the manifest is
+    target: dict[str, Any] | None = None  # the manifest or the live object: what policy sees
+    problem: str = ""  # why the target could not be found
 
 
 def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
@@ -127,24 +127,24 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     """
     now = cfg.now or now_rfc3339()
     if dry_run:
-        st = _ReadOnly(st)
+        st = ReadOnly(st)
     batch = Batch()
-    live = _intake(docs, st, batch)
+    live = intake(docs, st, batch)
     with git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base) as ws:
         _locate(ws, cfg, live, batch)
-        _decide(st, engine, cfg, live, now)
-        to_write = [w for w in live if _plan(st, w, now)]
+        decide(st, engine, cfg, live, now)
+        to_write = [w for w in live if plan_item(st, w, now)]
         if dry_run:
             for w in to_write:
-                _mark_dry_run(w.item)
+                mark_dry_run(w.item)
         elif to_write:
             _execute(ws, st, cfg, to_write, batch, now)
     return batch
 
 
-def _intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[_Work]:
+def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
     """Validate and store; return the recommendations that still need work."""
-    valid: list[_Work] = []
+    valid: list[Work] = []
     for p in validation.parse_many(docs):
         if p.recommendation is None:
             batch.items.append(results.ItemResult(
@@ -156,15 +156,15 @@ def _intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[_Work
                                   target=rec.target_label, savings=rec.projectedSavings)
         batch.items.append(item)
         st.upsert(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict())
-        valid.append(_Work(rec, item))
+        valid.append(Work(rec, item))
     # A later recommendation for the same target supersedes an earlier one in the batch.
     latest = {w.rec.target_key: w.rec.id for w in valid}
-    live: list[_Work] = []
+    live: list[Work] = []
     for w in valid:
         if latest[w.rec.target_key] != w.rec.id:
             w.item.phase = model.SUPERSEDED
             w.item.message = f"superseded by {latest[w.rec.target_key]} for the same target"
-            _save_status(st, w.rec, model.Status(phase=model.SUPERSEDED, message=w.item.message))
+            save_status(st, w.rec, model.Status(phase=model.SUPERSEDED, message=w.item.message))
             continue
         stored = st.get(w.rec.kind, w.rec.id)
         if stored is not None and stored.phase in (model.APPLIED, model.ROLLED_BACK):
@@ -175,7 +175,7 @@ def _intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[_Work
     return live
 
 
-def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[_Work],
+def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[Work],
             batch: Batch) -> None:
     """Find each target's manifest with one index over the repository."""
     keys = [w.rec.target_key for w in live if isinstance(w.rec, model.WorkloadRecommendation)]
@@ -198,8 +198,8 @@ def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[_Work],
             w.target = gitops.read_document(ws.root, locs[0])
 
 
-def _decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
-            live: Sequence[_Work], now: str) -> None:
+def decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
+            live: Sequence[Work], now: str) -> None:
     """Ask policy about the whole batch at once; no answer means deny (the engine's job)."""
     history = _history(st, {w.rec.kind for w in live})
     inputs = [policy_input.build(w.rec, w.target, now=now,
@@ -211,43 +211,43 @@ def _decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
         w.item.decision = dec
 
 
-def _plan(st: store.Store, w: _Work, now: str) -> bool:
+def plan_item(st: store.Store, w: Work, now: str) -> bool:
     """Settle what the decision and the target allow; True when there is something to write."""
     rec, item, dec = w.rec, w.item, w.item.decision
     assert dec is not None
-    status = model.Status(decision=_decision_summary(dec), projectedSavings=(
+    status = model.Status(decision=decision_summary(dec), projectedSavings=(
         rec.projectedSavings.display() if rec.projectedSavings else ""))
     if not dec.allow:
         item.phase, item.message = model.REJECTED, "refused by policy"
         reasons = "; ".join(dec.reasons)
-        _save_status(st, rec, replace(status, phase=model.REJECTED, message=reasons)
-                     .with_condition(_condition("Approved", False, "PolicyDenied", reasons, now)))
+        save_status(st, rec, replace(status, phase=model.REJECTED, message=reasons)
+                     .with_condition(condition("Approved", False, "PolicyDenied", reasons, now)))
         return False
     if dec.mode == "audit":
         item.phase, item.message = model.APPROVED, "audit mode: recorded, not applied"
-        _save_status(st, rec, replace(status, phase=model.APPROVED, message=item.message))
+        save_status(st, rec, replace(status, phase=model.APPROVED, message=item.message))
         return False
-    if w.loc is None:
+    if w.target is None:
         item.phase, item.message = model.FAILED, w.problem
-        _save_status(st, rec, replace(status, phase=model.FAILED, message=w.problem)
-                     .with_condition(_condition("Applied", False, "TargetNotFound",
+        save_status(st, rec, replace(status, phase=model.FAILED, message=w.problem)
+                     .with_condition(condition("Applied", False, "TargetNotFound",
                                                 w.problem, now)))
         return False
     try:
         item.plan = planner.plan(rec, dec, w.target)
     except errors.PermanentError as e:
         item.phase, item.message = model.FAILED, str(e)
-        _save_status(st, rec, replace(status, phase=model.FAILED, message=str(e)))
+        save_status(st, rec, replace(status, phase=model.FAILED, message=str(e)))
         return False
     if item.plan.empty:
         item.phase, item.message = model.APPLIED, "the repository already holds these values"
-        _save_status(st, rec, replace(status, phase=model.APPLIED, appliedAt=now,
+        save_status(st, rec, replace(status, phase=model.APPLIED, appliedAt=now,
                                       message=item.message))
         return False
     return True
 
 
-def _mark_dry_run(item: results.ItemResult) -> None:
+def mark_dry_run(item: results.ItemResult) -> None:
     assert item.plan is not None
     changes = [f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
                for e in item.plan.resources]
@@ -258,7 +258,7 @@ def _mark_dry_run(item: results.ItemResult) -> None:
 
 
 def _execute(ws: git.Workspace, st: store.Store, cfg: settings.Settings,
-             to_write: Sequence[_Work], batch: Batch, now: str) -> None:
+             to_write: Sequence[Work], batch: Batch, now: str) -> None:
     """One branch, one commit, one push for the batch; then the PR body and the statuses."""
     branch = gitops.branch_name(cfg.git.branch_prefix, "batch",
                                 [(w.rec.id, w.rec.spec_dict()) for w in to_write])
@@ -280,11 +280,11 @@ def _execute(ws: git.Workspace, st: store.Store, cfg: settings.Settings,
         item.file, item.lines = written.lines.get(w.rec.id, ("", []))
         item.phase, item.message = model.APPLYING, f"pull request open on {written.branch}"
         savings = w.rec.projectedSavings
-        _save_status(st, w.rec, model.Status(
-            phase=model.APPLYING, decision=_decision_summary(dec), previous=plan.previous(),
+        save_status(st, w.rec, model.Status(
+            phase=model.APPLYING, decision=decision_summary(dec), previous=plan.previous(),
             pullRequest=pr, projectedSavings=savings.display() if savings else "",
             message=item.message,
-        ).with_condition(_condition("PullRequestOpen", True, "Opened",
+        ).with_condition(condition("PullRequestOpen", True, "Opened",
                                     f"branch {written.branch}", now)))
     batch.pr_title = results.pull_request_title(batch.items)
     batch.pr_body = results.pull_request_body(batch.items, branch=written.branch,
@@ -293,7 +293,7 @@ def _execute(ws: git.Workspace, st: store.Store, cfg: settings.Settings,
         _write_if_changed(cfg.git.pr_body_path, f"# {batch.pr_title}\n\n{batch.pr_body}")
 
 
-class _ReadOnly:
+class ReadOnly:
     """A store view for dry runs: reads pass through, writes are dropped."""
 
     def __init__(self, inner: store.Store) -> None:
