@@ -164,22 +164,23 @@ def main() -> int:
         docs = files.parse_documents(recs_text)
         cfg = settings.Settings(
             policy=settings.PolicySettings(policy_dir=ROOT / "policies"),
-            git=settings.GitSettings(repo=str(origin), clone_dir=base / "clone",
-                                     pr_body_path=base / "pull-request.md"),
+            git=settings.GitSettings(repo=str(origin), clone_dir=base / "clone"),
             store=settings.StoreSettings(uri=f"sqlite:{base / 'state.db'}"),
+            forge=settings.ForgeSettings(kind="local", state_dir=base),
             now="2026-11-24T10:00:00Z",
         )
         st = wiring.open_store(cfg.store.uri)
         engine = wiring.policy_engine(cfg.policy)
+        prs = wiring.pull_requests(cfg)
         t0 = time.perf_counter()
         try:
-            batch = pipeline.run(docs, cfg, st, engine)
+            batch = pipeline.run(docs, cfg, st, engine, prs)
         except errors.ReconcilerError as e:
             print(f"pipeline failed: {e}")
             return 1
         elapsed = time.perf_counter() - t0
         t1 = time.perf_counter()
-        pipeline.run(docs, cfg, st, engine)
+        pipeline.run(docs, cfg, st, engine, prs)
         rerun = time.perf_counter() - t1
         engine.close()
         st.close()

@@ -80,9 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--store", default="", metavar="URI",
                     help="recommendation store: sqlite:PATH (default: sqlite:STATE_DIR/"
                          "reconciler.db) or kube")
-    ap.add_argument("--pr-body", type=Path, default=None, metavar="FILE",
-                    help="where to write the pull-request body (default: STATE_DIR/"
-                         "pull-request.md)")
+    ap.add_argument("--forge", choices=("local", "github", "gitlab", "gitea"), default="local",
+                    help="where the pull request is opened; local: the branch in the remote "
+                         "and the body in STATE_DIR/pull-request.md (default: %(default)s)")
+    ap.add_argument("--forge-url", default="", metavar="URL",
+                    help="forge API URL (default: api.github.com / gitlab.com; required for "
+                         "gitea)")
+    ap.add_argument("--forge-repo", default="", metavar="OWNER/NAME",
+                    help="repository on the forge (default: derived from --repo)")
+    ap.add_argument("--token-file", default="", metavar="FILE",
+                    help="forge API token, read from this file (never logged)")
+    ap.add_argument("--label", action="append", default=None, metavar="LABEL",
+                    help="label for the pull request; repeatable (default: dakr)")
+    ap.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
+                    help="one branch and pull request per batch, namespace or workload "
+                         "(default: %(default)s)")
     ap.add_argument("--now", default="", metavar="RFC3339",
                     help="the time policies see (default: now); for reproducible runs")
     ap.add_argument("--dry-run", action="store_true",
@@ -138,35 +150,53 @@ def print_batch(batch: pipeline.Batch, output: str) -> None:
         counts[it.phase] = counts.get(it.phase, 0) + 1
     print()
     print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    for pr in batch.pull_requests:
+        print(f"pull request #{pr.number} ({pr.state}) for {pr.branch}: {pr.url}")
     if batch.branch:
         state = "new commit" if batch.created_commit else "no new commit (already up to date)"
         print(f"branch {batch.branch} at {batch.commit[:12]}: {state}")
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def apply_settings(args: argparse.Namespace) -> settings.Settings:
     state = args.state_dir or default_state_dir()
-    docs: list[object] = []
-    for f in args.filename:
-        docs.extend(files.load_documents(f))
-    cfg = settings.Settings(
+    return settings.Settings(
         policy=policy_settings(args),
         git=settings.GitSettings(
             repo=args.repo, base=args.base, default_namespace=args.default_namespace,
-            clone_dir=state / "clones" / _slug(args.repo),
-            pr_body_path=args.pr_body or state / "pull-request.md"),
+            clone_dir=state / "clones" / _slug(args.repo), scope=args.scope),
         store=settings.StoreSettings(uri=args.store or f"sqlite:{state / 'reconciler.db'}"),
+        forge=settings.ForgeSettings(
+            kind=args.forge, url=args.forge_url, repo=args.forge_repo,
+            token_file=args.token_file, state_dir=state,
+            labels=tuple(args.label) if args.label is not None else ("dakr",)),
         now=args.now,
     )
+
+
+def run_batch(cfg: settings.Settings, docs: list[object], *,
+              dry_run: bool = False) -> pipeline.Batch:
+    """Follow open pull requests first (a merge makes history), then run the batch."""
     st = wiring.open_store(cfg.store.uri)
-    engine = wiring.policy_engine(cfg.policy)
     try:
-        batch = pipeline.run(docs, cfg, st, engine, dry_run=args.dry_run)
+        engine = wiring.policy_engine(cfg.policy)
+        try:
+            prs = wiring.pull_requests(cfg)
+            if not dry_run:
+                pipeline.follow_pull_requests(st, prs, cfg.now or pipeline.now_rfc3339())
+            return pipeline.run(docs, cfg, st, engine, prs, dry_run=dry_run)
+        finally:
+            engine.close()
     finally:
-        engine.close()
         st.close()
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    docs: list[object] = []
+    for f in args.filename:
+        docs.extend(files.load_documents(f))
+    cfg = apply_settings(args)
+    batch = run_batch(cfg, docs, dry_run=args.dry_run)
     print_batch(batch, args.output)
-    if args.output == "text" and batch.branch and cfg.git.pr_body_path is not None:
-        print(f"pull-request body: {cfg.git.pr_body_path}")
     return 0
 
 

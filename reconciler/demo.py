@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from reconciler import cli, errors, pipeline, settings, wiring
+from reconciler import cli, errors, settings
 from reconciler.adapters import files, git
 
 MANIFEST_DIR = "kubernetes-manifests"
@@ -52,19 +52,13 @@ def run(args: argparse.Namespace) -> int:
     pr_body = workdir / "pull-request.md"
     cfg = settings.Settings(
         policy=cli.policy_settings(args),
-        git=settings.GitSettings(repo=str(origin), base="main", clone_dir=workdir / "clone",
-                                 pr_body_path=pr_body),
+        git=settings.GitSettings(repo=str(origin), base="main", clone_dir=workdir / "clone"),
         store=settings.StoreSettings(uri=f"sqlite:{workdir / 'state' / 'reconciler.db'}"),
+        forge=settings.ForgeSettings(kind="local", state_dir=workdir),
         now=args.now,
     )
     docs = files.load_documents(args.filename)
-    st = wiring.open_store(cfg.store.uri)
-    engine = wiring.policy_engine(cfg.policy)
-    try:
-        batch = pipeline.run(docs, cfg, st, engine)
-    finally:
-        engine.close()
-        st.close()
+    batch = cli.run_batch(cfg, docs)
     if args.output == "json":
         cli.print_batch(batch, "json")
         return 0
@@ -84,6 +78,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  git --git-dir {origin} log --oneline main..{batch.branch}")
         print(f"  git --git-dir {origin} diff main {batch.branch}")
         print(f"  less {pr_body}")
-        print(f"  reconciler apply -f {args.filename} --repo {origin} "
-              f"--state-dir {workdir}   # rerun: no new commit")
+        print(f"  reconciler demo --workdir {workdir}   # again: no new commit, no new PR")
     return 0

@@ -117,6 +117,13 @@ def branch_name(prefix: str, scope: str, items: Sequence[tuple[str, Mapping[str,
     return f"{prefix}{scope}-{h.hexdigest()[:10]}"
 
 
+def scope_branch(prefix: str, ident: str) -> str:
+    """``dakr/<ident>-<hash>`` for a namespace or workload scope: stable for the scope, so
+    later changes to the same workload land on the same branch and pull request."""
+    slug = re.sub(r"[^a-z0-9.-]+", "-", ident.lower()).strip("-.")[:80] or "scope"
+    return f"{prefix}{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+
+
 @dataclass(frozen=True)
 class Written:
     branch: str

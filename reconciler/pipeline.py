@@ -12,11 +12,10 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from reconciler import errors, gitops, settings
-from reconciler.adapters import git, opa, store
+from reconciler.adapters import forge, git, opa, store
 from reconciler.core import decision, model, planner, policy_input, results, validation
 
 log = logging.getLogger(__name__)
@@ -28,13 +27,14 @@ class Batch:
     branch: str = ""
     commit: str = ""
     created_commit: bool = False
-    pr_body: str = ""
-    pr_title: str = ""
+    pull_requests: list[forge.PullRequest] = field(default_factory=list)
     stats: gitops.IndexStats = field(default_factory=gitops.IndexStats)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "results": [it.to_json() for it in self.items],
+            "pullRequests": [{"number": p.number, "url": p.url, "branch": p.branch,
+                              "state": p.state} for p in self.pull_requests],
             "branch": self.branch,
             "commit": self.commit,
             "createdCommit": self.created_commit,
@@ -101,10 +101,10 @@ def condition(type_: str, ok: bool, reason: str, message: str, now: str) -> mode
 
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
-        engine: opa.PolicyEngine, *, dry_run: bool = False) -> Batch:
+        engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False) -> Batch:
     """Run one batch in GitOps mode, holding the lock of the repository's working clone."""
     with git.repo_lock(cfg.git.clone_dir):
-        return _run(docs, cfg, st, engine, dry_run=dry_run)
+        return _run(docs, cfg, st, engine, prs, dry_run=dry_run)
 
 
 @dataclass
@@ -119,7 +119,7 @@ class Work:
 
 
 def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
-         engine: opa.PolicyEngine, *, dry_run: bool = False) -> Batch:
+         engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False) -> Batch:
     """Run one batch in GitOps mode against ``cfg.git.repo``.
 
     With ``dry_run`` everything is decided and planned but nothing is written: no record,
@@ -138,7 +138,8 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
             for w in to_write:
                 mark_dry_run(w.item)
         elif to_write:
-            _execute(ws, st, cfg, to_write, batch, now)
+            for branch, group in _branches(cfg.git, to_write):
+                _execute(ws, st, prs, cfg, branch, group, batch, now)
     return batch
 
 
@@ -167,12 +168,41 @@ def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
             save_status(st, w.rec, model.Status(phase=model.SUPERSEDED, message=w.item.message))
             continue
         stored = st.get(w.rec.kind, w.rec.id)
-        if stored is not None and stored.phase in (model.APPLIED, model.ROLLED_BACK):
+        if stored is not None and stored.phase in (model.APPLIED, model.ROLLED_BACK,
+                                                   model.SUPERSEDED):
             w.item.phase = stored.phase
             w.item.message = f"already {stored.phase.lower()}: nothing to do"
             continue
+        if stored is not None and stored.phase == model.REJECTED and any(
+                c.get("reason") == forge.REASON_CLOSED
+                for c in stored.status.get("conditions", [])):
+            # A reviewer closed its pull request: not proposed again until a newer
+            # recommendation (another id, or this id with a new spec) comes.
+            w.item.phase = model.REJECTED
+            w.item.message = "its pull request was closed without merging: not proposed again"
+            continue
         live.append(w)
+    _supersede_older(st, live)
     return live
+
+
+def _supersede_older(st: store.Store, live: Sequence[Work]) -> None:
+    """A newer recommendation for a target replaces any older one still in flight."""
+    newest = {w.rec.target_key: w.rec.id for w in live}
+    kinds = {w.rec.kind for w in live}
+    for kind in kinds:
+        for phase in (model.PENDING, model.APPROVED, model.APPLYING):
+            for r in st.list(kind=kind, phase=phase):
+                key = model.target_key_of(r.kind, r.namespace, r.spec)
+                if key in newest and newest[key] != r.id:
+                    status = dict(r.status)
+                    status.update(phase=model.SUPERSEDED,
+                                  message=f"superseded by {newest[key]}")
+                    try:
+                        st.update_status(r.kind, r.id, status, r.resource_version)
+                    except errors.ConflictError:
+                        log.info("%s changed while superseding it; left for the next batch",
+                                 r.id)
 
 
 def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[Work],
@@ -257,40 +287,106 @@ def mark_dry_run(item: results.ItemResult) -> None:
     item.message = "dry run: would change " + ", ".join(changes)
 
 
-def _execute(ws: git.Workspace, st: store.Store, cfg: settings.Settings,
-             to_write: Sequence[Work], batch: Batch, now: str) -> None:
-    """One branch, one commit, one push for the batch; then the PR body and the statuses."""
-    branch = gitops.branch_name(cfg.git.branch_prefix, "batch",
-                                [(w.rec.id, w.rec.spec_dict()) for w in to_write])
-    ids = ", ".join(w.rec.id for w in to_write)
-    message = f"dakr: apply {len(to_write)} recommendation(s)\n\nRecommendations: {ids}\n"
-    edits = [(w.rec.id, w.loc, w.item.plan) for w in to_write
+def follow_pull_requests(st: store.Store, prs: forge.Forge, now: str) -> list[results.ItemResult]:
+    """Carry open pull requests to their end: merged -> Applied (at the merge time), closed
+    without merge -> Rejected (PullRequestClosed, not proposed again)."""
+    out: list[results.ItemResult] = []
+    for kind in model.KINDS:
+        for r in st.list(kind=kind, phase=model.APPLYING):
+            ref = r.status.get("pullRequest") or {}
+            number = ref.get("number")
+            if not isinstance(number, int) or number <= 0:
+                continue
+            phase, applied_at = forge.follow(prs, number)
+            if phase == model.APPLYING:
+                continue
+            status = dict(r.status)
+            conds = [c for c in status.get("conditions", []) if c.get("type") != "Applied"]
+            if phase == model.APPLIED:
+                status.update(phase=phase, appliedAt=applied_at or now,
+                              message=f"pull request #{number} merged")
+                conds.append(condition("Applied", True, "PullRequestMerged",
+                                       f"#{number} merged", now).to_dict())
+            else:
+                status.update(phase=phase, message=f"pull request #{number} closed unmerged")
+                conds.append(condition("Applied", False, forge.REASON_CLOSED,
+                                       f"#{number} closed without merging", now).to_dict())
+            status["pullRequest"] = {**ref, "state": forge.MERGED if phase == model.APPLIED
+                                     else forge.CLOSED}
+            status["conditions"] = conds
+            try:
+                st.update_status(r.kind, r.id, status, r.resource_version)
+            except errors.ConflictError:
+                continue  # someone else moved it; the next pass looks again
+            out.append(results.ItemResult(
+                id=r.id, kind=r.kind, namespace=r.namespace, phase=phase,
+                target="/".join(model.target_key_of(r.kind, r.namespace, r.spec)[1:]),
+                message=str(status["message"]), pull_request=str(ref.get("url", ""))))
+    return out
+
+
+def _branches(g: settings.GitSettings,
+              to_write: Sequence[Work]) -> list[tuple[str, list[Work]]]:
+    """Group the batch by the configured scope into deterministic branch names.
+
+    ``batch``: one branch named after the changes themselves (a rerun finds it again).
+    ``namespace`` / ``workload``: one branch per namespace or workload, named after it, so a
+    newer recommendation for the same workload updates the same branch and pull request.
+    """
+    if g.scope == "batch":
+        name = gitops.branch_name(g.branch_prefix, "batch",
+                                  [(w.rec.id, w.rec.spec_dict()) for w in to_write])
+        return [(name, list(to_write))]
+    groups: dict[str, list[Work]] = {}
+    for w in to_write:
+        ns, kind, target = w.rec.target_key
+        ident = ns if g.scope == "namespace" else f"{ns}-{kind}-{target}"
+        groups.setdefault(gitops.scope_branch(g.branch_prefix, ident), []).append(w)
+    return sorted(groups.items())
+
+
+def _execute(ws: git.Workspace, st: store.Store, prs: forge.Forge, cfg: settings.Settings,
+             branch: str, group: Sequence[Work], batch: Batch, now: str) -> None:
+    """One branch, one commit, one push, one pull request; then the statuses."""
+    ids = ", ".join(w.rec.id for w in group)
+    message = f"dakr: apply {len(group)} recommendation(s)\n\nRecommendations: {ids}\n"
+    edits = [(w.rec.id, w.loc, w.item.plan) for w in group
              if w.loc is not None and w.item.plan is not None]
     written = gitops.write(ws, cfg.git.base, branch, edits,
                            default_namespace=cfg.git.default_namespace, message=message,
                            retries=cfg.git.push_retries)
-    batch.branch, batch.commit = written.branch, written.commit
-    batch.created_commit = written.created_commit
-    pr = model.PullRequestRef(url=str(cfg.git.pr_body_path or ""), branch=written.branch,
-                              commit=written.commit, state="open")
-    for w in to_write:
+    if not batch.branch:
+        batch.branch, batch.commit = written.branch, written.commit
+        batch.created_commit = written.created_commit
+    items = [w.item for w in group]
+    for w in group:
+        w.item.branch, w.item.commit = written.branch, written.commit
+        w.item.file, w.item.lines = written.lines.get(w.rec.id, ("", []))
+    pr: forge.PullRequest | None = None
+    if written.branch:
+        title = results.pull_request_title(items)
+        body = results.pull_request_body(batch.items if cfg.git.scope == "batch" else items,
+                                         branch=written.branch, base=cfg.git.base)
+        pr = prs.open_or_update(branch=written.branch, base=cfg.git.base, title=title,
+                                body=body, labels=cfg.forge.labels)
+        batch.pull_requests.append(pr)
+    ref = model.PullRequestRef(url=pr.url if pr else "", number=pr.number if pr else 0,
+                               branch=written.branch, commit=written.commit,
+                               state=pr.state if pr else "")
+    for w in group:
         item, plan, dec = w.item, w.item.plan, w.item.decision
         assert plan is not None and dec is not None
-        item.branch, item.commit = written.branch, written.commit
-        item.file, item.lines = written.lines.get(w.rec.id, ("", []))
-        item.phase, item.message = model.APPLYING, f"pull request open on {written.branch}"
+        item.pull_request = ref.url
+        item.phase = model.APPLYING
+        item.message = (f"pull request #{ref.number} open on {written.branch}" if pr
+                        else "the branch already holds these values")
         savings = w.rec.projectedSavings
         save_status(st, w.rec, model.Status(
             phase=model.APPLYING, decision=decision_summary(dec), previous=plan.previous(),
-            pullRequest=pr, projectedSavings=savings.display() if savings else "",
+            pullRequest=ref, projectedSavings=savings.display() if savings else "",
             message=item.message,
         ).with_condition(condition("PullRequestOpen", True, "Opened",
-                                    f"branch {written.branch}", now)))
-    batch.pr_title = results.pull_request_title(batch.items)
-    batch.pr_body = results.pull_request_body(batch.items, branch=written.branch,
-                                              base=cfg.git.base)
-    if cfg.git.pr_body_path is not None:
-        _write_if_changed(cfg.git.pr_body_path, f"# {batch.pr_title}\n\n{batch.pr_body}")
+                                   f"#{ref.number} on {written.branch}", now)))
 
 
 class ReadOnly:
@@ -324,9 +420,3 @@ class ReadOnly:
 
     def close(self) -> None:
         self._inner.close()
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")

@@ -23,8 +23,18 @@ class GitSettings:
     clone_dir: Path = Path("state/clone")
     default_namespace: str = "default"  # manifests without metadata.namespace deploy here
     branch_prefix: str = "dakr/"
-    pr_body_path: Path | None = None     # local forge: where the pull-request body is written
+    scope: str = "batch"       # one branch per: batch | namespace | workload
     push_retries: int = 3
+
+
+@dataclass(frozen=True)
+class ForgeSettings:
+    kind: str = "local"        # local | github | gitlab | gitea
+    url: str = ""              # API base URL (empty: github.com / gitlab.com)
+    repo: str = ""             # owner/name; empty: derived from the remote URL
+    token_file: str = ""       # read once at start; never logged
+    labels: tuple[str, ...] = ("dakr",)
+    state_dir: Path = Path("state")  # local forge: PR records and bodies
 
 
 @dataclass(frozen=True)
@@ -37,5 +47,6 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     git: GitSettings = field(default_factory=GitSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    forge: ForgeSettings = field(default_factory=ForgeSettings)
     operator_namespace: str = "dakr-operator"
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler import errors, settings
-from reconciler.adapters import opa, sqlite_store, store
+from reconciler.adapters import forge, git, opa, sqlite_store, store
 
 
 def open_store(uri: str) -> store.Store:
@@ -21,13 +21,26 @@ def open_store(uri: str) -> store.Store:
     raise errors.ConfigError(f"unknown store {uri!r}: expected sqlite:PATH or kube")
 
 
+def read_secret(path: str, what: str) -> str | None:
+    """A secret from a file (a mounted Secret), stripped; None when no file is configured."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as e:
+        raise errors.ConfigError(f"cannot read {what} file {path}: {e.strerror}") from e
+
+
+def pull_requests(s: settings.Settings) -> forge.Forge:
+    """The forge that carries the batch's pull request (a local one needs nothing)."""
+    token = read_secret(s.forge.token_file, "forge token")
+    remote, _ = git.split_credentials(s.git.repo)
+    return forge.from_settings(s.forge.kind, s.forge.url, s.forge.repo, token,
+                               s.forge.state_dir, remote)
+
+
 def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
-    token = None
-    if s.token_file:
-        try:
-            token = Path(s.token_file).read_text().strip()
-        except OSError as e:
-            raise errors.ConfigError(f"cannot read token file {s.token_file}: {e.strerror}") from e
+    token = read_secret(s.token_file, "OPA token")
     if s.opa_url:
         return opa.SidecarEngine(s.opa_url, timeout=s.timeout, token=token)
     if not s.policy_dir.is_dir():
