@@ -1,0 +1,190 @@
+"""Policy engine benchmark: how fast the default library decides, embedded and sidecar.
+
+Prints, for the same N generated inputs (default 10,000, built from the shared samples in
+rego-tests/data/samples.json with varied numbers, namespaces and kinds):
+
+- embedded engine, one decide() per input: decisions/s, p50/p99 latency;
+- embedded engine, decide_many() in batches of 1,000 (one engine call per batch);
+- sidecar path: SidecarEngine over loopback HTTP (keep-alive) to the Data API test server
+  (tests/opaserver, which runs the same embedded engine in this process);
+- naive baselines: a fresh engine per decision, and the sidecar without keep-alive;
+- the cost of one policy reload, and the process's peak memory.
+
+Goals (issue 3): embedded >= 5,000 decisions/s on one core with the full library; a batch
+of 1,000 in < 0.5 s.
+
+    .venv/bin/python bench/bench_policy.py [--n 10000] [--sidecar-n N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from reconciler.adapters import opa  # noqa: E402
+from tests.opaserver import OpaServer, samples  # noqa: E402
+
+MI = 1048576
+
+
+def make_inputs(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """N varied inputs: mostly rightsizing (the common case), some replicas, HPA, nodes."""
+    rnd = random.Random(seed)
+    base = samples.load()
+    out: list[dict[str, Any]] = []
+    namespaces = ["default", "shop", "payments", "kube-system", "team-a", "team-b"]
+    for i in range(n):
+        r = rnd.random()
+        if r < 0.7:
+            inp = copy.deepcopy(base["rightsizing"])
+            srv = inp["normalized"]["containers"]["server"]["proposed"]
+            srv["requests"]["cpu"] = round(rnd.uniform(0.01, 0.6), 3)
+            srv["requests"]["memory"] = rnd.randint(16, 400) * MI
+            inp["recommendation"]["spec"]["confidence"] = round(rnd.uniform(0.5, 1.0), 2)
+        elif r < 0.85:
+            inp = copy.deepcopy(base["replica_scaling"])
+            n_rep = rnd.randint(0, 15)
+            inp["normalized"]["replicas"]["proposed"] = n_rep
+            inp["recommendation"]["spec"]["replicas"] = n_rep
+        elif r < 0.93:
+            inp = copy.deepcopy(base["hpa_scaling"])
+            lo = rnd.randint(1, 6)
+            inp["recommendation"]["spec"]["hpa"] = {"minReplicas": lo, "maxReplicas": lo + 4}
+        else:
+            inp = copy.deepcopy(base["nodegroup"])
+            inp["cluster"]["nodes"][0]["pods"][0]["pdbDisruptionsAllowed"] = rnd.randint(0, 2)
+        if inp["recommendation"]["kind"] == "WorkloadRecommendation":
+            inp["recommendation"]["metadata"]["namespace"] = rnd.choice(namespaces)
+            inp["recommendation"]["spec"]["recommendationId"] = f"rec-{i:05d}"
+        out.append(inp)
+    return out
+
+
+def pct(sorted_values: Sequence[float], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def time_each(
+    fn: Callable[[dict[str, Any]], Any], inputs: Sequence[dict[str, Any]]
+) -> dict[str, float]:
+    lat: list[float] = []
+    start = time.perf_counter()
+    for inp in inputs:
+        t = time.perf_counter()
+        fn(inp)
+        lat.append(time.perf_counter() - t)
+    total = time.perf_counter() - start
+    lat.sort()
+    return {"n": len(inputs), "total_s": total, "per_s": len(inputs) / total,
+            "p50_ms": pct(lat, 50) * 1000, "p99_ms": pct(lat, 99) * 1000}
+
+
+def line(name: str, r: dict[str, float]) -> str:
+    return (f"{name:<44} {r['n']:>6.0f} decisions  {r['per_s']:>8.0f}/s  "
+            f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--sidecar-n", type=int, default=None, help="default: --n")
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true", help="n=1000, short baselines")
+    args = ap.parse_args(argv)
+    n = 1000 if args.quick else args.n
+    sidecar_n = args.sidecar_n or n
+    inputs = make_inputs(n)
+    print(f"policy benchmark: {n} inputs, policies {samples.POLICIES}")
+
+    eng = opa.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+    assert eng.last_error is None, eng.last_error
+    for inp in inputs[:50]:
+        eng.decide(inp)  # warm caches
+
+    single = time_each(eng.decide, inputs)
+    print(line("embedded decide()", single))
+
+    batch_times: list[float] = []
+    decided = 0
+    for i in range(0, n, args.batch):
+        chunk = inputs[i:i + args.batch]
+        t = time.perf_counter()
+        decided += len(eng.decide_many(chunk))
+        batch_times.append(time.perf_counter() - t)
+    total = sum(batch_times)
+    print(f"{'embedded decide_many() batches of ' + str(args.batch):<44} {decided:>6} decisions  "
+          f"{decided / total:>8.0f}/s  batch mean {statistics.mean(batch_times):.3f} s  "
+          f"max {max(batch_times):.3f} s")
+
+    # Agreement check: batch and single answers must be the same decisions.
+    sample = inputs[: min(200, n)]
+    a = [(d.allow, d.mode, d.deny, d.bounds) for d in eng.decide_many(sample)]
+    b = [(d.allow, d.mode, d.deny, d.bounds) for d in map(eng.decide, sample)]
+    assert a == b, "batch and single decisions differ"
+    allowed = sum(1 for d in eng.decide_many(inputs[:1000]) if d.allow)
+    print(f"  (of the first 1000 inputs {allowed} allowed; batch == single on {len(sample)})")
+
+    reloads: list[float] = []
+    for _ in range(5):
+        t = time.perf_counter()
+        assert eng.reload(force=True)
+        reloads.append(time.perf_counter() - t)
+    mean_ms = statistics.mean(reloads) * 1000
+    print(f"{'reload (parse + compile + warm-up)':<44} mean {mean_ms:.0f} ms"
+          f"  min {min(reloads) * 1000:.0f} ms")
+
+    with OpaServer(engine=opa.EmbeddedEngine(samples.POLICIES, reload_interval=-1)) as srv:
+        side = opa.SidecarEngine(srv.url, timeout=10)
+        r = time_each(side.decide, inputs[:sidecar_n])
+        print(line("sidecar keep-alive (loopback, test server)", r))
+        side.close()
+        naive_n = min(sidecar_n, 200 if args.quick else 1000)
+
+        def no_keepalive(inp: dict[str, Any]) -> Any:
+            with requests.Session() as s:
+                return opa.SidecarEngine(srv.url, timeout=10, session=s).decide(inp)
+
+        r2 = time_each(no_keepalive, inputs[:naive_n])
+        print(line("naive: sidecar, new connection per call", r2))
+        print(f"  keep-alive speed-up: x{r['per_s'] / r2['per_s']:.2f}")
+
+    fresh_n = 10 if args.quick else 30
+
+    def fresh(inp: dict[str, Any]) -> Any:
+        e = opa.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+        try:
+            return e.decide(inp)
+        finally:
+            e.close()
+
+    r3 = time_each(fresh, inputs[:fresh_n])
+    print(line("naive: fresh embedded engine per decision", r3))
+    print(f"  long-lived engine speed-up: x{single['per_s'] / r3['per_s']:.0f}")
+    eng.close()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak memory (ru_maxrss): {peak_kib / 1024:.0f} MiB")
+    goal_single = "met" if single["per_s"] >= 5000 else "NOT met"
+    goal_batch = "met" if max(batch_times) < 0.5 else "NOT met"
+    print(f"goal >= 5000 decisions/s single: {goal_single}; "
+          f"batch of {args.batch} < 0.5 s: {goal_batch}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

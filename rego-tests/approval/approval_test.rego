@@ -1,0 +1,35 @@
+package dakr.approval_test
+
+import data.fixtures as f
+
+test_auto_goes_direct if f.mode(f.rightsizing) == "direct"
+
+test_auto_with_gitops_apply_mode if f.mode(f.rightsizing) == "gitops" with data.config.defaults.applyMode as "gitops"
+
+test_audit_only if f.mode(f.rightsizing) == "audit" with data.config.defaults.approval as "audit"
+
+test_audit_warns if f.warned(f.rightsizing, "audit-only") with data.config.defaults.approval as "audit"
+
+test_audit_beats_gitops if f.mode(f.labelled("argocd.argoproj.io/instance", "shop")) == "audit" with data.config.defaults.approval as "audit"
+
+test_review_goes_gitops if f.mode(f.rightsizing) == "gitops" with data.config.defaults.approval as "review"
+
+test_review_warns if f.warned(f.rightsizing, "requires review") with data.config.defaults.approval as "review"
+
+test_source_asks_review if f.mode(f.spec("autoApply", false)) == "gitops"
+
+test_source_review_warns if f.warned(f.spec("autoApply", false), "autoApply: false")
+
+test_missing_auto_apply_is_auto if f.mode(json.remove(f.rightsizing, ["/recommendation/spec/autoApply"])) == "direct"
+
+test_managed_goes_gitops if f.mode(f.cluster("gitops", {"tool": "argocd"})) == "gitops"
+
+test_managed_warns if f.warned(f.cluster("gitops", {"tool": "argocd"}), "managed by argocd")
+
+test_payments_rule_reviews if f.mode(f.in_namespace("payments")) == "gitops"
+
+test_bad_approval if f.denies(f.rightsizing, "InvalidConfig") with data.config.defaults.approval as "sometimes"
+
+test_bad_apply_mode if f.denies(f.rightsizing, "InvalidConfig") with data.config.defaults.applyMode as "kubectl"
+
+test_good_config if not f.denies(f.rightsizing, "InvalidConfig")
