@@ -36,7 +36,6 @@ from reconciler.adapters import store as store_api
 _ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
-pytest.register_assert_rewrite("tests.store_contract")  # detailed assert messages there too
 
 from tests import store_contract  # noqa: E402
 
