@@ -29,5 +29,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+proto: $(STAMP)
+	$(PY) -m reconciler.stream.generate
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

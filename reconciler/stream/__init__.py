@@ -1,0 +1,1 @@
+"""The recommendation stream: protocol code (``gen``), client, reference platform."""
