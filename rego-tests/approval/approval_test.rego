@@ -2,9 +2,9 @@ package dakr.approval_test
 
 import data.fixtures as f
 
-test_auto_goes_direct if f.mode(f.rightsizing) == "direct"
+test_auto_goes_gitops_by_default if f.mode(f.rightsizing) == "gitops"
 
-test_auto_with_gitops_apply_mode if f.mode(f.rightsizing) == "gitops" with data.config.defaults.applyMode as "gitops"
+test_auto_with_direct_apply_mode if f.mode(f.rightsizing) == "direct" with data.config.defaults.applyMode as "direct"
 
 test_audit_only if f.mode(f.rightsizing) == "audit" with data.config.defaults.approval as "audit"
 
@@ -20,11 +20,11 @@ test_source_asks_review if f.mode(f.spec("autoApply", false)) == "gitops"
 
 test_source_review_warns if f.warned(f.spec("autoApply", false), "autoApply: false")
 
-test_missing_auto_apply_is_auto if f.mode(json.remove(f.rightsizing, ["/recommendation/spec/autoApply"])) == "direct"
+test_missing_auto_apply_is_auto if f.mode(json.remove(f.rightsizing, ["/recommendation/spec/autoApply"])) == "direct" with data.config.defaults.applyMode as "direct"
 
 test_managed_goes_gitops if f.mode(f.cluster("gitops", {"tool": "argocd"})) == "gitops"
 
-test_managed_warns if f.warned(f.cluster("gitops", {"tool": "argocd"}), "managed by argocd")
+test_managed_warns if f.warned(f.cluster("gitops", {"tool": "argocd"}), "managed by argocd") with data.config.defaults.applyMode as "direct"
 
 test_payments_rule_reviews if f.mode(f.in_namespace("payments")) == "gitops"
 

@@ -6,7 +6,7 @@ test_sample_is_allowed if f.allows(f.rightsizing)
 
 test_document_shape if {
 	d := f.decision(f.rightsizing)
-	d == {"allow": true, "mode": "direct", "deny": [], "warnings": []}
+	d == {"allow": true, "mode": "gitops", "deny": [], "warnings": []}
 }
 
 test_deny_entries_are_rule_and_msg if {

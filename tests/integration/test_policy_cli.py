@@ -167,7 +167,7 @@ def test_eval_bare_recommendation(tmp_path: Path, capsys: pytest.CaptureFixture[
     f = write(tmp_path, "rec.yaml", REC)
     code, out = run(["policy", "eval", "--input", f, "--now", "2026-11-24T10:00:00Z"], capsys)
     assert code == 0
-    assert out.startswith("rec-0001: DENY (mode direct)")
+    assert out.startswith("rec-0001: DENY (mode gitops)")
     assert "deny     MinimumConfidence: confidence 0.5 is below the minimum 0.7" in out
 
 
