@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--manifests", type=Path,
                     default=PROJECT_ROOT / "examples" / "microservices-demo", metavar="DIR",
                     help="manifests that seed the demo repository (default: %(default)s)")
+    dp.add_argument("--source", choices=("stream", "file"), default="stream",
+                    help="stream: serve the file from the reference gRPC platform on "
+                         "loopback and ingest it over the stream; file: read it directly "
+                         "(default: %(default)s)")
     dp.add_argument("--now", default="", metavar="RFC3339", help="the time policies see")
     _add_policy_flags(dp)
     _add_output_flag(dp)
@@ -234,3 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` or a closed pager: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

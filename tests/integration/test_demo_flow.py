@@ -2,12 +2,15 @@
 embedded OPA engine.
 
 Cases:
-- `reconciler demo --workdir DIR`: a bare origin at DIR/origin.git gets one branch
-  dakr/batch-<hash> with exactly one commit; every line of its diff is a resource value or a
-  replicas line (nothing else moves); the PR body at DIR/pull-request.md has the
-  per-workload tables and the refused items with their reasons; the store records phases,
+- `reconciler demo --workdir DIR` (recommendations served by the reference gRPC platform on
+  loopback and ingested over the stream: 14 acked, the malformed one nacked): a bare origin
+  at DIR/origin.git gets one branch dakr/batch-<hash> with exactly one commit; every line
+  of its diff is a resource value or a replicas line (nothing else moves); the PR body at
+  DIR/pull-request.md has the per-workload tables and the refused items with their reasons; the store records phases,
   decisions and previous values;
-- running the demo again with the same DIR makes no second commit and changes no byte;
+- running the demo again with the same DIR makes no second commit and changes no byte (the
+  stream redelivers everything; the store sees 14 duplicates);
+- `--source file` reads the file directly and gives the same branch;
 - `reconciler apply --output json`: one object {"results": [...]}, per item id, phase,
   decision (allowed, mode, reasons), errors naming fields for the malformed one, and
   branch/commit for the applied ones; exit code 0 although some are refused;
@@ -56,6 +59,8 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture
     (branch,) = branches(origin)
     assert re.fullmatch(r"dakr/batch-[0-9a-f]{10}", branch)
     assert branch in out and "new commit" in out
+    assert "received over gRPC from the reference platform" in out
+    assert "14 stored and acked, 0 duplicates, 1 nacked" in out
     commits = git("--git-dir", str(origin), "rev-list", f"main..{branch}").split()
     assert len(commits) == 1
     message = git("--git-dir", str(origin), "log", "-1", "--format=%B", branch)
@@ -107,6 +112,7 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert rc == 0
     assert "no new commit" in out
+    assert "0 stored and acked, 14 duplicates, 1 nacked" in out
     assert git("--git-dir", str(origin), "rev-parse", branch) == head
     assert branches(origin) == [branch]
     assert (tmp_path / "pull-request.md").read_bytes() == body_before
@@ -215,3 +221,14 @@ def test_unusable_input_exits_2(origin: Path, tmp_path: Path,
     assert rc == 2
     assert needle in err
     assert branches(origin) == []
+
+
+def test_demo_from_file_gives_the_same_branch(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--workdir", str(tmp_path / "a"), "--now", NOW]) == 0
+    assert cli.main(["demo", "--workdir", str(tmp_path / "b"), "--now", NOW,
+                     "--source", "file"]) == 0
+    out = capsys.readouterr().out
+    assert "received over gRPC" in out.split("dakr reconciler demo in")[1]
+    assert "received over gRPC" not in out.split("dakr reconciler demo in")[2]
+    assert branches(tmp_path / "a" / "origin.git") == branches(tmp_path / "b" / "origin.git")
