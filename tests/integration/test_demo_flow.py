@@ -6,8 +6,8 @@ Cases:
   loopback and ingested over the stream: 14 acked, the malformed one nacked): a bare origin
   at DIR/origin.git gets one branch dakr/batch-<hash> with exactly one commit; every line
   of its diff is a resource value or a replicas line (nothing else moves); the PR body at
-  DIR/pull-request.md has the per-workload tables and the refused items with their reasons; the store records phases,
-  decisions and previous values;
+  DIR/pull-request.md has the per-workload tables and the refused items with their
+  reasons; the store records phases, decisions and previous values;
 - running the demo again with the same DIR makes no second commit and changes no byte (the
   stream redelivers everything; the store sees 14 duplicates);
 - `--source file` reads the file directly and gives the same branch;
