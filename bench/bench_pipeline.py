@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconciler import errors, gitops, pipeline, settings, wiring  # noqa: E402
+from reconciler import errors, pipeline, settings, wiring  # noqa: E402
 from reconciler.adapters import git  # noqa: E402
 from reconciler.core import validation  # noqa: E402
 
@@ -98,6 +98,10 @@ spec:
 """
 
 
+def yaml_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.y*ml") if ".git" not in p.parts)
+
+
 def run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
 
@@ -130,7 +134,7 @@ def naive(origin: Path, base: Path, docs: list[object], sample: int) -> float:
     t0 = time.perf_counter()
     for rec in recs:
         name = rec.targetRef.name  # type: ignore[union-attr]
-        for path in gitops.yaml_files(ws.root):
+        for path in yaml_files(ws.root):
             found = None
             parsed = list(y.load_all(path.read_text()))
             for d in parsed:
@@ -187,7 +191,7 @@ def main() -> int:
         phases: dict[str, int] = {}
         for it in batch.items:
             phases[it.phase] = phases.get(it.phase, 0) + 1
-        files_total = len(list(gitops.yaml_files(base / "clone")))
+        files_total = len(list(yaml_files(base / "clone")))
         per_rec_naive = naive(origin, base, docs, args.naive_sample)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         n = len(docs)

@@ -7,6 +7,7 @@ or settings (the message names the problem), 1 for a failure while running.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from reconciler import __version__, errors, pipeline, settings, wiring
+from reconciler import __version__, errors, layout, pipeline, settings, wiring
 from reconciler.adapters import files
 from reconciler.core import results
 
@@ -72,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the GitOps repository (its origin: a URL or a path to a repository)")
     ap.add_argument("--base", default="main", metavar="BRANCH",
                     help="branch the change is proposed against (default: %(default)s)")
-    ap.add_argument("--default-namespace", default="default", metavar="NS",
-                    help="namespace of manifests that do not set one (default: %(default)s)")
+    ap.add_argument("--layout", type=Path, default=None, metavar="FILE",
+                    help="where values live in the repository: plain manifests (default), a "
+                         "Kustomize overlay or a Helm values file; see examples/layouts/")
+    ap.add_argument("--default-namespace", default="", metavar="NS",
+                    help="namespace of manifests that do not set one (default: the layout's, "
+                         "else 'default')")
     ap.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
                     help="where the store, the working clone and the pull-request body live "
                          f"(default: {default_state_dir()})")
@@ -166,7 +171,7 @@ def apply_settings(args: argparse.Namespace) -> settings.Settings:
     return settings.Settings(
         policy=policy_settings(args),
         git=settings.GitSettings(
-            repo=args.repo, base=args.base, default_namespace=args.default_namespace,
+            repo=args.repo, base=args.base, layout=_layout(args),
             clone_dir=state / "clones" / _slug(args.repo), scope=args.scope),
         store=settings.StoreSettings(uri=args.store or f"sqlite:{state / 'reconciler.db'}"),
         forge=settings.ForgeSettings(
@@ -175,6 +180,13 @@ def apply_settings(args: argparse.Namespace) -> settings.Settings:
             labels=tuple(args.label) if args.label is not None else ("dakr",)),
         now=args.now,
     )
+
+
+def _layout(args: argparse.Namespace) -> layout.Layout:
+    lay = layout.load_layout(args.layout)
+    if args.default_namespace:
+        lay = dataclasses.replace(lay, default_namespace=args.default_namespace)
+    return lay
 
 
 def run_batch(cfg: settings.Settings, docs: list[object], *,

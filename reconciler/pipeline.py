@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reconciler import errors, gitops, settings
+from reconciler import errors, gitops, layout, settings
 from reconciler.adapters import forge, git, opa, store
 from reconciler.core import decision, model, planner, policy_input, results, validation
 
@@ -28,7 +28,7 @@ class Batch:
     commit: str = ""
     created_commit: bool = False
     pull_requests: list[forge.PullRequest] = field(default_factory=list)
-    stats: gitops.IndexStats = field(default_factory=gitops.IndexStats)
+    stats: layout.Stats = field(default_factory=layout.Stats)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,7 +113,7 @@ class Work:
 
     rec: model.Recommendation
     item: results.ItemResult
-    loc: gitops.Location | None = None  # GitOps: where the manifest is
+    source: layout.Source | None = None  # GitOps: where the target's values live
     target: dict[str, Any] | None = None  # the manifest or the live object: what policy sees
     problem: str = ""  # why the target could not be found
 
@@ -207,25 +207,20 @@ def _supersede_older(st: store.Store, live: Sequence[Work]) -> None:
 
 def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[Work],
             batch: Batch) -> None:
-    """Find each target's manifest with one index over the repository."""
-    keys = [w.rec.target_key for w in live if isinstance(w.rec, model.WorkloadRecommendation)]
-    index = gitops.build_index(ws.root, keys, cfg.git.default_namespace, batch.stats)
+    """Find where each target's values live, with one index over the repository, and what
+    the cluster would get from it (the policy's ``target``)."""
+    index = layout.Index.build(ws.root, cfg.git.layout, [w.rec.target_key for w in live])
+    batch.stats = index.stats
     for w in live:
-        rec = w.rec
-        if not isinstance(rec, model.WorkloadRecommendation):
-            w.problem = ("node group recommendations need a node-group layout in GitOps "
-                         "mode, which this repository does not configure")
+        key = w.rec.target_key
+        try:
+            w.source = index.locate(key)
+        except errors.PermanentError as e:
+            w.problem = str(e)
             continue
-        locs = index.get(rec.target_key, [])
-        if not locs:
-            w.problem = (f"{rec.target_label} in namespace {rec.namespace} is not defined "
-                         "in the repository")
-        elif len(locs) > 1:
-            w.problem = "ambiguous target: defined in " + " and ".join(
-                f"{loc.path} (document {loc.doc_index + 1}, line {loc.line})" for loc in locs)
-        else:
-            w.loc = locs[0]
-            w.target = gitops.read_document(ws.root, locs[0])
+        w.target = index.observed(key)
+        if w.target is None:
+            w.problem = f"{w.rec.target_label}: its manifest could not be read"
 
 
 def decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
@@ -264,7 +259,9 @@ def plan_item(st: store.Store, w: Work, now: str) -> bool:
                                                 w.problem, now)))
         return False
     try:
-        item.plan = planner.plan(rec, dec, w.target)
+        item.plan = (planner.plan_node_group(rec, w.target)
+                     if isinstance(rec, model.NodeGroupRecommendation)
+                     else planner.plan(rec, dec, w.target))
     except errors.PermanentError as e:
         item.phase, item.message = model.FAILED, str(e)
         save_status(st, rec, replace(status, phase=model.FAILED, message=str(e)))
@@ -350,18 +347,29 @@ def _execute(ws: git.Workspace, st: store.Store, prs: forge.Forge, cfg: settings
     """One branch, one commit, one push, one pull request; then the statuses."""
     ids = ", ".join(w.rec.id for w in group)
     message = f"dakr: apply {len(group)} recommendation(s)\n\nRecommendations: {ids}\n"
-    edits = [(w.rec.id, w.loc, w.item.plan) for w in group
-             if w.loc is not None and w.item.plan is not None]
-    written = gitops.write(ws, cfg.git.base, branch, edits,
-                           default_namespace=cfg.git.default_namespace, message=message,
+    edits = [(w.source, w.item.plan) for w in group
+             if w.source is not None and w.item.plan is not None]
+    written = gitops.write(ws, cfg.git.base, branch, edits, message=message,
                            retries=cfg.git.push_retries)
+    for w in group:
+        problem = written.failed.get(w.rec.id)
+        if problem is not None:
+            w.item.phase, w.item.message = model.FAILED, problem
+            save_status(st, w.rec, model.Status(
+                phase=model.FAILED, message=problem,
+                decision=decision_summary(w.item.decision) if w.item.decision else None))
+    group = [w for w in group if w.rec.id not in written.failed]
+    if not group:
+        return
     if not batch.branch:
         batch.branch, batch.commit = written.branch, written.commit
         batch.created_commit = written.created_commit
     items = [w.item for w in group]
     for w in group:
         w.item.branch, w.item.commit = written.branch, written.commit
-        w.item.file, w.item.lines = written.lines.get(w.rec.id, ("", []))
+        where = written.lines.get(w.rec.id, [])
+        w.item.file = ", ".join(path for path, _ in where)
+        w.item.lines = sorted({ln for _, lns in where for ln in lns})
     pr: forge.PullRequest | None = None
     if written.branch:
         title = results.pull_request_title(items)

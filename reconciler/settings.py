@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler import layout
+
 
 @dataclass(frozen=True)
 class PolicySettings:
@@ -21,7 +23,9 @@ class GitSettings:
     repo: str = ""             # URL or path of the GitOps repository (origin)
     base: str = "main"
     clone_dir: Path = Path("state/clone")
-    default_namespace: str = "default"  # manifests without metadata.namespace deploy here
+    # Where values live: plain manifests, a Kustomize overlay or a Helm values file, and
+    # the namespace of manifests that set none (see examples/layouts/).
+    layout: layout.Layout = field(default_factory=layout.Layout)
     branch_prefix: str = "dakr/"
     scope: str = "batch"       # one branch per: batch | namespace | workload
     push_retries: int = 3

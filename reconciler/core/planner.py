@@ -172,3 +172,16 @@ def plan(rec: model.Recommendation, dec: decision.Decision,
             replicas = (old_r if isinstance(old_r, int) else None, new)
     return Plan(rec_id=rec.id, kind=rec.targetRef.kind, namespace=rec.namespace,
                 name=rec.targetRef.name, resources=tuple(edits), replicas=replicas)
+
+
+def plan_node_group(rec: model.NodeGroupRecommendation,
+                    observed: Mapping[str, Any] | None) -> Plan:
+    """A node group's size as an edit: the count the repository (or a Cluster API
+    MachineDeployment's ``spec.replicas``) holds now is the old value, for rollback."""
+    spec = (observed or {}).get("spec") or {}
+    old = spec.get("replicas")
+    old = old if isinstance(old, int) and not isinstance(old, bool) else None
+    if old == rec.targetNodeCount:
+        return Plan(rec.id, model.NODE_GROUP, "", rec.nodeGroup)
+    return Plan(rec.id, model.NODE_GROUP, "", rec.nodeGroup,
+                replicas=(old, rec.targetNodeCount))

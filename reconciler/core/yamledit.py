@@ -40,9 +40,22 @@ __all__ = [
     "ValueChange",
     "WorkloadChange",
     "WorkloadRef",
+    "add_kustomize_patches",
+    "construct",
+    "document_lines",
+    "edit_kustomize_replicas",
     "edit_many",
+    "edit_patch",
+    "edit_values",
     "edit_workload",
+    "kustomize_replicas",
+    "new_patch",
+    "read_document",
+    "read_values",
+    "render_block",
+    "scan_documents",
     "scan_workloads",
+    "split_path",
 ]
 
 # The C composer is ~10x faster; both report character indices of the str they were given
@@ -931,10 +944,15 @@ def _verify(
     for index, (doc, leaves) in edited.items():
         seg = new_segs[index]
         try:
-            expected = copy.deepcopy(SafeConstructor().construct_document(doc.root))
+            # ``construct`` builds the same data as SafeConstructor, faster; documents
+            # with anchors keep the original path so aliases stay shared objects.
+            if doc.shared:
+                expected = copy.deepcopy(SafeConstructor().construct_document(doc.root))
+            else:
+                expected = construct(doc.root)
             for leaf in leaves:
                 _set(expected, leaf.pypath, _token_value(leaf.token))
-            actual = yaml.load(new_body[seg.start : seg.end], Loader=_LOADER)
+            actual = _load_one(new_body[seg.start : seg.end])
         except (yaml.YAMLError, TypeError, KeyError, IndexError) as e:
             raise errors.PermanentError(
                 f"internal check failed for document {index}: {e}; refusing to write"
@@ -944,6 +962,14 @@ def _verify(
                 f"internal check failed for document {index}: the edited text does not parse "
                 "to the intended data; refusing to write"
             )
+
+
+def _load_one(text: str) -> Any:
+    """``yaml.load`` of one document (the fast constructor unless anchors are involved)."""
+    if "&" in text or "*" in text:
+        return yaml.load(text, Loader=_LOADER)
+    node = yaml.compose(text, Loader=_LOADER)
+    return None if node is None else construct(node)
 
 
 def edit_many(
@@ -1027,3 +1053,708 @@ def edit_workload(
 ) -> EditResult:
     """Apply one workload change; see ``edit_many``."""
     return edit_many(text, [change], default_namespace=default_namespace)
+
+
+# =========================================================================== values files
+#
+# Helm values files and Kustomize files hold the numbers a recommendation changes in
+# places that are not a workload document: a dotted path in a values file, a partial
+# Deployment in a strategic-merge patch, an entry of a kustomization's `replicas:` list.
+# The functions below keep the same promises as ``edit_many``: splices into the original
+# text, the file's own style for inserted keys, and a re-parse that must show exactly the
+# intended change before any text is returned.
+
+_VALUE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_REL_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
+_KIND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_API_VERSION = re.compile(r"(?:[a-z0-9.-]+/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?")
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """``a.b.c`` -> ("a", "b", "c"); every key must be a plain identifier-like token.
+
+    Plain keys only: a key that needs quoting could not be written back safely, and a
+    dotted path cannot express a key that contains a dot anyway.
+    """
+    keys = tuple(path.split("."))
+    if not path or not all(_VALUE_KEY.fullmatch(k) for k in keys):
+        raise errors.FieldError(path or "<empty>", "not a dotted path of plain keys")
+    return keys
+
+
+def _value_token(path: str, value: object) -> tuple[str, bool]:
+    """The text to write for ``value`` and whether it is a count (never quoted)."""
+    if isinstance(value, bool):
+        raise errors.FieldError(path, f"not a quantity or count: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise errors.FieldError(path, f"not a count: {value!r}")
+        return str(value), True
+    return _check_quantity(path, value), False
+
+
+def _first_leaf_quote(node: Node) -> str:
+    """Quote style of a mapping's own scalar values, so inserted siblings look the same."""
+    if isinstance(node, MappingNode):
+        for _, v in node.value:
+            if isinstance(v, ScalarNode) and v.tag != _NULL_TAG:
+                return v.style if v.style in ('"', "'") else ""
+    return ""
+
+
+def _only_document(body: str, what: str) -> tuple[list[_Segment], _Doc]:
+    segs = _split_documents(body)
+    if len(segs) != 1:
+        raise errors.PermanentError(f"{what} must hold exactly one YAML document, not {len(segs)}")
+    return segs, _compose(body, 0, segs[0])
+
+
+def edit_values(text: str, changes: Mapping[str, str | int]) -> EditResult:
+    """Set scalar values at dotted paths of a one-document values file (Helm values).
+
+    Missing keys are inserted under the deepest existing mapping, in the file's own
+    indentation and quoting; a ``key:``/``~``/``{}`` placeholder becomes a block mapping.
+    Strings must be plain quantities, ints are counts. A path that runs through a sequence
+    or a scalar, or one that is a prefix of another, raises errors.PermanentError.
+    """
+    wanted: list[tuple[tuple[str, ...], str, bool, str]] = []
+    for path, value in changes.items():
+        keys = split_path(path)
+        token, numeric = _value_token(path, value)
+        wanted.append((keys, token, numeric, path))
+    seen = {w[0] for w in wanted}
+    for keys, *_ in wanted:
+        for i in range(1, len(keys)):
+            if keys[:i] in seen:
+                raise errors.PermanentError(f"{'.'.join(keys[:i])} is both a value and a parent")
+    bom, body = _strip_bom(text)
+    if not wanted:
+        return EditResult(text, ())
+    segs, doc = _only_document(body, "a values file")
+    splices: list[_Splice] = []
+    leaves: list[_Leaf] = []
+    p = _Planner(body, doc, splices, leaves)
+    root = p._require_mapping(doc.root, _Where("", (), ()), "document")
+    keyed: dict[int, dict[str, list[tuple[Node, Node]]]] = {}
+    # Inserts into the same mapping are gathered so they land as one block.
+    pending: dict[int, tuple[Node | None, Node, Node | None, _Where, list[_Entry]]] = {}
+
+    for keys, token, numeric, path in wanted:
+        node: Node = root
+        key_node: Node | None = None
+        parent: Node | None = None
+        where = _Where("", (), (root,))
+        depth = 0
+        while depth < len(keys):
+            k = keys[depth]
+            is_null = isinstance(node, ScalarNode) and node.tag == _NULL_TAG
+            if not is_null and not isinstance(node, MappingNode):
+                raise errors.PermanentError(
+                    f"{where.path or 'document'} (line {doc.line(node)}) is not a mapping; "
+                    f"cannot set {path}"
+                )
+            pair = _lookup_cached(p, node, k, where, keyed) if isinstance(
+                node, MappingNode) else None
+            if pair is None:
+                break
+            parent, (key_node, node) = node, pair
+            where = where.child(k, k, node)
+            depth += 1
+        if depth == len(keys):
+            p.replace(node, where, token, numeric=numeric)
+            continue
+        # Inside a resources block follow its quantities' quoting; elsewhere the
+        # mapping's own scalars (an image tag in quotes says nothing about quantities).
+        in_resources = any(k in ("resources", "requests", "limits") for k in keys[:depth])
+        quote = "" if numeric else (_quote_of(node) if in_resources else _first_leaf_quote(node))
+        slot = pending.setdefault(id(node), (key_node, node, parent, where, []))
+        entries = slot[4]
+        at = where
+        for k in keys[depth:-1]:
+            at = at.child(k, k, node)
+            found = next((e for e in entries if e.key == k and e.leaf is None), None)
+            if found is None:
+                found = _Entry(k)
+                entries.append(found)
+            entries = found.children
+        leaf_where = at.child(keys[-1], keys[-1], node)
+        entries.append(p.leaf_entry(keys[-1], leaf_where, token, quote))
+    for key_node, node, parent, where, entries in pending.values():
+        p.put(key_node, node, parent, where, entries)
+    if not splices:
+        return EditResult(text, ())
+    new_body, placed = _apply(body, _merge_inserts(splices))
+    _verify(body, new_body, segs, {0: (doc, leaves)})
+    placed.sort(key=lambda pl: pl[0])
+    return EditResult(
+        bom + new_body, tuple(ValueChange(lf.path, lf.old, lf.new, line) for line, lf in placed)
+    )
+
+
+def _lookup_cached(
+    p: _Planner,
+    mapping: MappingNode,
+    key: str,
+    where: _Where,
+    keyed: dict[int, dict[str, list[tuple[Node, Node]]]],
+) -> tuple[Node, Node] | None:
+    """``_Planner._lookup`` with the mapping's keys indexed once: a values file with
+    thousands of top-level entries is otherwise scanned once per change."""
+    index = keyed.get(id(mapping))
+    if index is None:
+        index = {}
+        for k, v in mapping.value:
+            if isinstance(k, ScalarNode):
+                index.setdefault(str(k.value), []).append((k, v))
+        keyed[id(mapping)] = index
+    found = index.get(key, [])
+    if len(found) > 1:
+        raise errors.PermanentError(f"duplicate key {key!r} at line {found[1][0].start_mark.line}")
+    if not found:
+        if _MERGE_KEY in index:
+            raise errors.PermanentError(
+                f"{where.path}.{key} may come from a YAML merge key (<<) at line "
+                f"{p.doc.line(mapping)}; refusing to edit it"
+            )
+        return None
+    p._check_unshared(found[0][1], where)
+    return found[0]
+
+
+def read_values(text: str) -> Any:
+    """The data of a values file (the C loader: one parse per batch, not per target)."""
+    _, body = _strip_bom(text)
+    try:
+        return yaml.load(body, Loader=_LOADER)
+    except yaml.YAMLError as e:
+        raise errors.PermanentError(f"invalid YAML: {e}") from e
+
+
+# --------------------------------------------------------------------------- block rendering
+
+
+def _seq_indent_of(root: Node) -> int | None:
+    """How far this file indents a block sequence below its key (0 = `- ` under the key)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, MappingNode) and not node.flow_style:
+            for k, v in node.value:
+                if (
+                    isinstance(v, SequenceNode)
+                    and not v.flow_style
+                    and v.value
+                    and v.start_mark.line > k.start_mark.line
+                ):
+                    return max(0, int(v.start_mark.column) - int(k.start_mark.column))
+                stack.append(v)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return None
+
+
+def _scalar_token(value: object, where: str) -> str:
+    if isinstance(value, bool):
+        raise errors.FieldError(where, f"unexpected boolean {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise errors.FieldError(where, f"unexpected value {value!r}")
+    if _QUANTITY.fullmatch(value) and _TOKEN.fullmatch(value):
+        return value
+    if _REL_PATH.fullmatch(value) or _API_VERSION.fullmatch(value):
+        # Names, kinds, file paths and apiVersions are plain YAML strings unless they
+        # look like another type (true, null, 1e3): quote those.
+        loaded = yaml.load(value, Loader=_LOADER)
+        return value if loaded == value else f'"{value}"'
+    raise errors.FieldError(where, f"refusing to write {value!r} into YAML")
+
+
+def render_block(obj: Mapping[str, Any], col: int, width: int, seq_indent: int, eol: str) -> str:
+    """Render a small nested mapping (mappings, lists of mappings, plain scalars) as block
+    YAML starting at column ``col``, in the given indentation style."""
+    out: list[str] = []
+
+    def mapping(m: Mapping[str, Any], indent: int, first_prefix: str | None = None) -> None:
+        for i, (k, v) in enumerate(m.items()):
+            if not isinstance(k, str) or not _VALUE_KEY.fullmatch(k):
+                raise errors.FieldError(str(k), "not a plain key")
+            lead = first_prefix if (i == 0 and first_prefix is not None) else " " * indent
+            if isinstance(v, Mapping):
+                out.append(f"{lead}{k}:{eol}")
+                mapping(v, indent + width)
+            elif isinstance(v, list):
+                out.append(f"{lead}{k}:{eol}")
+                dash = indent + seq_indent
+                for item in v:
+                    if isinstance(item, Mapping) and item:
+                        mapping(item, dash + 2, " " * dash + "- ")
+                    else:
+                        out.append(f"{' ' * dash}- {_scalar_token(item, k)}{eol}")
+            else:
+                out.append(f"{lead}{k}: {_scalar_token(v, k)}{eol}")
+
+    mapping(obj, col)
+    return "".join(out)
+
+
+def _render_items(items: Sequence[Mapping[str, Any]], dash: int, eol: str, width: int,
+                  seq_indent: int) -> str:
+    out: list[str] = []
+    for item in items:
+        first = next(iter(item))
+        head = {first: item[first]}
+        rest = {k: v for k, v in item.items() if k != first}
+        text = render_block(head, dash + 2, width, seq_indent, eol)
+        out.append(" " * dash + "- " + text[dash + 2 :])
+        if rest:
+            out.append(render_block(rest, dash + 2, width, seq_indent, eol))
+    return "".join(out)
+
+
+def _doc_data(body: str, seg: _Segment) -> Any:
+    return yaml.load(body[seg.start : seg.end], Loader=_LOADER)
+
+
+def _check_data(new_body: str, index: int, expected: Any, what: str) -> None:
+    segs = _split_documents(new_body)
+    try:
+        actual = _doc_data(new_body, segs[index])
+    except (yaml.YAMLError, IndexError) as e:
+        raise errors.PermanentError(f"internal check failed for {what}: {e}") from e
+    if actual != expected:
+        raise errors.PermanentError(
+            f"internal check failed for {what}: the edited text does not parse to the "
+            "intended data; refusing to write"
+        )
+
+
+def _eol_of(body: str) -> str:
+    return "\r\n" if "\r\n" in body else "\n"
+
+
+# --------------------------------------------------------------------------- kustomize
+
+
+def _lines_of(body: str, start: int, text: str) -> list[int]:
+    first = body.count("\n", 0, start) + 1
+    return list(range(first, first + text.count("\n")))
+
+
+def _container_item(cc: ContainerChange) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": cc.name}
+    res = {sec: dict(v) for sec, v in (("requests", cc.requests), ("limits", cc.limits)) if v}
+    if res:
+        item["resources"] = res
+    return item
+
+
+def _find_lines(block: str, first_line: int, wanted: Sequence[tuple[str, str]]) -> list[int]:
+    """Lines (1-based, in the new text) of ``key: value`` pairs written in this order."""
+    lines = block.split("\n")
+    out: list[int] = []
+    i = 0
+    for key, token in wanted:
+        target = f"{key}: {token}"
+        while i < len(lines):
+            text = lines[i].rstrip("\r").lstrip(" \t")
+            if text == target or text == "- " + target:
+                break
+            i += 1
+        out.append(first_line + min(i, len(lines) - 1))
+        i += 1
+    return out
+
+
+def edit_patch(text: str, change: WorkloadChange) -> EditResult:
+    """Apply ``change`` to a Kustomize strategic-merge patch (a partial workload document).
+
+    Containers the patch already lists are edited like any manifest; a container it does
+    not list yet is appended to its ``containers`` list (``- name: X`` plus the resources),
+    and a patch without a pod template (one that only sets replicas, say) gains the
+    ``spec.template.spec.containers`` path. The patch document is matched by kind and name
+    only: a patch carries no namespace of its own in most overlays.
+    """
+    _validate(change)
+    for cc in change.containers:
+        if not _DNS_LABEL.fullmatch(cc.name):
+            raise errors.FieldError(f"{change.kind}/{change.name}.containers", cc.name)
+    bom, body = _strip_bom(text)
+    segs = _split_documents(body)
+    pattern = _kind_filter([change.kind])
+    candidates: list[tuple[_Doc, tuple[str, str, str | None]]] = []
+    for index, seg in enumerate(segs):
+        if pattern.search(body, seg.start, seg.end) and change.name in body[seg.start : seg.end]:
+            doc = _compose(body, index, seg)
+            ident = _identity(doc.root)
+            if ident is not None:
+                candidates.append((doc, ident))
+    anyns = WorkloadChange(change.kind, change.name, None, change.containers, change.replicas)
+    match = _find_target(candidates, anyns, "default")
+    if not isinstance(match.root, MappingNode):
+        raise errors.PermanentError("the patch document is not a mapping")
+    pod_path = _POD_SPEC_PATHS.get(change.kind, _DEFAULT_POD_SPEC_PATH)
+
+    listed: set[str] = set()
+    pod = _walk(match.root, pod_path)
+    if pod is not None:
+        for list_key in ("containers", "initContainers"):
+            pair = _get(pod, list_key)
+            if pair is not None and isinstance(pair[1], SequenceNode):
+                listed |= {str(_scalar_value(_get(i, "name"))) for i in pair[1].value}
+    existing = tuple(cc for cc in change.containers if cc.name in listed)
+    missing = [cc for cc in change.containers if cc.name not in listed]
+    has_spec = _get(match.root, "spec") is not None
+
+    first = edit_many(
+        text,
+        [WorkloadChange(change.kind, change.name, None, existing,
+                        change.replicas if has_spec else None)],
+    )
+    if not missing and (has_spec or change.replicas is None):
+        return first
+
+    # Second pass, on the edited text: add what the patch does not hold yet.
+    _, body2 = _strip_bom(first.text)
+    segs2 = _split_documents(body2)
+    doc = _compose(body2, match.index, segs2[match.index])
+    p = _Planner(body2, doc, [], [])
+    width = p._indent_width((doc.root,))
+    seq_indent = _seq_indent_of(doc.root) or 0
+    eol = _eol_of(body2)
+    items = [_container_item(cc) for cc in missing]
+
+    node: Node = doc.root
+    depth = 0
+    for key in pod_path:
+        pair = _get(node, key)
+        if pair is None:
+            break
+        if not isinstance(pair[1], MappingNode) or not pair[1].value or pair[1].flow_style:
+            raise errors.PermanentError(
+                f"{'.'.join(pod_path[: depth + 1])} in the patch (line {doc.line(pair[1])}) is "
+                "not a non-empty block mapping; refusing to guess its layout"
+            )
+        node = pair[1]
+        depth += 1
+    assert isinstance(node, MappingNode)
+    cpair = _get(node, "containers") if depth == len(pod_path) else None
+    if cpair is not None:
+        cseq = cpair[1]
+        if not isinstance(cseq, SequenceNode) or cseq.flow_style or not cseq.value:
+            raise errors.PermanentError(
+                f"the containers list of the patch (line {doc.line(cseq)}) is not a block "
+                "sequence; refusing to guess its layout"
+            )
+        pos = p._line_after_content(cseq)
+        block = _render_items(items, int(cseq.start_mark.column), eol, width, seq_indent)
+    else:
+        tail: dict[str, Any] = {"containers": items} if items else {}
+        for key in reversed(pod_path[depth:]):
+            tail = {key: tail} if tail else {}
+        if change.replicas is not None and not has_spec:
+            tail = {"spec": {"replicas": change.replicas, **tail.get("spec", {})}}
+        pos = p._line_after_content(node)
+        block = render_block(tail, int(node.value[0][0].start_mark.column), width, seq_indent,
+                             eol)
+    if pos == len(body2) and not body2.endswith("\n"):
+        block = eol + block[: -len(eol)]
+    new_body = body2[:pos] + block + body2[pos:]
+
+    expected = _doc_data(body2, segs2[match.index])
+    if change.replicas is not None and not has_spec:
+        expected["spec"] = {"replicas": change.replicas}
+    if items:
+        data = expected
+        for key in pod_path:
+            data = data.setdefault(key, {})
+        data.setdefault("containers", []).extend(items)
+    _check_data(new_body, match.index, expected, f"the patch for {change.kind}/{change.name}")
+
+    at_line = body2.count("\n", 0, pos) + 1 + (1 if block.startswith(eol) else 0)
+    n_new = block.count("\n")
+    shifted = [
+        ValueChange(c.path, c.old, c.new, c.line + n_new if c.line >= at_line else c.line)
+        for c in first.changes
+    ]
+    written: list[tuple[str, str, str]] = []  # (path, key, token) in rendering order
+    if change.replicas is not None and not has_spec:
+        written.append(("spec.replicas", "replicas", str(change.replicas)))
+    base = ".".join(pod_path)
+    for cc in missing:
+        for sec, values in (("requests", cc.requests), ("limits", cc.limits)):
+            for res, qty in values.items():
+                written.append((f"{base}.containers[{cc.name}].resources.{sec}.{res}", res, qty))
+    lines = _find_lines(block, at_line, [(k, t) for _, k, t in written])
+    added = [ValueChange(path, None, tok, ln) for (path, _, tok), ln in zip(written, lines,
+                                                                             strict=True)]
+    return EditResult(bom + new_body, tuple(sorted(shifted + added, key=lambda c: c.line)))
+
+
+def _walk(node: Node, path: Sequence[str]) -> MappingNode | None:
+    for key in path:
+        pair = _get(node, key)
+        if pair is None or not isinstance(pair[1], MappingNode):
+            return None
+        node = pair[1]
+    return node if isinstance(node, MappingNode) else None
+
+
+def new_patch(api_version: str, change: WorkloadChange, *, eol: str = "\n",
+              header: str = "") -> str:
+    """The text of a new strategic-merge patch that sets only what ``change`` sets."""
+    _validate(change)
+    if not _API_VERSION.fullmatch(api_version) or not _KIND_NAME.fullmatch(change.kind):
+        raise errors.FieldError("patch", f"unexpected apiVersion/kind {api_version}/{change.kind}")
+    if not _DNS_LABEL.fullmatch(change.name.replace(".", "-")):
+        raise errors.FieldError("patch", f"unexpected name {change.name!r}")
+    spec: dict[str, Any] = {}
+    if change.replicas is not None:
+        spec["replicas"] = change.replicas
+    items = [_container_item(cc) for cc in change.containers]
+    if items:
+        data: dict[str, Any] = spec
+        pod_path = _POD_SPEC_PATHS.get(change.kind, _DEFAULT_POD_SPEC_PATH)
+        for key in pod_path[1:]:
+            data = data.setdefault(key, {})
+        data["containers"] = items
+    for cc in change.containers:
+        if not _DNS_LABEL.fullmatch(cc.name):
+            raise errors.FieldError("patch.containers", cc.name)
+    doc = {"apiVersion": api_version, "kind": change.kind, "metadata": {"name": change.name},
+           "spec": spec}
+    text = "".join(f"# {line}{eol}" for line in header.splitlines())
+    text += render_block(doc, 0, 2, 0, eol)
+    if _load_one(text) != doc:
+        raise errors.PermanentError("internal check failed for a new patch; refusing to write")
+    return text
+
+
+def _root_seq(p: _Planner, root: MappingNode, key: str) -> tuple[Node, Node] | None:
+    return p._lookup(root, key, _Where("", (), (root,)))
+
+
+def add_kustomize_patches(text: str, entries: Sequence[Mapping[str, Any]]) -> EditResult:
+    """Append ``patches:`` entries (``{path, target?}``) to a kustomization.yaml.
+
+    An entry whose path is already listed is skipped, so a rerun adds nothing. The list is
+    extended in place in its own indentation; a missing ``patches:`` key is added at the
+    end of the file.
+    """
+    bom, body = _strip_bom(text)
+    segs, doc = _only_document(body, "a kustomization")
+    p = _Planner(body, doc, [], [])
+    root = p._require_mapping(doc.root, _Where("", (), ()), "kustomization")
+    data = _doc_data(body, segs[0])
+    current = data.get("patches") or []
+    if not isinstance(current, list):
+        raise errors.PermanentError("patches in the kustomization is not a list")
+    listed = {e.get("path") for e in current if isinstance(e, dict)}
+    todo: list[dict[str, Any]] = []
+    for e in entries:
+        path = e.get("path")
+        if not isinstance(path, str) or not _REL_PATH.fullmatch(path):
+            raise errors.FieldError("patches.path", f"not a relative file path: {path!r}")
+        if path not in listed:
+            listed.add(path)
+            todo.append(dict(e))
+    if not todo:
+        return EditResult(text, ())
+    eol = _eol_of(body)
+    width = p._indent_width((root,))
+    seq_indent = _seq_indent_of(root) or 0
+    pair = _root_seq(p, root, "patches")
+    cut: tuple[int, int] | None = None
+    if pair is not None and isinstance(pair[1], SequenceNode) and pair[1].value:
+        seq = pair[1]
+        if seq.flow_style:
+            raise errors.PermanentError("a flow-style patches list is not edited")
+        pos = p._line_after_content(seq)
+        block = _render_items(todo, int(seq.start_mark.column), eol, width, seq_indent)
+    elif pair is not None:
+        key, value = pair
+        is_empty = (isinstance(value, ScalarNode) and value.tag == _NULL_TAG) or (
+            isinstance(value, SequenceNode) and not value.value
+        )
+        start, end = doc.start(value), doc.end(value)
+        if not is_empty or not _REST_OF_LINE_EMPTY.match(body, end):
+            raise errors.PermanentError("the patches key of the kustomization is not a list")
+        cut_at = start
+        while cut_at > 0 and body[cut_at - 1] in " \t":
+            cut_at -= 1
+        cut = (cut_at, end) if cut_at < end else None
+        pos = p._after_line(end)
+        col = int(key.start_mark.column)
+        block = _render_items(todo, col + seq_indent, eol, width, seq_indent)
+    else:
+        pos = p._line_after_content(root)
+        col = int(root.value[0][0].start_mark.column)
+        block = f"{' ' * col}patches:{eol}" + _render_items(todo, col + seq_indent, eol,
+                                                             width, seq_indent)
+    if pos == len(body) and not body.endswith("\n"):
+        block = eol + block[: -len(eol)]
+    new_body = body[:pos] + block + body[pos:]
+    if cut is not None:
+        new_body = new_body[: cut[0]] + new_body[cut[1] :]
+    data["patches"] = current + todo
+    _check_data(new_body, 0, data, "the kustomization")
+    first = new_body.count("\n", 0, pos - (cut[1] - cut[0] if cut else 0)) + 1
+    first += 1 if block.startswith(eol) else 0
+    wanted = [("path", e["path"]) for e in todo]
+    lines = _find_lines(block.lstrip("\r\n"), first, wanted)
+    return EditResult(
+        bom + new_body,
+        tuple(ValueChange(f"patches[{e['path']}]", None, e["path"], ln)
+              for e, ln in zip(todo, lines, strict=True)),
+    )
+
+
+def kustomize_replicas(text: str) -> dict[str, int]:
+    """The ``replicas:`` field of a kustomization: {name: count}."""
+    _, body = _strip_bom(text)
+    data = read_values(body)
+    out: dict[str, int] = {}
+    if isinstance(data, dict):
+        for e in data.get("replicas") or []:
+            if isinstance(e, dict) and isinstance(e.get("count"), int):
+                out[str(e.get("name"))] = int(e["count"])
+    return out
+
+
+def edit_kustomize_replicas(text: str, counts: Mapping[str, int]) -> EditResult:
+    """Change ``count`` of existing entries of a kustomization's ``replicas:`` list."""
+    bom, body = _strip_bom(text)
+    for name, count in counts.items():
+        _value_token(f"replicas[{name}]", count)
+    if not counts:
+        return EditResult(text, ())
+    segs, doc = _only_document(body, "a kustomization")
+    splices: list[_Splice] = []
+    leaves: list[_Leaf] = []
+    p = _Planner(body, doc, splices, leaves)
+    root = p._require_mapping(doc.root, _Where("", (), ()), "kustomization")
+    top = _Where("", (), (root,))
+    pair = p._lookup(root, "replicas", top)
+    if pair is None or not isinstance(pair[1], SequenceNode):
+        raise errors.NotFoundError("the kustomization has no replicas list")
+    seq_where = top.child("replicas", "replicas", pair[1])
+    todo = dict(counts)
+    for i, item in enumerate(pair[1].value):
+        entry = _scalar_value(_get(item, "name"))
+        if entry is not None and entry in todo:
+            item_where = seq_where.child(i, f"[{entry}]", item)
+            cpair = p._lookup(p._require_mapping(item, item_where, "replicas entry"), "count",
+                              item_where)
+            if cpair is None:
+                raise errors.PermanentError(f"replicas entry {entry} has no count")
+            p.replace(cpair[1], item_where.child("count", "count", item), str(todo.pop(entry)),
+                      numeric=True)
+    if todo:
+        raise errors.NotFoundError(
+            f"the kustomization's replicas list has no entry for {', '.join(sorted(todo))}")
+    if not splices:
+        return EditResult(text, ())
+    new_body, placed = _apply(body, _merge_inserts(splices))
+    _verify(body, new_body, segs, {0: (doc, leaves)})
+    placed.sort(key=lambda pl: pl[0])
+    return EditResult(
+        bom + new_body, tuple(ValueChange(lf.path, lf.old, lf.new, line) for line, lf in placed)
+    )
+
+
+def read_document(text: str, doc_index: int) -> Any:
+    """One document of a stream as data, composing only that document."""
+    _, body = _strip_bom(text)
+    segs = _split_documents(body)
+    if not 0 <= doc_index < len(segs):
+        raise errors.NotFoundError(f"document {doc_index} does not exist")
+    try:
+        return _doc_data(body, segs[doc_index])
+    except yaml.YAMLError as e:
+        raise errors.PermanentError(f"invalid YAML in document {doc_index}: {e}") from e
+
+
+def document_lines(text: str) -> list[tuple[int, int]]:
+    """(first, last) 1-based line of every document: to tell which document a line is in."""
+    _, body = _strip_bom(text)
+    segs = _split_documents(body)
+    out: list[tuple[int, int]] = []
+    for seg in segs:
+        last = seg.line0 + body.count("\n", seg.start, max(seg.start, seg.end - 1)) + 1
+        out.append((seg.line0 + 1, last))
+    return out
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_STR_TAG = "tag:yaml.org,2002:str"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class _Fallback(Exception):
+    """A node the fast constructor does not handle: use PyYAML's SafeConstructor."""
+
+
+def _fast(node: Node) -> Any:
+    if isinstance(node, ScalarNode):
+        tag, value = node.tag, node.value
+        if tag == _STR_TAG:
+            return value
+        if tag == _NULL_TAG:
+            return None
+        if tag == _BOOL_TAG:
+            return value.lower() in ("yes", "true", "on")
+        if tag == _INT_TAG and value.isdigit() and (value == "0" or value[0] != "0"):
+            return int(value)
+        raise _Fallback
+    if isinstance(node, MappingNode) and node.tag == _MAP_TAG:
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            if not isinstance(k, ScalarNode) or k.tag != _STR_TAG:
+                raise _Fallback  # merge keys, non-string keys
+            out[k.value] = _fast(v)
+        return out
+    if isinstance(node, SequenceNode) and node.tag == _SEQ_TAG:
+        return [_fast(v) for v in node.value]
+    raise _Fallback
+
+
+def construct(node: Node) -> Any:
+    """Data of a composed document, as PyYAML's safe loader builds it.
+
+    Plain strings, decimal ints, booleans, nulls, mappings and sequences (all a manifest
+    usually holds) are built directly, several times faster than SafeConstructor; any
+    other node (floats, timestamps, merge keys, aliases shared across the tree) makes
+    the whole document go through SafeConstructor, so the result is always the same.
+    """
+    try:
+        return _fast(node)
+    except (_Fallback, RecursionError):
+        return SafeConstructor().construct_document(node)
+
+
+def scan_documents(
+    text: str, kinds: Collection[str], names: Collection[str]
+) -> list[tuple[WorkloadRef, Any]]:
+    """Like ``scan_workloads``, for documents named in ``names`` only, with their data:
+    the index needs the object too, and composing each document once is the point."""
+    _, body = _strip_bom(text)
+    if not kinds or not names:
+        return []
+    wanted = set(kinds)
+    pattern = _kind_filter(wanted)
+    out: list[tuple[WorkloadRef, Any]] = []
+    for index, seg in enumerate(_split_documents(body)):
+        if not pattern.search(body, seg.start, seg.end):
+            continue
+        doc = _compose(body, index, seg)
+        ident = _identity(doc.root)
+        if ident is not None and ident[0] in wanted and ident[1] in names:
+            data = (SafeConstructor().construct_document(doc.root) if doc.shared
+                    else construct(doc.root))
+            out.append((WorkloadRef(ident[0], ident[1], ident[2], index, doc.line(doc.root)),
+                        data))
+    return out

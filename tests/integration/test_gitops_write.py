@@ -18,17 +18,19 @@ Cases:
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from reconciler import errors, gitops
+from reconciler import errors, gitops, layout
 from reconciler.adapters import git
 from reconciler.core import planner
 
 ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "examples" / "microservices-demo"
 
 
 def sh(*args: str, cwd: Path | None = None) -> str:
@@ -49,8 +51,11 @@ def plan_cpu(name: str, container: str, old: str, new: str) -> planner.Plan:
                                                                 old, new),))
 
 
-def loc(name: str) -> gitops.Location:
-    return gitops.Location(f"kubernetes-manifests/{name}.yaml", 0, 1)
+def loc(name: str) -> layout.Source:
+    """Where the demo repository defines Deployment ``name``, as the layout index finds it."""
+    key = ("default", "Deployment", name)
+    src = layout.Index.build(SEED, layout.Layout(), [key]).locate(key)
+    return dataclasses.replace(src, path=f"kubernetes-manifests/{src.path}")
 
 
 def show(origin: Path, ref: str, path: str) -> str:
@@ -84,9 +89,9 @@ def test_push_race_keeps_both_commits(origin: Path, tmp_path: Path) -> None:
     racing = RacingWorkspace(ws.repo, ws.remote_url)
     racing.competitor = competitor
     written = gitops.write(racing, "main", "dakr/batch-race",
-                           [("rec-cart", loc("cartservice"),
+                           [(loc("cartservice"),
                              plan_cpu("cartservice", "server", "200m", "150m"))],
-                           default_namespace="default", message="dakr: race", retries=3)
+                           message="dakr: race", retries=3)
     assert racing.raced and written.created_commit
     theirs = sh("git", "--git-dir", str(origin), "log", "--format=%H %s",
                 "main..dakr/batch-race").splitlines()
@@ -97,8 +102,8 @@ def test_push_race_keeps_both_commits(origin: Path, tmp_path: Path) -> None:
 
 def test_human_commit_moves_writer_to_a_new_branch(origin: Path, tmp_path: Path) -> None:
     ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
-    edits = [("rec-cart", loc("cartservice"), plan_cpu("cartservice", "server", "200m", "150m"))]
-    first = gitops.write(ws, "main", "dakr/batch-h", edits, default_namespace="default",
+    edits = [(loc("cartservice"), plan_cpu("cartservice", "server", "200m", "150m"))]
+    first = gitops.write(ws, "main", "dakr/batch-h", edits,
                          message="dakr: first")
     human = tmp_path / "human"
     sh("git", "clone", "-q", "-b", "dakr/batch-h", str(origin), str(human))
@@ -110,7 +115,7 @@ def test_human_commit_moves_writer_to_a_new_branch(origin: Path, tmp_path: Path)
     human_head = sh("git", "--git-dir", str(origin), "rev-parse", "dakr/batch-h").strip()
 
     ws.fetch()
-    second = gitops.write(ws, "main", "dakr/batch-h", edits, default_namespace="default",
+    second = gitops.write(ws, "main", "dakr/batch-h", edits,
                           message="dakr: again")
     assert first.branch == "dakr/batch-h"
     assert second.branch == "dakr/batch-h-2" and second.created_commit
@@ -120,18 +125,18 @@ def test_human_commit_moves_writer_to_a_new_branch(origin: Path, tmp_path: Path)
 
 def test_rerun_reports_lines_without_commit(origin: Path, tmp_path: Path) -> None:
     ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
-    edits = [("rec-cart", loc("cartservice"), plan_cpu("cartservice", "server", "200m", "150m"))]
-    a = gitops.write(ws, "main", "dakr/b", edits, default_namespace="default", message="m")
-    b = gitops.write(ws, "main", "dakr/b", edits, default_namespace="default", message="m")
+    edits = [(loc("cartservice"), plan_cpu("cartservice", "server", "200m", "150m"))]
+    a = gitops.write(ws, "main", "dakr/b", edits, message="m")
+    b = gitops.write(ws, "main", "dakr/b", edits, message="m")
     assert a.created_commit and not b.created_commit
     assert a.commit == b.commit
-    assert a.lines == b.lines and a.lines["rec-cart"][1]
+    assert a.lines == b.lines and a.lines["rec-cartservice"][0][1]
 
 
 def test_nothing_to_change_pushes_nothing(origin: Path, tmp_path: Path) -> None:
     ws = git.Workspace.open(str(origin), tmp_path / "clone", "main")
-    edits = [("rec-cart", loc("cartservice"), plan_cpu("cartservice", "server", "200m", "200m"))]
-    w = gitops.write(ws, "main", "dakr/none", edits, default_namespace="default", message="m")
+    edits = [(loc("cartservice"), plan_cpu("cartservice", "server", "200m", "200m"))]
+    w = gitops.write(ws, "main", "dakr/none", edits, message="m")
     assert w.branch == "" and not w.created_commit
     assert "dakr/none" not in sh("git", "--git-dir", str(origin), "branch")
 
@@ -182,9 +187,9 @@ def test_token_auth_over_http_never_stored_or_printed(origin: Path, tmp_path: Pa
         ws = git.Workspace.open(url, tmp_path / "clone", "main")
         with ws:
             w = gitops.write(ws, "main", "dakr/http",
-                             [("rec-cart", loc("cartservice"),
+                             [(loc("cartservice"),
                                plan_cpu("cartservice", "server", "200m", "150m"))],
-                             default_namespace="default", message="over http")
+                             message="over http")
         assert w.created_commit
         assert "dakr/http" in sh("git", "--git-dir", str(origin), "branch")
         config = (tmp_path / "clone" / ".git" / "config").read_text()
