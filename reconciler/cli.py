@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from reconciler import __version__, errors, layout, pipeline, settings, wiring
+from reconciler import __version__, cli_direct, errors, layout, pipeline, settings, wiring
 from reconciler.adapters import files
 from reconciler.core import results
 
@@ -23,7 +23,7 @@ log = logging.getLogger("reconciler")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Subcommand groups that live in their own modules; each exposes register(subparsers).
-_PLUGINS = ("reconciler.cli_policy", "reconciler.cli_stream")
+_PLUGINS = ("reconciler.cli_policy", "reconciler.cli_stream", "reconciler.cli_direct")
 
 
 def default_state_dir() -> Path:
@@ -69,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-f", "--filename", action="append", required=True, metavar="RECS.yaml",
                     help="recommendations (YAML or JSON; several documents or a List; '-' for "
                          "stdin); repeatable")
-    ap.add_argument("--repo", required=True, metavar="URL_OR_PATH",
-                    help="the GitOps repository (its origin: a URL or a path to a repository)")
+    ap.add_argument("--mode", choices=("gitops", "direct"), default="gitops",
+                    help="gitops: a pull request against --repo; direct: patch the cluster "
+                         "through the Kubernetes API, records in the CR store there "
+                         "(default: %(default)s)")
+    ap.add_argument("--repo", default="", metavar="URL_OR_PATH",
+                    help="the GitOps repository (its origin: a URL or a path to a "
+                         "repository); required with --mode gitops")
     ap.add_argument("--base", default="main", metavar="BRANCH",
                     help="branch the change is proposed against (default: %(default)s)")
     ap.add_argument("--layout", type=Path, default=None, metavar="FILE",
@@ -107,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(no record, no commit, no push)")
     _add_policy_flags(ap)
     _add_output_flag(ap)
+    cli_direct.add_direct_args(ap)
     ap.set_defaults(func=cmd_apply)
 
     dp = sub.add_parser(
@@ -210,6 +216,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     docs: list[object] = []
     for f in args.filename:
         docs.extend(files.load_documents(f))
+    if args.mode == "direct":
+        return cli_direct.run_apply_direct(args, docs)
+    if not args.repo:
+        raise errors.ConfigError("--repo is required with --mode gitops (the default)")
     cfg = apply_settings(args)
     batch = run_batch(cfg, docs, dry_run=args.dry_run)
     print_batch(batch, args.output)

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from reconciler import errors, importers
-from reconciler.adapters import sqlite_store, store
+from reconciler import cli_direct, errors, importers, wiring
+from reconciler.adapters import store
 from reconciler.core import validation
 from reconciler.stream import batch, client, platform
 from reconciler.stream import state as stream_state
@@ -28,16 +28,10 @@ log = logging.getLogger(__name__)
 DEFAULT_STATE = "state/stream.db"
 
 
-def open_store(uri: str) -> store.Store:
-    """``sqlite:PATH`` for now; ``kube`` is refused until the CR store is wired in."""
-    if uri.startswith("sqlite:"):
-        path = uri[len("sqlite:"):]
-        if not path:
-            raise errors.ConfigError("--store sqlite:PATH needs a path")
-        return sqlite_store.SqliteStore(path)
-    if uri == "kube":
-        raise errors.ConfigError("--store kube is not available yet; use --store sqlite:PATH")
-    raise errors.ConfigError(f"unknown store {uri!r}: expected sqlite:PATH or kube")
+def open_store(args: argparse.Namespace) -> store.Store:
+    """The store named by ``--store`` (sqlite:PATH, or kube with --kubeconfig/--context)."""
+    return wiring.open_store(args.store, getattr(args, "kubeconfig", None),
+                             getattr(args, "context", None))
 
 
 def state_path(uri: str, explicit: str | None) -> pathlib.Path:
@@ -76,7 +70,7 @@ def _ingest(args: argparse.Namespace) -> int:
         heartbeat_timeout=args.heartbeat_timeout, backoff_max=args.backoff_max,
         backoff_initial=min(1.0, args.backoff_max),
         allowed_crd_groups=tuple(args.allow_crd_group or client.DEFAULT_ALLOWED_GROUPS))
-    st = open_store(args.store)
+    st = open_store(args)
     state = stream_state.StreamState(state_path(args.store, args.state))
     c = client.StreamClient(cfg, st, state)
     if args.until_idle is None:
@@ -98,7 +92,7 @@ def _ingest(args: argparse.Namespace) -> int:
 # -- list ---------------------------------------------------------------------------------
 
 def _list(args: argparse.Namespace) -> int:
-    st = open_store(args.store)
+    st = open_store(args)
     try:
         records = st.list(kind=args.kind, phase=args.phase)
     finally:
@@ -135,7 +129,7 @@ def _import(args: argparse.Namespace) -> int:
         good.append(doc)
         items.append(batch.Item(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict()))
     if args.store:
-        st = open_store(args.store)
+        st = open_store(args)
         try:
             results = batch.upsert_many(st, items)
         finally:
@@ -157,6 +151,7 @@ def register(subparsers: Any) -> None:
         "ingest", help="receive recommendations from the platform stream into a store")
     p.add_argument("--platform", required=True, metavar="HOST:PORT")
     p.add_argument("--store", required=True, metavar="URI", help="sqlite:PATH or kube")
+    cli_direct.add_kube_args(p)
     p.add_argument("--until-idle", type=float, metavar="SECONDS",
                    help="exit once nothing arrived for this long (default: run until stopped)")
     p.add_argument("--tls", action="store_true", help="TLS with the system's trusted roots")
@@ -180,7 +175,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_guarded(_ingest))
 
     p = subparsers.add_parser("list", help="print stored recommendations with their phase")
-    p.add_argument("--store", required=True, metavar="URI")
+    p.add_argument("--store", required=True, metavar="URI", help="sqlite:PATH or kube")
+    cli_direct.add_kube_args(p)
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--kind", choices=store.KINDS)
     p.add_argument("--phase")
@@ -200,5 +196,6 @@ def register(subparsers: Any) -> None:
         s.add_argument("file", metavar="FILE")
         s.add_argument("--store", metavar="URI",
                        help="store them (sqlite:PATH); without it they are printed")
+        cli_direct.add_kube_args(s)
         s.add_argument("--output", choices=("yaml", "json"), default="yaml")
         s.set_defaults(func=_guarded(_import))

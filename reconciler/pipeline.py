@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,7 +51,7 @@ def decision_summary(d: decision.Decision) -> model.DecisionSummary:
                                  warnings=d.warnings, decisionId=d.decision_id)
 
 
-def _history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
+def history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The last change applied to each target (what cooldown rules look at), read once per
     batch: one list per kind instead of one per recommendation."""
     last: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -224,11 +224,16 @@ def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[Work],
 
 
 def decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
-            live: Sequence[Work], now: str) -> None:
-    """Ask policy about the whole batch at once; no answer means deny (the engine's job)."""
-    history = _history(st, {w.rec.kind for w in live})
+           live: Sequence[Work], now: str,
+           cluster: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Ask policy about the whole batch at once; no answer means deny (the engine's job).
+
+    ``cluster`` adds facts per recommendation id (the live HPA, say) to the input.
+    """
+    last = history(st, {w.rec.kind for w in live})
     inputs = [policy_input.build(w.rec, w.target, now=now,
-                                 history={"lastApplied": history.get(w.rec.target_key)},
+                                 cluster=(cluster or {}).get(w.rec.id),
+                                 history={"lastApplied": last.get(w.rec.target_key)},
                                  operator_namespace=cfg.operator_namespace)
               for w in live]
     decisions = engine.decide_many(inputs) if inputs else []

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler import errors, settings
-from reconciler.adapters import forge, git, opa, sqlite_store, store
+from reconciler.adapters import forge, git, kube_store, opa, sqlite_store, store
 
 
-def open_store(uri: str) -> store.Store:
-    """``sqlite:PATH`` for a local SQLite file; ``kube`` for the CR store (later)."""
+def open_store(uri: str, kubeconfig: str | None = None,
+               context: str | None = None) -> store.Store:
+    """``sqlite:PATH`` for a local SQLite file; ``kube`` for the custom resources in the
+    cluster of ``kubeconfig``/``context`` (default: in-cluster, else ~/.kube/config)."""
     if uri.startswith("sqlite:"):
         path = uri[len("sqlite:"):]
         if not path:
@@ -17,7 +19,7 @@ def open_store(uri: str) -> store.Store:
                 "--store sqlite: needs a path, e.g. sqlite:state/reconciler.db")
         return sqlite_store.SqliteStore(Path(path))
     if uri == "kube":
-        raise errors.ConfigError("--store kube is not available yet: use sqlite:PATH")
+        return kube_store.open_store(kubeconfig, context)
     raise errors.ConfigError(f"unknown store {uri!r}: expected sqlite:PATH or kube")
 
 

@@ -6,7 +6,8 @@ Cases:
   recommendation is stored once, `list --output json` prints them with id and phase, and
   the acks file has one JSON line per answer received (id, kind, reason), garbage nacked;
   SIGTERM stops the platform with exit code 0;
-- `list` in text form; `--store kube` is refused with exit code 2 and a clear message;
+- `list` in text form; `--store kube` with an unusable kubeconfig exits 2 with a clear
+  message; `import` and `list` with `--store kube` work on the CRs of the test API server;
 - `import vpa` prints valid recommendation documents; `import krr --store` stores them and
   `list` shows them; importing twice changes nothing.
 """
@@ -24,7 +25,9 @@ import pytest
 import yaml
 
 from reconciler import cli_stream
+from tests.crds import install_crds
 from tests.integration import stream_support as ss
+from tests.kubeapi.handle import KubeApi
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -95,8 +98,31 @@ def test_list_text_and_kube_store_refused(tmp_path: pathlib.Path,
     assert out[0].split() == ["KIND", "NAMESPACE", "ID", "PHASE"]
     assert out[1].split()[:2] == ["WorkloadRecommendation", "shop"]
     assert out[1].split()[2].startswith("vpa-shop-web-") and out[1].split()[3] == "Pending"
-    assert _cli(["list", "--store", "kube"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    missing = str(tmp_path / "no-such-kubeconfig")
+    assert _cli(["list", "--store", "kube", "--kubeconfig", missing]) == 2
+    assert "cannot load the Kubernetes configuration" in capsys.readouterr().err
+
+
+def test_import_and_list_in_the_cr_store(tmp_path: pathlib.Path, kubeapi: KubeApi,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`--store kube`: the recommendations become custom resources in the cluster."""
+    install_crds(kubeapi)
+    kubeapi.ensure_namespace("shop")
+    vpa = tmp_path / "vpa.yaml"
+    vpa.write_text(yaml.safe_dump({
+        "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+        "status": {"recommendation": {"containerRecommendations": [
+            {"containerName": "app", "target": {"cpu": "25m", "memory": "262144k"}}]}}}))
+    kc = ["--store", "kube", "--kubeconfig", kubeapi.kubeconfig_path]
+    assert _cli(["import", "vpa", str(vpa), *kc]) == 0
+    capsys.readouterr()
+    assert _cli(["list", *kc, "--output", "json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)["items"]
+    assert item["id"].startswith("vpa-shop-web-") and item["phase"] == "Pending"
+    objs = kubeapi.items("dakr.devzero.io/v1alpha1", "WorkloadRecommendation")
+    assert [o["spec"]["recommendationId"] for o in objs] == [item["id"]]
 
 
 def test_import_prints_valid_documents_and_stores_idempotently(

@@ -162,6 +162,9 @@ class KubeApiServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, the body waits ~40 ms for
+    # the client's delayed ACK on every keep-alive response.
+    disable_nagle_algorithm = True
     server: _HTTPServer
     _late_timeout: faults_mod.Rule | None = None
 

@@ -1,0 +1,515 @@
+"""The one place that talks to the Kubernetes API (the official ``kubernetes`` client).
+
+Everything Kubernetes-facing goes through ``Kube.call``: a shared client-side rate limit
+(token bucket), bounded retries with exponential backoff and full jitter for what may
+succeed later (429, 5xx, timeouts, dropped connections), and the translation of every
+``ApiException`` / transport error into ``reconciler.errors`` types. Callers therefore only
+decide between three outcomes: it worked, someone else wrote first (``ConflictError``:
+re-read and re-decide, never blindly retry), or it cannot work (``PermanentError``, with
+the server's message and field causes).
+
+Reads go through a per-instance cache: the first read of a kind in a namespace LISTs it once,
+later reads of that kind and namespace are answered from memory, and every write answer
+replaces the cached object. A stale cache entry cannot cause a lost update because every
+workload write is a JSON Patch guarded by ``test`` operations on the values the plan read:
+the server refuses it (422) and the caller re-reads through ``refresh``.
+
+Responses are read as raw JSON (``_preload_content=False``): policy and the planner see the
+object exactly as the server sends it, not the client's model classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+import urllib3
+
+from reconciler import errors
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+FIELD_MANAGER = "dakr-reconciler"
+WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+                    "DaemonSet": "daemonsets"}
+SCALABLE = ("Deployment", "StatefulSet")  # DaemonSets have no scale subresource
+HPA = "HorizontalPodAutoscaler"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class _ApiDetails:
+    """What the server said: HTTP code, Status reason and field causes."""
+
+    code: int = 0
+    reason: str = ""
+    causes: list[JSON]
+
+    def _set(self, code: int, reason: str, causes: list[JSON] | None) -> None:
+        self.code, self.reason, self.causes = code, reason, list(causes or [])
+
+
+class Conflict(errors.ConflictError, _ApiDetails):
+    """409: another writer changed the object (stale resourceVersion) or it already exists."""
+
+    def __init__(self, message: str, code: int = 409, reason: str = "Conflict",
+                 causes: list[JSON] | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+
+
+class TestFailed(errors.ConflictError, _ApiDetails):
+    """A JSON Patch ``test`` operation failed: the values we read are no longer there."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    def __init__(self, message: str, code: int = 422, reason: str = "Invalid",
+                 causes: list[JSON] | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+
+
+class Unavailable(errors.TemporaryError, _ApiDetails):
+    """429, 5xx, a timeout or a broken connection, still failing after the bounded retries."""
+
+    def __init__(self, message: str, code: int = 0, reason: str = "",
+                 causes: list[JSON] | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+        self.retry_after = retry_after
+
+
+class Forbidden(errors.PermanentError, _ApiDetails):
+    def __init__(self, message: str, code: int = 403, reason: str = "Forbidden",
+                 causes: list[JSON] | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+
+
+class NotFound(errors.NotFoundError, _ApiDetails):
+    def __init__(self, message: str, code: int = 404, reason: str = "NotFound",
+                 causes: list[JSON] | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+
+
+class Invalid(errors.PermanentError, _ApiDetails):
+    """422 (or another 4xx): the server refuses the request itself; causes name the fields."""
+
+    def __init__(self, message: str, code: int = 422, reason: str = "Invalid",
+                 causes: list[JSON] | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+
+
+def _status_body(e: kubernetes.client.ApiException) -> JSON:
+    try:
+        body = json.loads(e.body or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def translate(e: BaseException, what: str, *, guarded: bool = False) -> errors.ReconcilerError:
+    """Map a client or transport error to a reconciler error; ``what`` names the request.
+
+    ``guarded``: the request was a JSON Patch with ``test`` operations, so a 422 without
+    field causes (the generic answer the server gives for a failed operation) means a test
+    failed: a concurrent change, not an invalid request.
+    """
+    if isinstance(e, kubernetes.client.ApiException):
+        body = _status_body(e)
+        code = int(e.status or 0)
+        reason = str(body.get("reason") or e.reason or "")
+        message = str(body.get("message") or e.reason or "")
+        causes = list((body.get("details") or {}).get("causes") or [])
+        text = f"{what}: {message}" if message else f"{what}: HTTP {code}"
+        if causes:
+            text += " (" + "; ".join(
+                f"{c.get('field', '')}: {c.get('message', c.get('reason', ''))}".lstrip(": ")
+                for c in causes) + ")"
+        if code == 409:
+            return Conflict(text, code, reason, causes)
+        if code == 422 and guarded and not causes:
+            return TestFailed(text, code, reason, causes)
+        if code == 429 or code >= 500 or code == 0:
+            return Unavailable(text, code, reason, causes, _retry_after(e))
+        if code == 403:
+            return Forbidden(text, code, reason, causes)
+        if code == 404:
+            return NotFound(text, code, reason, causes)
+        return Invalid(text, code, reason, causes)
+    if isinstance(e, (urllib3.exceptions.HTTPError, OSError, TimeoutError)):
+        return Unavailable(f"{what}: {type(e).__name__}: {e}")
+    raise e
+
+
+def _retry_after(e: kubernetes.client.ApiException) -> float | None:
+    headers = e.headers
+    if not headers or headers.get("Retry-After") is None:
+        return None
+    try:
+        return float(headers.get("Retry-After"))
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+class RateLimiter:
+    """Token bucket: ``burst`` requests at once, then ``qps`` per second, thread-safe."""
+
+    def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if qps <= 0 or burst < 1:
+            raise errors.ConfigError(f"rate limit needs qps > 0 and burst >= 1 (got {qps}, "
+                                     f"{burst})")
+        self.qps, self.burst = float(qps), int(burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is available; returns the time waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1.0
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+_limiters: dict[tuple[float, int], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(qps: float, burst: int) -> RateLimiter:
+    """One limiter per (qps, burst) per process: every writer of the process shares it."""
+    with _limiters_lock:
+        lim = _limiters.get((qps, burst))
+        if lim is None:
+            lim = _limiters[(qps, burst)] = RateLimiter(qps, burst)
+        return lim
+
+
+# --------------------------------------------------------------------------- client
+
+
+def load_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """An ApiClient from a kubeconfig (file, or $KUBECONFIG / ~/.kube/config) and context,
+    or the in-cluster service account when no kubeconfig is given and one is mounted."""
+    cfg = kubernetes.client.Configuration()
+    try:
+        if kubeconfig is None and context is None and _in_cluster():
+            kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=cfg)
+        else:
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=cfg,
+                persist_config=False)
+    except (kubernetes.config.ConfigException, OSError, ValueError) as e:
+        raise errors.ConfigError(f"cannot load the Kubernetes configuration: {e}") from e
+    return kubernetes.client.ApiClient(cfg)
+
+
+def _in_cluster() -> bool:
+    import os
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@dataclass(frozen=True)
+class Options:
+    qps: float = 50.0
+    burst: int = 100
+    retries: int = 5              # extra attempts for temporary failures
+    backoff: float = 0.1          # first backoff, seconds; doubles each time (full jitter)
+    backoff_max: float = 5.0
+    timeout: float = 15.0         # per-request read timeout, seconds
+    field_manager: str = FIELD_MANAGER
+
+
+def who(api_client: Any, field_manager: str = FIELD_MANAGER) -> str:
+    """The identity the audit log records: the field manager, and the service account when
+    running in a cluster (its namespace/name come from the mounted token's directory)."""
+    import os
+
+    path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    sa = os.environ.get("DAKR_SERVICE_ACCOUNT", "")
+    if not sa and os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                sa = f"system:serviceaccount:{f.read().strip()}:dakr-reconciler"
+        except OSError:
+            sa = ""
+    return f"{field_manager} ({sa})" if sa else field_manager
+
+
+class Kube:
+    """The Kubernetes adapter: rate-limited, retried, translated requests and a read cache."""
+
+    def __init__(self, api_client: Any, options: Options | None = None,
+                 limiter: RateLimiter | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.api_client = api_client
+        self.options = options or Options()
+        self.limiter = limiter or shared_limiter(self.options.qps, self.options.burst)
+        self.field_manager = self.options.field_manager
+        self._sleep = sleep
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.apps = kubernetes.client.AppsV1Api(api_client)
+        self.autoscaling = kubernetes.client.AutoscalingV2Api(api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._cache: dict[tuple[str, str], dict[str, JSON]] = {}
+        self._lock = threading.Lock()
+        self.requests = 0  # requests sent (retries included): what the benchmark reports
+
+    # ------------------------------------------------------------------ the one call site
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, guarded: bool = False,
+             retry: bool = True, **kwargs: Any) -> Any:
+        """Send one request (raw JSON answer), retrying temporary failures with backoff.
+
+        Conflicts are never retried here: the caller must re-read and decide again.
+        """
+        kwargs.setdefault("_request_timeout", (5.0, self.options.timeout))
+        attempts = 1 + (self.options.retries if retry else 0)
+        for attempt in range(attempts):
+            self.limiter.acquire()
+            self.requests += 1
+            try:
+                resp = fn(*args, _preload_content=False, **kwargs)
+                try:
+                    data = resp.data
+                finally:
+                    resp.release_conn()  # back to the pool: keep-alive across requests
+                return json.loads(data) if data else {}
+            except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError,
+                    OSError) as e:
+                err = translate(e, what, guarded=guarded)
+                if not isinstance(err, Unavailable) or attempt == attempts - 1:
+                    raise err from e
+                delay = min(self.options.backoff_max, self.options.backoff * 2 ** attempt)
+                delay = random.uniform(0, delay)  # full jitter: writers do not retry in step
+                if err.retry_after is not None:  # the server said when: wait at least that
+                    delay = max(delay, min(err.retry_after, self.options.backoff_max))
+                log.info("retrying %s in %.2fs: %s", what, delay, err)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ reads (cached)
+
+    def _list_fn(self, kind: str) -> Callable[..., Any]:
+        if kind == HPA:
+            return self.autoscaling.list_namespaced_horizontal_pod_autoscaler
+        plural = WORKLOAD_PLURALS.get(kind)
+        if plural is None:
+            raise errors.PermanentError(
+                f"unsupported target kind {kind!r}: expected one of "
+                f"{', '.join(WORKLOAD_PLURALS)}")
+        return getattr(self.apps, "list_namespaced_" + _snake(kind))  # type: ignore
+
+    def _read_fn(self, kind: str) -> Callable[..., Any]:
+        if kind == HPA:
+            return self.autoscaling.read_namespaced_horizontal_pod_autoscaler
+        return getattr(self.apps, "read_namespaced_" + _snake(kind))  # type: ignore
+
+    def _patch_fn(self, kind: str) -> Callable[..., Any]:
+        if kind == HPA:
+            return self.autoscaling.patch_namespaced_horizontal_pod_autoscaler
+        return getattr(self.apps, "patch_namespaced_" + _snake(kind))  # type: ignore
+
+    def _objects(self, kind: str, namespace: str) -> dict[str, JSON]:
+        with self._lock:
+            cached = self._cache.get((kind, namespace))
+        if cached is not None:
+            return cached
+        answer = self.call(f"list {kind} in {namespace}", self._list_fn(kind), namespace)
+        api_version = "autoscaling/v2" if kind == HPA else "apps/v1"
+        objs: dict[str, JSON] = {}
+        for item in answer.get("items") or []:
+            item.setdefault("apiVersion", api_version)  # list items carry no kind
+            item.setdefault("kind", kind)
+            objs[item["metadata"]["name"]] = item
+        with self._lock:
+            self._cache[(kind, namespace)] = objs
+        return objs
+
+    def workload(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """The live workload (from the cache), or None when it does not exist."""
+        obj = self._objects(kind, namespace).get(name)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def refresh(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """Read one object again from the server (after a conflict) and update the cache."""
+        try:
+            obj: JSON = self.call(f"get {kind} {namespace}/{name}", self._read_fn(kind),
+                                  name, namespace)
+        except errors.NotFoundError:
+            with self._lock:
+                self._cache.get((kind, namespace), {}).pop(name, None)
+            return None
+        self._remember(kind, namespace, obj)
+        return copy.deepcopy(obj)
+
+    def _remember(self, kind: str, namespace: str, obj: JSON) -> None:
+        with self._lock:
+            objs = self._cache.get((kind, namespace))
+            if objs is not None:
+                objs[obj["metadata"]["name"]] = obj
+
+    def hpa_for(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """The HorizontalPodAutoscaler whose scaleTargetRef is this workload, if any."""
+        for hpa in self._objects(HPA, namespace).values():
+            ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("kind") == kind and ref.get("name") == name and str(
+                    ref.get("apiVersion", "apps/v1")).startswith("apps/"):
+                return copy.deepcopy(hpa)
+        return None
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # ------------------------------------------------------------------ writes
+
+    def json_patch(self, kind: str, namespace: str, name: str, ops: Sequence[Mapping[str, Any]],
+                   *, dry_run: bool = False) -> JSON:
+        """Apply a JSON Patch (RFC 6902). ``test`` operations make it fail with TestFailed
+        when the values changed since they were read; nothing is written then."""
+        guarded = any(op.get("op") == "test" for op in ops)
+        kwargs: dict[str, Any] = {"field_manager": self.field_manager,
+                                  "_content_type": "application/json-patch+json"}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        obj: JSON = self.call(
+            f"{'dry-run ' if dry_run else ''}patch {kind} {namespace}/{name}",
+            self._patch_fn(kind), name, namespace, [dict(op) for op in ops],
+            guarded=guarded, **kwargs)
+        if not dry_run:
+            self._remember(kind, namespace, obj)
+        return obj
+
+    def scale(self, kind: str, namespace: str, name: str, old: int | None, new: int, *,
+              dry_run: bool = False) -> JSON:
+        """Set ``spec.replicas`` through the scale subresource, guarded on the value read."""
+        if kind not in SCALABLE:
+            raise errors.PermanentError(f"{kind} has no scale subresource: cannot set replicas")
+        ops: list[JSON] = []
+        if old is not None:
+            ops.append({"op": "test", "path": "/spec/replicas", "value": old})
+        ops.append({"op": "replace" if old is not None else "add", "path": "/spec/replicas",
+                    "value": new})
+        fn = getattr(self.apps, f"patch_namespaced_{_snake(kind)}_scale")
+        kwargs: dict[str, Any] = {"field_manager": self.field_manager,
+                                  "_content_type": "application/json-patch+json"}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        out: JSON = self.call(f"{'dry-run ' if dry_run else ''}scale {kind} {namespace}/{name}",
+                              fn, name, namespace, ops, guarded=old is not None, **kwargs)
+        if not dry_run:
+            with self._lock:
+                cached = self._cache.get((kind, namespace), {}).get(name)
+                if cached is not None:
+                    cached.setdefault("spec", {})["replicas"] = new
+                    rv = (out.get("metadata") or {}).get("resourceVersion")
+                    if rv:
+                        cached["metadata"]["resourceVersion"] = rv
+        return out
+
+    def event(self, involved: Mapping[str, Any], reason: str, message: str, *,
+              type_: str = "Normal", namespace: str = "default") -> None:
+        """Record a core/v1 Event about ``involved`` (best effort: an Event is a report, and
+        failing to write one must not undo or fail the change it reports)."""
+        meta = involved.get("metadata") or {}
+        ns = meta.get("namespace") or namespace
+        now = _now_micro()
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": ns},
+            "involvedObject": {"apiVersion": involved.get("apiVersion"),
+                               "kind": involved.get("kind"), "name": meta.get("name"),
+                               "namespace": meta.get("namespace") or None,
+                               "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "reason": reason, "message": message[:1024], "type": type_,
+            "source": {"component": self.field_manager},
+            "reportingComponent": self.field_manager, "reportingInstance": self.field_manager,
+            "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z", "count": 1,
+        }
+        try:
+            self.call(f"create event {reason} on {involved.get('kind')}/{meta.get('name')}",
+                      self.core.create_namespaced_event, ns, body)
+        except errors.ReconcilerError as e:
+            log.warning("could not record the event %s: %s", reason, e)
+
+    # ------------------------------------------------------------------ watch
+
+    def watch_lines(self, what: str, fn: Callable[..., Any], *args: Any,
+                    timeout: float, on_open: Callable[[Any], None] | None = None,
+                    **kwargs: Any) -> Iterator[JSON]:
+        """Stream the events of one watch request (raw JSON), ending after ``timeout``.
+
+        ``on_open`` receives the open response, so that another thread can end the stream
+        early with ``close_stream``.
+        """
+        self.limiter.acquire()
+        self.requests += 1
+        try:
+            resp = fn(*args, watch=True, timeout_seconds=max(1, int(timeout + 0.999)),
+                      allow_watch_bookmarks=True, _preload_content=False,
+                      _request_timeout=(5.0, timeout + 5.0), **kwargs)
+        except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            raise translate(e, what) from e
+        if on_open is not None:
+            on_open(resp)
+        try:
+            buf = b""
+            for chunk in resp.stream(4096, decode_content=True):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            if getattr(resp, "_dakr_closed", False):
+                return  # ended on purpose by close_stream
+            raise translate(e, what) from e
+        finally:
+            resp.release_conn()
+
+
+def close_stream(resp: Any) -> None:
+    """End a watch stream from another thread (its reader sees the end of the stream)."""
+    resp._dakr_closed = True
+    # Fails when the stream already ended and its connection went back to the pool.
+    with contextlib.suppress(AttributeError, OSError, ValueError, RuntimeError):
+        resp.shutdown()
+
+
+def _snake(kind: str) -> str:
+    return {"Deployment": "deployment", "StatefulSet": "stateful_set",
+            "DaemonSet": "daemon_set", HPA: "horizontal_pod_autoscaler"}[kind]
+
+
+def _now_micro() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

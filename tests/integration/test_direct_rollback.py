@@ -1,0 +1,133 @@
+"""Rollback of direct-mode changes against the test API server, through the real client.
+
+Cases:
+- `rollback(id)` restores the previous container values with a patch guarded on the values
+  we set, ends RolledBack with a condition, an Event and audit lines, and releases the
+  finalizer; a second rollback is a no-op without writes;
+- deleting an applied recommendation keeps it (finalizer, deletionTimestamp) until
+  `reconcile_deletions` restores the values; then the object is gone;
+- after a foreign change to a value we set, rollback refuses with the value named, writes
+  nothing to the workload, keeps the object and the finalizer and sets
+  RolledBack=False/ChangedSince;
+- HPA bounds and scale-subresource replicas are restored too;
+- a recommendation that was never applied has nothing to roll back: its finalizer-less
+  deletion is untouched, and `rollback` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import kubernetes
+import pytest
+
+from reconciler import direct, errors
+from tests.integration.test_direct_apply import (  # the fixture `env` is shared
+    GROUP,
+    VERSION,
+    Env,
+    env,  # noqa: F401
+    hpa_obj,
+    rightsizing,
+    scaling,
+)
+
+
+def _delete(e: Env, rec_id: str) -> None:
+    kubernetes.client.CustomObjectsApi(e.client).delete_namespaced_custom_object(
+        GROUP, VERSION, "default", "workloadrecommendations", rec_id)
+
+
+def test_rollback_restores(env: Env,  # noqa: F811
+                            caplog: pytest.LogCaptureFixture) -> None:
+    assert env.run(rightsizing("rec-1", requests={"cpu": "250m", "memory": "256Mi"},
+                               limits={"cpu": "2"})).items[0].phase == "Applied"
+    caplog.set_level(logging.INFO, logger="reconciler.audit")
+    item = direct.rollback("rec-1", env.store(), env.adapter())
+    assert item.phase == "RolledBack", item.message
+    assert env.resources() == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                               "limits": {"cpu": "1", "memory": "512Mi"}}
+    obj = env.rec("rec-1")
+    assert obj["status"]["phase"] == "RolledBack"
+    cond = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert cond["RolledBack"]["status"] == "True"
+    assert direct.FINALIZER not in (obj["metadata"].get("finalizers") or [])
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "reconciler.audit"]
+    assert sorted((ln["field"].rsplit(".", 2)[-2:][0] + "." + ln["field"].rsplit(".", 1)[-1],
+                   ln["before"], ln["after"]) for ln in lines) == [
+        ("limits.cpu", "2", "1"), ("requests.cpu", "250m", "100m"),
+        ("requests.memory", "256Mi", "128Mi")]
+    assert {ln["action"] for ln in lines} == {"rollback"}
+    reasons = {e["reason"] for e in env.api.items("v1", "Event", "default")}
+    assert {"DakrRecommendationRolledBack", "RolledBack"} <= reasons
+
+    env.api.requests.reset()
+    again = direct.rollback("rec-1", env.store(), env.adapter())
+    assert again.phase == "RolledBack" and "already" in again.message
+    assert env.api.requests.writes() == []
+    # A rerun of the batch does not apply it again either.
+    env.api.requests.reset()
+    assert env.run(rightsizing("rec-1", requests={"cpu": "250m", "memory": "256Mi"},
+                               limits={"cpu": "2"})).items[0].phase == "RolledBack"
+    assert env.api.requests.writes() == []
+
+
+def test_delete_rolls_back_through_the_finalizer(env: Env) -> None:  # noqa: F811
+    env.run(rightsizing("rec-1", requests={"cpu": "250m"}))
+    _delete(env, "rec-1")
+    held = env.rec("rec-1")
+    assert held["metadata"]["deletionTimestamp"]  # kept by the finalizer
+    assert env.resources()["requests"]["cpu"] == "250m"
+    out = direct.reconcile_deletions(env.store(), env.adapter())
+    assert [(i.id, i.phase) for i in out] == [("rec-1", "RolledBack")]
+    assert env.resources()["requests"]["cpu"] == "100m"
+    assert not env.api.exists(f"{GROUP}/{VERSION}", "WorkloadRecommendation", "rec-1")
+    assert direct.reconcile_deletions(env.store(), env.adapter()) == []
+
+
+def test_rollback_refused_after_foreign_change(env: Env) -> None:  # noqa: F811
+    env.run(rightsizing("rec-1", requests={"cpu": "250m"}))
+
+    def edit(obj: dict[str, Any]) -> None:
+        obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "300m"
+    env.api.modify("apps/v1", "Deployment", "web", edit)
+    _delete(env, "rec-1")
+    env.api.requests.reset()
+    out = direct.reconcile_deletions(env.store(), env.adapter())
+    assert len(out) == 1 and out[0].phase == "Applied"
+    assert "requests.cpu is 300m, not the 250m" in out[0].message
+    assert env.resources()["requests"]["cpu"] == "300m"
+    assert env.api.requests.count("patch", "deployments") == 0
+    obj = env.rec("rec-1")
+    assert direct.FINALIZER in obj["metadata"]["finalizers"]
+    assert obj["metadata"]["deletionTimestamp"]
+    cond = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert (cond["RolledBack"]["status"], cond["RolledBack"]["reason"]) == (
+        "False", "ChangedSince")
+    warn = [e for e in env.api.items("v1", "Event", "default") if e["type"] == "Warning"]
+    assert [e["reason"] for e in warn] == ["RollbackRefused"]
+
+
+def test_rollback_hpa_and_replicas(env: Env) -> None:  # noqa: F811
+    env.api.seed(hpa_obj("web-hpa", "web", 2, 10), env.api.deployment("api", replicas=2))
+    batch = env.run(scaling("rec-h", hpa={"minReplicas": 4, "maxReplicas": 6}),
+                    scaling("rec-s", name="api", replicas=7))
+    assert [i.phase for i in batch.items] == ["Applied", "Applied"]
+    assert env.workload("api")["spec"]["replicas"] == 7
+    for rec_id in ("rec-h", "rec-s"):
+        assert direct.rollback(rec_id, env.store(), env.adapter()).phase == "RolledBack"
+    hpa = env.api.get("autoscaling/v2", "HorizontalPodAutoscaler", "web-hpa")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    assert env.workload("api")["spec"]["replicas"] == 2
+
+
+def test_nothing_to_roll_back(env: Env) -> None:  # noqa: F811
+    env.run(rightsizing("rec-denied", requests={"cpu": "250m"}))
+    obj = env.rec("rec-denied")
+    assert direct.FINALIZER not in (obj["metadata"].get("finalizers") or [])
+    item = direct.rollback("rec-denied", env.store(), env.adapter())
+    assert item.phase == "Rejected" and "nothing to roll back" in item.message
+    with pytest.raises(errors.NotFoundError):
+        direct.rollback("rec-unknown", env.store(), env.adapter())
