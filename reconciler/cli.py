@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from reconciler import __version__, cli_direct, errors, layout, pipeline, settings, wiring
+from reconciler import __version__, cli_direct, errors, layout, pipeline, revert, settings, wiring
 from reconciler.adapters import files
 from reconciler.core import results
 
@@ -23,7 +23,7 @@ log = logging.getLogger("reconciler")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Subcommand groups that live in their own modules; each exposes register(subparsers).
-_PLUGINS = ("reconciler.cli_policy", "reconciler.cli_stream", "reconciler.cli_direct")
+_PLUGINS = ("reconciler.cli_policy", "reconciler.cli_stream")
 
 
 def default_state_dir() -> Path:
@@ -41,6 +41,39 @@ def _add_policy_flags(p: argparse.ArgumentParser) -> None:
                    help="sidecar timeout; no answer in time means deny (default: %(default)s)")
     p.add_argument("--opa-token-file", default="", metavar="FILE",
                    help="bearer token for the sidecar, read from this file")
+
+
+def _add_gitops_flags(p: argparse.ArgumentParser) -> None:
+    """Where the repository, its layout, the store and the forge are (apply, rollback)."""
+    p.add_argument("--repo", default="", metavar="URL_OR_PATH",
+                    help="the GitOps repository (its origin: a URL or a path to a "
+                         "repository); required with --mode gitops")
+    p.add_argument("--base", default="main", metavar="BRANCH",
+                    help="branch the change is proposed against (default: %(default)s)")
+    p.add_argument("--layout", type=Path, default=None, metavar="FILE",
+                    help="where values live in the repository: plain manifests (default), a "
+                         "Kustomize overlay or a Helm values file; see examples/layouts/")
+    p.add_argument("--default-namespace", default="", metavar="NS",
+                    help="namespace of manifests that do not set one (default: the layout's, "
+                         "else 'default')")
+    p.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                    help="where the store, the working clone and the pull-request body live "
+                         f"(default: {default_state_dir()})")
+    p.add_argument("--store", default="", metavar="URI",
+                    help="recommendation store: sqlite:PATH (default: sqlite:STATE_DIR/"
+                         "reconciler.db) or kube")
+    p.add_argument("--forge", choices=("local", "github", "gitlab", "gitea"), default="local",
+                    help="where the pull request is opened; local: the branch in the remote "
+                         "and the body in STATE_DIR/pull-request.md (default: %(default)s)")
+    p.add_argument("--forge-url", default="", metavar="URL",
+                    help="forge API URL (default: api.github.com / gitlab.com; required for "
+                         "gitea)")
+    p.add_argument("--forge-repo", default="", metavar="OWNER/NAME",
+                    help="repository on the forge (default: derived from --repo)")
+    p.add_argument("--token-file", default="", metavar="FILE",
+                    help="forge API token, read from this file (never logged)")
+    p.add_argument("--label", action="append", default=None, metavar="LABEL",
+                    help="label for the pull request; repeatable (default: dakr)")
 
 
 def _add_output_flag(p: argparse.ArgumentParser) -> None:
@@ -73,35 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gitops: a pull request against --repo; direct: patch the cluster "
                          "through the Kubernetes API, records in the CR store there "
                          "(default: %(default)s)")
-    ap.add_argument("--repo", default="", metavar="URL_OR_PATH",
-                    help="the GitOps repository (its origin: a URL or a path to a "
-                         "repository); required with --mode gitops")
-    ap.add_argument("--base", default="main", metavar="BRANCH",
-                    help="branch the change is proposed against (default: %(default)s)")
-    ap.add_argument("--layout", type=Path, default=None, metavar="FILE",
-                    help="where values live in the repository: plain manifests (default), a "
-                         "Kustomize overlay or a Helm values file; see examples/layouts/")
-    ap.add_argument("--default-namespace", default="", metavar="NS",
-                    help="namespace of manifests that do not set one (default: the layout's, "
-                         "else 'default')")
-    ap.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
-                    help="where the store, the working clone and the pull-request body live "
-                         f"(default: {default_state_dir()})")
-    ap.add_argument("--store", default="", metavar="URI",
-                    help="recommendation store: sqlite:PATH (default: sqlite:STATE_DIR/"
-                         "reconciler.db) or kube")
-    ap.add_argument("--forge", choices=("local", "github", "gitlab", "gitea"), default="local",
-                    help="where the pull request is opened; local: the branch in the remote "
-                         "and the body in STATE_DIR/pull-request.md (default: %(default)s)")
-    ap.add_argument("--forge-url", default="", metavar="URL",
-                    help="forge API URL (default: api.github.com / gitlab.com; required for "
-                         "gitea)")
-    ap.add_argument("--forge-repo", default="", metavar="OWNER/NAME",
-                    help="repository on the forge (default: derived from --repo)")
-    ap.add_argument("--token-file", default="", metavar="FILE",
-                    help="forge API token, read from this file (never logged)")
-    ap.add_argument("--label", action="append", default=None, metavar="LABEL",
-                    help="label for the pull request; repeatable (default: dakr)")
+    _add_gitops_flags(ap)
     ap.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
                     help="one branch and pull request per batch, namespace or workload "
                          "(default: %(default)s)")
@@ -138,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_flags(dp)
     _add_output_flag(dp)
     dp.set_defaults(func=cmd_demo)
+
+    rp = sub.add_parser(
+        "rollback", help="put back the values an applied recommendation replaced",
+        description="GitOps (--repo): open a revert pull request that restores the values "
+                    "recorded in the recommendation's status.previous; it is refused when "
+                    "the repository no longer holds what the recommendation set, and the "
+                    "recommendation becomes RolledBack when the revert merges. Direct "
+                    "(no --repo): restore them in the cluster with a patch that only applies "
+                    "if the values it set are still there, then release the rollback "
+                    "finalizer. Exit 0 when rolled back or proposed, 1 when refused or not "
+                    "found.")
+    rp.add_argument("id", metavar="ID", help="recommendation id")
+    _add_gitops_flags(rp)
+    cli_direct.add_kube_args(rp)
+    rp.add_argument("--now", default="", metavar="RFC3339", help=argparse.SUPPRESS)
+    rp.set_defaults(policies=PROJECT_ROOT / "policies", opa_url="", opa_timeout=2.0,
+                    opa_token_file="")
+    _add_output_flag(rp)
+    rp.set_defaults(func=cmd_rollback)
 
     for name in _PLUGINS:
         try:
@@ -204,7 +228,9 @@ def run_batch(cfg: settings.Settings, docs: list[object], *,
         try:
             prs = wiring.pull_requests(cfg)
             if not dry_run:
-                pipeline.follow_pull_requests(st, prs, cfg.now or pipeline.now_rfc3339())
+                now = cfg.now or pipeline.now_rfc3339()
+                pipeline.follow_pull_requests(st, prs, now)
+                revert.follow(st, prs, now)
             return pipeline.run(docs, cfg, st, engine, prs, dry_run=dry_run)
         finally:
             engine.close()
@@ -232,6 +258,34 @@ def _slug(repo: str) -> str:
     tail = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "repo"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40]
     return f"{safe}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    if not args.repo:
+        if not args.store:
+            args.store = "kube"
+        return cli_direct.cmd_rollback(args)
+    args.scope = "batch"
+    cfg = apply_settings(args)
+    st = wiring.open_store(cfg.store.uri)
+    try:
+        prs = wiring.pull_requests(cfg)
+        now = cfg.now or pipeline.now_rfc3339()
+        pipeline.follow_pull_requests(st, prs, now)
+        try:
+            item = revert.propose(args.id, cfg, st, prs, now)
+        except (errors.NotFoundError, errors.PermanentError) as e:
+            if isinstance(e, errors.ConfigError):
+                raise
+            print(f"reconciler: rollback of {args.id} refused: {e}", file=sys.stderr)
+            return 1
+    finally:
+        st.close()
+    if args.output == "json":
+        print(json.dumps(item.to_json(), indent=2))
+    else:
+        print(f"{item.id}: {item.phase}: {item.message}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -92,21 +92,6 @@ def run_apply_direct(args: argparse.Namespace, docs: list[Any]) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
-    rp = subparsers.add_parser(
-        "rollback", help="put back the values a direct-mode recommendation replaced",
-        description="Restore the previous values recorded in the recommendation's status, "
-                    "with a patch that only applies if the values it set are still there "
-                    "(someone else's later change is never overwritten: the rollback is "
-                    "refused instead), then release its rollback finalizer.")
-    rp.add_argument("id", metavar="ID", help="recommendation id")
-    add_kube_args(rp)
-    rp.add_argument("--store", default="kube", metavar="URI",
-                    help="recommendation store: kube (default) or sqlite:PATH")
-    rp.add_argument("--output", "-o", choices=("text", "json"), default="text")
-    rp.set_defaults(func=cmd_rollback)
-
-
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Exit 0 when rolled back (or nothing to do), 1 when refused or not found."""
     st, api = _open(args)

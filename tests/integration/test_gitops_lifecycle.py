@@ -150,3 +150,96 @@ def test_newer_recommendation_supersedes_and_workload_scope_updates_pr(
     assert len(server.pulls(GITHUB)) == 1
     assert r.record("rec-a").phase == model.SUPERSEDED
     assert r.record("rec-b").phase == model.APPLYING
+
+
+def rollback(r: Runner, rec_id: str) -> tuple[int, str]:
+    rc = cli.main(["rollback", rec_id, "--repo", str(r.origin), "--state-dir",
+                   str(r.tmp / "state"), "--forge", r.kind, "--forge-url", r.server.url,
+                   "--forge-repo", "acme/app", "--token-file", str(r.tmp / "token")])
+    out = r.capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def test_rollback_opens_a_revert_pull_request(server: ForgeServer, origin: Path,
+                                              tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    r = Runner(tmp_path, origin, server, GITHUB, capsys)
+    rc, out = rollback(r, "rec-a")
+    assert rc == 1 and "not in the store" in out
+    first = r.apply(rec("rec-a", "cartservice", "server", "150m"))
+    (pr,) = first["pullRequests"]  # type: ignore[misc]
+    rc, out = rollback(r, "rec-a")
+    assert rc == 1 and "close its pull request" in out  # still in review: nothing applied
+    server.merge(GITHUB, pr["number"], at=dt.datetime(2026, 11, 24, 11, 0, tzinfo=dt.UTC))
+    subprocess_merge(origin, str(pr["branch"]))
+    rc, out = rollback(r, "rec-a")
+    assert rc == 0, out
+    assert "revert pull request" in out
+    status = r.record("rec-a").status
+    assert status["phase"] == model.APPLIED
+    revert_pr = status["pullRequest"]
+    assert revert_pr["number"] != pr["number"] and revert_pr["state"] == "open"
+    diff = show_diff(origin, str(revert_pr["branch"]))
+    assert [ln for ln in diff if ln.startswith(("+ ", "- ", "+\t", "-\t")) or
+            ln.strip(" +-").startswith("cpu")] == ["-            cpu: 150m",
+                                                    "+            cpu: 200m"]
+    server.merge(GITHUB, revert_pr["number"])
+    r.apply(rec("rec-z", "frontend", "server", "90m"))  # any batch follows open PRs first
+    assert r.record("rec-a").phase == model.ROLLED_BACK
+
+
+def test_rollback_refused_after_a_foreign_change(server: ForgeServer, origin: Path,
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    r = Runner(tmp_path, origin, server, GITHUB, capsys)
+    first = r.apply(rec("rec-a", "cartservice", "server", "150m"))
+    (pr,) = first["pullRequests"]  # type: ignore[misc]
+    server.merge(GITHUB, pr["number"])
+    subprocess_merge(origin, str(pr["branch"]))
+    r.apply(rec("rec-z", "frontend", "server", "90m"))
+    assert r.record("rec-a").phase == model.APPLIED
+    subprocess_edit(origin, "kubernetes-manifests/cartservice.yaml", "cpu: 150m", "cpu: 170m")
+    rc, out = rollback(r, "rec-a")
+    assert rc == 1
+    assert "changed since" in out and "170m" in out
+    assert r.record("rec-a").phase == model.APPLIED
+
+
+def _clone(origin: Path) -> Path:
+    import subprocess
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="dakr-test-clone-"))
+    subprocess.run(["git", "clone", "-q", str(origin), str(d)], check=True)
+    return d
+
+
+def subprocess_merge(origin: Path, branch: str) -> None:
+    """Merge the pull request's branch into main in the origin, as the forge would."""
+    import subprocess
+
+    d = _clone(origin)
+    for cmd in (["git", "merge", "-q", "--no-ff", "-m", "merge", f"origin/{branch}"],
+                ["git", "push", "-q", "origin", "main"]):
+        subprocess.run(["git", "-c", "user.name=r", "-c", "user.email=r@r", *cmd[1:]],
+                       cwd=d, check=True)
+
+
+def subprocess_edit(origin: Path, path: str, old: str, new: str) -> None:
+    import subprocess
+
+    d = _clone(origin)
+    f = d / path
+    f.write_text(f.read_text().replace(old, new, 1))
+    subprocess.run(["git", "-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qam",
+                    "hand edit"], cwd=d, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "main"], cwd=d, check=True)
+
+
+def show_diff(origin: Path, branch: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["git", "--git-dir", str(origin), "diff", "-U0", "main", branch],
+                         check=True, capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines()
+            if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
