@@ -333,21 +333,13 @@ def _split_repo(repo: str, kind: str) -> tuple[str, str]:
 # -- GitHub ------------------------------------------------------------------------------
 
 
-class GitHubForge(_RestForge):
-    """GitHub REST v3 (api.github.com or GitHub Enterprise ``https://host/api/v3``)."""
+class _PullsForge(_RestForge):
+    """What GitHub and Gitea share: the same pulls API, told apart by the status that
+    means "a pull request for this head already exists" and by how open ones are listed."""
 
-    kind = "github"
-
-    def __init__(self, api_url: str, repo: str, token: str | None,
-                 session: requests.Session | None = None, timeout: float = 10.0, *,
-                 retries: int = 4, backoff: float = 0.5) -> None:
-        self.owner, self.name = _split_repo(repo, "github")
-        auth = {"Authorization": f"Bearer {token}"} if token else {}
-        super().__init__(_transport(
-            "github", api_url, auth, token, session, timeout, retries, backoff,
-            {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}))
-        self._owns_session = session is None
-        self._prefix = f"/repos/{_q(self.owner)}/{_q(self.name)}"
+    kind = ""
+    _exists_status = 422
+    _prefix = ""
 
     @staticmethod
     def _pr(d: Mapping[str, Any]) -> PullRequest:
@@ -366,31 +358,26 @@ class GitHubForge(_RestForge):
             data = self._http.call("POST", f"{self._prefix}/pulls",
                                    body={"title": title, "head": branch, "base": base,
                                          "body": body},
-                                   exists=lambda s, m: s == 422 and "already exists" in m)
+                                   exists=lambda s, m: (s == self._exists_status
+                                                        and "already exists" in m))
         except _Exists:
             data = self._find_open_raw(branch, base)
             if data is None:
                 raise errors.ConflictError(
-                    f"github: a pull request for {branch} exists but is not listed yet") from None
+                    f"{self.kind}: a pull request for {branch} exists but is not listed yet"
+                ) from None
             if data.get("title") != title or (data.get("body") or "") != body:
                 data = self._http.call("PATCH", f"{self._prefix}/pulls/{int(data['number'])}",
                                        body={"title": title, "body": body})
         pr = self._pr(data)
         if labels:
+            # Gitea before 1.19 takes label ids here, not names.
             self._http.call("POST", f"{self._prefix}/issues/{pr.number}/labels",
                             body={"labels": list(labels)})
         return pr
 
     def _find_open_raw(self, branch: str, base: str | None = None) -> dict[str, Any] | None:
-        params: dict[str, str | int] = {"head": f"{self.owner}:{branch}", "state": "open",
-                                        "per_page": 100}
-        if base:
-            params["base"] = base
-        items = self._http.call("GET", f"{self._prefix}/pulls", params=params)
-        for d in items or []:
-            if (d.get("head") or {}).get("ref") == branch:
-                return dict(d)
-        return None
+        raise NotImplementedError
 
     def find_open(self, branch: str) -> PullRequest | None:
         d = self._find_open_raw(branch)
@@ -402,6 +389,34 @@ class GitHubForge(_RestForge):
     def comment(self, number: int, body: str) -> None:
         self._http.call("POST", f"{self._prefix}/issues/{int(number)}/comments",
                         body={"body": body})
+
+
+class GitHubForge(_PullsForge):
+    """GitHub REST v3 (api.github.com or GitHub Enterprise ``https://host/api/v3``)."""
+
+    kind = "github"
+
+    def __init__(self, api_url: str, repo: str, token: str | None,
+                 session: requests.Session | None = None, timeout: float = 10.0, *,
+                 retries: int = 4, backoff: float = 0.5) -> None:
+        self.owner, self.name = _split_repo(repo, "github")
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        super().__init__(_transport(
+            "github", api_url, auth, token, session, timeout, retries, backoff,
+            {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}))
+        self._owns_session = session is None
+        self._prefix = f"/repos/{_q(self.owner)}/{_q(self.name)}"
+
+    def _find_open_raw(self, branch: str, base: str | None = None) -> dict[str, Any] | None:
+        params: dict[str, str | int] = {"head": f"{self.owner}:{branch}", "state": "open",
+                                        "per_page": 100}
+        if base:
+            params["base"] = base
+        items = self._http.call("GET", f"{self._prefix}/pulls", params=params)
+        for d in items or []:
+            if (d.get("head") or {}).get("ref") == branch:
+                return dict(d)
+        return None
 
 
 # -- GitLab ------------------------------------------------------------------------------
@@ -491,10 +506,11 @@ class GitLabForge(_RestForge):
 # -- Gitea -------------------------------------------------------------------------------
 
 
-class GiteaForge(_RestForge):
+class GiteaForge(_PullsForge):
     """Gitea (and Forgejo) REST v1."""
 
     kind = "gitea"
+    _exists_status = 409
     _PAGE = 50
 
     def __init__(self, api_url: str, repo: str, token: str | None,
@@ -510,38 +526,6 @@ class GiteaForge(_RestForge):
         self._owns_session = session is None
         self._prefix = f"/repos/{_q(self.owner)}/{_q(self.name)}"
 
-    @staticmethod
-    def _pr(d: Mapping[str, Any]) -> PullRequest:
-        merged = bool(d.get("merged")) or bool(d.get("merged_at"))
-        state = MERGED if merged else (OPEN if d.get("state") == "open" else CLOSED)
-        head, base = d.get("head") or {}, d.get("base") or {}
-        return PullRequest(number=int(d["number"]), url=str(d.get("html_url") or ""),
-                           branch=str(head.get("ref", "")), base=str(base.get("ref", "")),
-                           state=state, title=str(d.get("title") or ""),
-                           merged_at=_utc(d.get("merged_at")), head_sha=str(head.get("sha", "")))
-
-    def open_or_update(self, *, branch: str, base: str, title: str, body: str,
-                       labels: Sequence[str] = ()) -> PullRequest:
-        try:
-            data = self._http.call("POST", f"{self._prefix}/pulls",
-                                   body={"title": title, "head": branch, "base": base,
-                                         "body": body},
-                                   exists=lambda s, m: s == 409 and "already exists" in m)
-        except _Exists:
-            data = self._find_open_raw(branch, base)
-            if data is None:
-                raise errors.ConflictError(
-                    f"gitea: a pull request for {branch} exists but is not listed yet") from None
-            if data.get("title") != title or (data.get("body") or "") != body:
-                data = self._http.call("PATCH", f"{self._prefix}/pulls/{int(data['number'])}",
-                                       body={"title": title, "body": body})
-        pr = self._pr(data)
-        if labels:
-            # Recent Gitea versions take label names here; old ones only take ids.
-            self._http.call("POST", f"{self._prefix}/issues/{pr.number}/labels",
-                            body={"labels": list(labels)})
-        return pr
-
     def _find_open_raw(self, branch: str, base: str | None = None) -> dict[str, Any] | None:
         # Gitea's list has no head filter: page through the open ones.
         page = 1
@@ -556,17 +540,6 @@ class GiteaForge(_RestForge):
             if not items or len(items) < self._PAGE or page >= 100:
                 return None
             page += 1
-
-    def find_open(self, branch: str) -> PullRequest | None:
-        d = self._find_open_raw(branch)
-        return self._pr(d) if d is not None else None
-
-    def get(self, number: int) -> PullRequest:
-        return self._pr(self._http.call("GET", f"{self._prefix}/pulls/{int(number)}"))
-
-    def comment(self, number: int, body: str) -> None:
-        self._http.call("POST", f"{self._prefix}/issues/{int(number)}/comments",
-                        body={"body": body})
 
 
 def _q(segment: str) -> str:
