@@ -258,15 +258,11 @@ def _previous(change: Change) -> dict[str, Any]:
     (``set``) and the HPA we edited, so a rollback can check that they are still ours."""
     p = change.plan
     out = p.previous()
-    applied: dict[str, Any] = {}
-    for e in p.resources:
-        c = applied.setdefault("containers", {}).setdefault(e.container, {})
-        c.setdefault(e.section, {})[e.resource] = e.new
-    if p.replicas is not None:
-        applied["replicas"] = p.replicas[1]
+    applied = p.applied()
     if p.hpa is not None and change.hpa is not None:
-        applied["hpa"] = p.hpa[1]
         out["hpaName"] = change.hpa["metadata"]["name"]
+    else:
+        applied.pop("hpa", None)
     out["set"] = applied
     out["target"] = {"kind": p.kind, "namespace": p.namespace, "name": p.name}
     return out

@@ -44,14 +44,22 @@ class Plan:
 
     def previous(self) -> dict[str, Any]:
         """What status.previous records: enough to put every changed value back."""
+        return self._values(0)
+
+    def applied(self) -> dict[str, Any]:
+        """The values this plan sets, in the same shape (what a rollback checks is still
+        there before it puts the previous ones back)."""
+        return self._values(1)
+
+    def _values(self, side: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for e in self.resources:
             c = out.setdefault("containers", {}).setdefault(e.container, {})
-            c.setdefault(e.section, {})[e.resource] = e.old
+            c.setdefault(e.section, {})[e.resource] = (e.old, e.new)[side]
         if self.replicas is not None:
-            out["replicas"] = self.replicas[0]
+            out["replicas"] = self.replicas[side]
         if self.hpa is not None:
-            out["hpa"] = self.hpa[0]
+            out["hpa"] = self.hpa[side]
         return out
 
     def container_changes(self) -> dict[str, dict[str, dict[str, str]]]:
