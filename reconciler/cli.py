@@ -50,6 +50,8 @@ def _add_gitops_flags(p: argparse.ArgumentParser) -> None:
                          "repository); required with --mode gitops")
     p.add_argument("--base", default="main", metavar="BRANCH",
                     help="branch the change is proposed against (default: %(default)s)")
+    p.add_argument("--depth", type=int, default=0, metavar="N",
+                   help="keep a shallow working clone of N commits (default: full history)")
     p.add_argument("--layout", type=Path, default=None, metavar="FILE",
                     help="where values live in the repository: plain manifests (default), a "
                          "Kustomize overlay or a Helm values file; see examples/layouts/")
@@ -202,7 +204,8 @@ def apply_settings(args: argparse.Namespace) -> settings.Settings:
         policy=policy_settings(args),
         git=settings.GitSettings(
             repo=args.repo, base=args.base, layout=_layout(args),
-            clone_dir=state / "clones" / _slug(args.repo), scope=args.scope),
+            clone_dir=state / "clones" / _slug(args.repo), scope=args.scope,
+            depth=args.depth),
         store=settings.StoreSettings(uri=args.store or f"sqlite:{state / 'reconciler.db'}"),
         forge=settings.ForgeSettings(
             kind=args.forge, url=args.forge_url, repo=args.forge_repo,

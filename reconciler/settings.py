@@ -28,6 +28,7 @@ class GitSettings:
     layout: layout.Layout = field(default_factory=layout.Layout)
     branch_prefix: str = "dakr/"
     scope: str = "batch"       # one branch per: batch | namespace | workload
+    depth: int = 0             # > 0: a shallow working clone of that many commits
     push_retries: int = 3
 
 

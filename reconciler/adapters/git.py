@@ -136,9 +136,10 @@ def init_bare(path: str | Path) -> None:
 class Workspace:
     """A working clone used by one writer at a time (the caller holds the repository lock)."""
 
-    def __init__(self, repo: git.Repo, remote_url: str) -> None:
+    def __init__(self, repo: git.Repo, remote_url: str, depth: int = 0) -> None:
         self.repo = repo
         self.remote_url = remote_url
+        self.depth = depth
         # ref -> {path: blob sha}, valid until the next fetch: one ls-tree per ref per batch.
         self._trees: dict[str, dict[str, str]] = {}
 
@@ -158,11 +159,13 @@ class Workspace:
 
     @classmethod
     def open(cls, remote_url: str, dest: str | Path, base: str,
-             credentials: Credentials | None = None) -> Workspace:
+             credentials: Credentials | None = None, depth: int = 0) -> Workspace:
         """Clone ``remote_url`` into ``dest`` (or reuse and fetch an existing clone) at ``base``.
 
         A token embedded in ``remote_url`` is taken out of it and handled like
-        ``credentials``: the clone's config only ever holds the bare URL.
+        ``credentials``: the clone's config only ever holds the bare URL. ``depth`` > 0
+        keeps a shallow clone of that many commits per branch (a big repository's history
+        is not needed to edit its tip).
         """
         dest = Path(dest)
         url, embedded = split_credentials(remote_url)
@@ -173,14 +176,16 @@ class Workspace:
                 repo.git.update_environment(**env)
                 repo.remote("origin").set_url(url)
             else:
-                repo = git.Repo.clone_from(url, str(dest), no_checkout=True, env=env)
+                shallow = [f"--depth={depth}", "--no-single-branch"] if depth > 0 else []
+                repo = git.Repo.clone_from(url, str(dest), no_checkout=True, env=env,
+                                           multi_options=shallow)
                 repo.git.update_environment(**env)
             with repo.config_writer() as cw:
                 cw.set_value("user", "name", AUTHOR_NAME)
                 cw.set_value("user", "email", AUTHOR_EMAIL)
                 cw.set_value("core", "autocrlf", "false")
                 cw.set_value("credential", "helper", "")
-            ws = cls(repo, url)
+            ws = cls(repo, url, depth)
             ws.fetch()
             if f"origin/{base}" not in [r.name for r in repo.remote("origin").refs]:
                 raise errors.ConfigError(f"base branch {base!r} does not exist in the repository")
@@ -193,7 +198,10 @@ class Workspace:
     def fetch(self) -> None:
         self._trees.clear()
         try:
-            self.repo.git.fetch("--prune", "origin")
+            args = ["--prune", "origin"]
+            if self.depth > 0:
+                args.insert(0, f"--depth={self.depth}")
+            self.repo.git.fetch(*args)
         except git.GitError as e:
             raise _translate(e, "git fetch") from e
 

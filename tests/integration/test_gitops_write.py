@@ -204,3 +204,37 @@ def test_token_auth_over_http_never_stored_or_printed(origin: Path, tmp_path: Pa
         assert "badtoken1" not in str(info.value)
         assert srv.auth_failures >= 1
     assert secret not in caplog.text
+
+
+def test_shallow_clone_writes_and_reruns(origin: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`apply --depth 1`: a shallow working clone proposes the same change (and a rerun
+    makes no commit)."""
+    import json
+
+    from reconciler import cli
+
+    for i in range(3):  # some history, so that depth 1 really cuts it
+        tree = sh("git", "--git-dir", str(origin), "rev-parse", "main^{tree}").strip()
+        new = sh("git", "--git-dir", str(origin), "-c", "user.name=t", "-c", "user.email=t@t",
+                 "commit-tree", "-m", f"c{i}", "-p", "main", tree).strip()
+        sh("git", "--git-dir", str(origin), "update-ref", "refs/heads/main", new)
+    recs = tmp_path / "r.yaml"
+    recs.write_text(
+        "apiVersion: dakr.devzero.io/v1alpha1\nkind: WorkloadRecommendation\n"
+        "metadata: {namespace: default}\nspec:\n  recommendationId: rec-s\n"
+        "  action: Rightsizing\n  targetRef: {kind: Deployment, name: cartservice}\n"
+        "  containers: [{name: server, resources: {requests: {cpu: 150m}}}]\n"
+        "  confidence: 0.9\n")
+    # A plain path clones locally (git ignores --depth there); file:// is a real transfer.
+    args = ["apply", "-f", str(recs), "--repo", origin.as_uri(), "--state-dir",
+            str(tmp_path / "state"), "--depth", "1", "--output", "json"]
+    assert cli.main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["createdCommit"] is True
+    (clone,) = [p for p in (tmp_path / "state" / "clones").iterdir() if p.is_dir()]
+    assert (clone / ".git" / "shallow").exists()
+    assert "cpu: 150m" in show(origin, first["branch"], "kubernetes-manifests/cartservice.yaml")
+    assert cli.main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["createdCommit"] is False and again["commit"] == first["commit"]
