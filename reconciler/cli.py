@@ -78,6 +78,26 @@ def _add_gitops_flags(p: argparse.ArgumentParser) -> None:
                     help="label for the pull request; repeatable (default: dakr)")
 
 
+def _add_batch_flags(p: argparse.ArgumentParser) -> None:
+    """Everything a batch needs besides its input (apply, run)."""
+    p.add_argument("--mode", choices=("gitops", "direct"), default="gitops",
+                    help="gitops: a pull request against --repo; direct: patch the cluster "
+                         "through the Kubernetes API, records in the CR store there "
+                         "(default: %(default)s)")
+    _add_gitops_flags(p)
+    p.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
+                    help="one branch and pull request per batch, namespace or workload "
+                         "(default: %(default)s)")
+    p.add_argument("--now", default="", metavar="RFC3339",
+                    help="the time policies see (default: now); for reproducible runs")
+    p.add_argument("--dry-run", action="store_true",
+                    help="decide and plan only: print what would change, write nothing "
+                         "(no record, no commit, no push)")
+    _add_policy_flags(p)
+    _add_output_flag(p)
+    cli_direct.add_direct_args(p)
+
+
 def _add_output_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", choices=("text", "json"), default="text",
                    help="text: a summary table; json: {\"results\": [...]} (default: text)")
@@ -104,23 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-f", "--filename", action="append", required=True, metavar="RECS.yaml",
                     help="recommendations (YAML or JSON; several documents or a List; '-' for "
                          "stdin); repeatable")
-    ap.add_argument("--mode", choices=("gitops", "direct"), default="gitops",
-                    help="gitops: a pull request against --repo; direct: patch the cluster "
-                         "through the Kubernetes API, records in the CR store there "
-                         "(default: %(default)s)")
-    _add_gitops_flags(ap)
-    ap.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
-                    help="one branch and pull request per batch, namespace or workload "
-                         "(default: %(default)s)")
-    ap.add_argument("--now", default="", metavar="RFC3339",
-                    help="the time policies see (default: now); for reproducible runs")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="decide and plan only: print what would change, write nothing "
-                         "(no record, no commit, no push)")
-    _add_policy_flags(ap)
-    _add_output_flag(ap)
-    cli_direct.add_direct_args(ap)
+    _add_batch_flags(ap)
     ap.set_defaults(func=cmd_apply)
+
+    runp = sub.add_parser(
+        "run", help="the operator loop: take in recommendations from sources, run batches",
+        description="Each round takes in what the sources have (the platform's gRPC stream "
+                    "until it is idle for --idle seconds, files, VPA objects, KRR reports) "
+                    "into the store, then runs one batch over everything still Pending, in "
+                    "GitOps or direct mode, and waits --interval seconds. SIGINT/SIGTERM "
+                    "stop it between rounds.")
+    runp.add_argument("--source", action="append", required=True, metavar="KIND:WHERE",
+                      help="platform:HOST:PORT, file:PATH, vpa:PATH or krr:PATH; repeatable")
+    runp.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
+                      help="pause between rounds (default: %(default)s)")
+    runp.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
+                      help="a platform stream quiet this long ends its part of a round "
+                           "(default: %(default)s)")
+    runp.add_argument("--platform-token-file", default=None, metavar="FILE",
+                      help="bearer token for the platform, read at every connection")
+    runp.add_argument("--once", action="store_true", help="one round, then exit")
+    _add_batch_flags(runp)
+    runp.set_defaults(func=cmd_run)
 
     dp = sub.add_parser(
         "demo", help="run the whole flow on the bundled example (no cluster, no network)",
@@ -261,6 +286,40 @@ def _slug(repo: str) -> str:
     tail = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "repo"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40]
     return f"{safe}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from reconciler import run
+
+    sources = [run.Source.parse(x) for x in args.source]
+    if args.interval <= 0 or args.idle <= 0:
+        raise errors.ConfigError("--interval and --idle must be positive")
+    if args.mode == "gitops" and not args.repo:
+        raise errors.ConfigError("--repo is required with --mode gitops (the default)")
+    cfg = apply_settings(args) if args.mode == "gitops" else None
+    state = args.state_dir or default_state_dir()
+    store_uri = args.store or (f"sqlite:{state / 'reconciler.db'}" if args.mode == "gitops"
+                               else "kube")
+    args.store = store_uri
+
+    def batch(docs: list[dict[str, object]]) -> object:
+        if cfg is None:
+            return cli_direct.run_apply_direct(args, list(docs))
+        result = run_batch(cfg, list(docs), dry_run=args.dry_run)
+        print_batch(result, args.output)
+        return result
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    state.mkdir(parents=True, exist_ok=True)
+    run.loop(sources, store_uri, state, batch, interval=args.interval, once=args.once,
+             stop=stop, idle=args.idle, token_file=args.platform_token_file)
+    return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

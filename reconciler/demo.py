@@ -17,7 +17,7 @@ from typing import Any
 
 from reconciler import cli, errors, settings, wiring
 from reconciler.adapters import files, git
-from reconciler.core import model, validation
+from reconciler.core import validation
 from reconciler.stream import client, platform
 from reconciler.stream import state as stream_state
 
@@ -75,10 +75,7 @@ def receive_over_stream(docs: list[Any], store_uri: str,
             kind = d.get("kind") if isinstance(d, dict) else None
             rec = st.get(str(kind), rid) if rid in acked else None
             if rec is not None:
-                meta = {"name": rec.name, **({"namespace": rec.namespace} if rec.namespace
-                                             else {})}
-                received.append({"apiVersion": model.API_VERSION, "kind": rec.kind,
-                                 "metadata": meta, "spec": rec.spec})
+                received.append(rec.to_document())
     finally:
         state.close()
         st.close()

@@ -169,6 +169,9 @@ def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
             save_status(st, w.rec, model.Status(phase=model.SUPERSEDED, message=w.item.message))
             continue
         stored = st.get(w.rec.kind, w.rec.id)
+        if stored is not None and not stored.observed:
+            live.append(w)  # its spec changed since the last decision: look again
+            continue
         if stored is not None and stored.phase in (model.APPLIED, model.ROLLED_BACK,
                                                    model.SUPERSEDED):
             w.item.phase = stored.phase

@@ -38,6 +38,20 @@ class Record:
     def phase(self) -> str:
         return str(self.status.get("phase", "Pending"))
 
+    @property
+    def observed(self) -> bool:
+        """Whether the status speaks of the current spec (as observedGeneration does for
+        Kubernetes controllers): a changed spec has to be looked at again."""
+        return int(self.status.get("observedGeneration", 0) or 0) >= self.generation
+
+    def to_document(self) -> dict[str, Any]:
+        """The recommendation in its custom-resource form (what files and the stream carry)."""
+        meta: dict[str, Any] = {"name": self.name}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        return {"apiVersion": "dakr.devzero.io/v1alpha1", "kind": self.kind,
+                "metadata": meta, "spec": self.spec}
+
 
 @dataclass(frozen=True)
 class UpsertResult:
