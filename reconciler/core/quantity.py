@@ -27,6 +27,7 @@ _RE = re.compile(
     r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|[eE](?P<exp>[+-]?[0-9]+))?$"
 )
 _NANO = Fraction(1, 10**9)
+_POW10 = [10**i for i in range(28)]
 _MAX_LEN = 64  # the API server refuses absurdly long quantities too
 
 
@@ -113,20 +114,18 @@ def _decimal(value: Fraction, exponent_style: bool) -> str:
         return "0"
     sign = "-" if value < 0 else ""
     v = abs(value)
-    # Largest power of 1000 (from 10^-9 up) that keeps the mantissa an integer.
-    best_exp = -9
+    # In whole nanos (rounded up, as the server does), then the largest power of 1000 that
+    # keeps the mantissa an integer. Integer arithmetic: this runs for every quantity of
+    # every recommendation the stream receives.
+    nanos = -(-v.numerator * 10**9 // v.denominator)
     for e in range(18, -10, -3):
-        mant = v / Fraction(10) ** e
-        if mant.denominator == 1:
-            best_exp = e
-            break
-    mantissa = v / Fraction(10) ** best_exp
-    if mantissa.denominator != 1:  # finer than nano: round up, as the server does
-        mantissa = Fraction(math.ceil(mantissa))
-    n = int(mantissa)
-    if exponent_style:
-        return f"{sign}{n}" + (f"e{best_exp}" if best_exp else "")
-    return f"{sign}{n}{_SUFFIX_BY_EXP[best_exp]}"
+        unit = _POW10[e + 9]
+        if nanos % unit == 0:
+            n = nanos // unit
+            if exponent_style:
+                return f"{sign}{n}" + (f"e{e}" if e else "")
+            return f"{sign}{n}{_SUFFIX_BY_EXP[e]}"
+    raise AssertionError("unreachable: every whole number of nanos divides by 10**0")
 
 
 def format_quantity(q: Quantity) -> str:

@@ -61,6 +61,37 @@ class _Collector:
         self.errors.append(errors.FieldError(path, reason))
 
 
+def _all_clean(doc: object) -> bool:
+    """Fast path of ``_check_text``: True when every string (keys too) is clean text.
+
+    One pass without building field paths; only a document that fails it is walked again
+    by ``_check_text`` to name the fields. The stream validates every message it receives.
+    """
+    stack = [doc]
+    strings: list[str] = []
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            strings.append(v)
+        elif isinstance(v, Mapping):
+            for k, x in v.items():
+                if isinstance(k, str):
+                    strings.append(k)
+                stack.append(x)
+        elif isinstance(v, list):
+            stack.extend(v)
+    if not strings:
+        return True
+    if max(map(len, strings)) > MAX_STRING:
+        return False
+    joined = " ".join(strings)
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not (_CONTROL.search(joined) or "\n" in joined or "\t" in joined)
+
+
 def _check_text(c: _Collector, path: str, value: object) -> None:
     """Reject strings that are not clean text: they end up in commits, PRs and logs."""
     if isinstance(value, str):
@@ -398,7 +429,8 @@ def parse(doc: object) -> model.Recommendation:
     if not isinstance(doc, Mapping):
         raise errors.ValidationError([errors.FieldError("(document)",
                                       f"must be an object, got {_typename(doc)}")])
-    _check_text(c, "", doc)
+    if not _all_clean(doc):
+        _check_text(c, "", doc)
     if c.errors:  # hostile strings: do not look any further into this document
         raise errors.ValidationError(c.errors)
     kind = doc.get("kind")
