@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler import __version__, cli_direct, errors, layout, pipeline, revert, settings, wiring
@@ -134,8 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "into the store, then runs one batch over everything still Pending, in "
                     "GitOps or direct mode, and waits --interval seconds. SIGINT/SIGTERM "
                     "stop it between rounds.")
-    runp.add_argument("--source", action="append", required=True, metavar="KIND:WHERE",
-                      help="platform:HOST:PORT, file:PATH, vpa:PATH or krr:PATH; repeatable")
+    runp.add_argument("--source", action="append", default=None, metavar="KIND:WHERE",
+                      help="platform:HOST:PORT, file:PATH, vpa:PATH or krr:PATH; repeatable "
+                           "(default: platform:$DAKR_API_ENDPOINT)")
+    runp.add_argument("--health-addr", default="", metavar="[HOST]:PORT",
+                      help="serve /healthz and /readyz (ready after the first round) here")
     runp.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
                       help="pause between rounds (default: %(default)s)")
     runp.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
@@ -145,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bearer token for the platform, read at every connection")
     runp.add_argument("--once", action="store_true", help="one round, then exit")
     _add_batch_flags(runp)
-    runp.set_defaults(func=cmd_run)
+    runp.set_defaults(func=cmd_run, **run_env_defaults(os.environ))
 
     dp = sub.add_parser(
         "demo", help="run the whole flow on the bundled example (no cluster, no network)",
@@ -288,18 +292,45 @@ def _slug(repo: str) -> str:
     return f"{safe}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
 
 
+# The Helm chart configures `reconciler run` through these variables; flags still win.
+_RUN_ENV = {
+    "DAKR_MODE": "mode", "DAKR_OPA_URL": "opa_url", "DAKR_GITOPS_REPO_URL": "repo",
+    "DAKR_GITOPS_BASE_BRANCH": "base", "DAKR_GITOPS_PROVIDER": "forge",
+    "DAKR_GITOPS_API_URL": "forge_url", "DAKR_HEALTH_ADDR": "health_addr",
+}
+
+
+def run_env_defaults(env: Mapping[str, str]) -> dict[str, object]:
+    """Defaults for `reconciler run` from the DAKR_* environment the chart sets."""
+    out: dict[str, object] = {dest: env[var] for var, dest in _RUN_ENV.items() if env.get(var)}
+    if env.get("DAKR_STORE") in ("kubernetes", "kube"):
+        out["store"] = "kube"
+    if env.get("DAKR_WORK_DIR"):
+        out["state_dir"] = Path(env["DAKR_WORK_DIR"])
+    if env.get("DAKR_GITOPS_PROVIDER") == "none":
+        out["forge"] = "local"
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from reconciler import run
 
-    sources = [run.Source.parse(x) for x in args.source]
+    endpoint = os.environ.get("DAKR_API_ENDPOINT", "")
+    raw = args.source or ([f"platform:{endpoint}"] if endpoint else [])
+    if not raw:
+        raise errors.ConfigError("no --source given and DAKR_API_ENDPOINT is not set")
+    sources = [run.Source.parse(x) for x in raw]
     if args.interval <= 0 or args.idle <= 0:
         raise errors.ConfigError("--interval and --idle must be positive")
     if args.mode == "gitops" and not args.repo:
         raise errors.ConfigError("--repo is required with --mode gitops (the default)")
     cfg = apply_settings(args) if args.mode == "gitops" else None
+    if cfg is not None and not args.token_file and os.environ.get("DAKR_GITOPS_TOKEN"):
+        cfg = dataclasses.replace(cfg, forge=dataclasses.replace(
+            cfg.forge, token=os.environ["DAKR_GITOPS_TOKEN"]))
     state = args.state_dir or default_state_dir()
     store_uri = args.store or (f"sqlite:{state / 'reconciler.db'}" if args.mode == "gitops"
                                else "kube")
@@ -317,8 +348,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     state.mkdir(parents=True, exist_ok=True)
-    run.loop(sources, store_uri, state, batch, interval=args.interval, once=args.once,
-             stop=stop, idle=args.idle, token_file=args.platform_token_file)
+    health = run.Health(args.health_addr) if args.health_addr else None
+    try:
+        run.loop(sources, store_uri, state, batch, interval=args.interval, once=args.once,
+                 stop=stop, idle=args.idle, token_file=args.platform_token_file,
+                 token=os.environ.get("DAKR_API_TOKEN", ""), health=health)
+    finally:
+        if health is not None:
+            health.close()
     return 0
 
 

@@ -9,6 +9,7 @@ between the two loses nothing.
 
 from __future__ import annotations
 
+import http.server
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -49,14 +50,14 @@ class Round:
 
 
 def take_in(sources: Sequence[Source], st: store.Store, state_dir: Path, *,
-            idle: float = 2.0, token_file: str | None = None) -> Round:
+            idle: float = 2.0, token_file: str | None = None, token: str = "") -> Round:
     """Bring every source's recommendations into the store (idempotent by id)."""
     out = Round(refused=[])
     for src in sources:
         if src.kind == "platform":
             state = stream_state.StreamState(state_dir / "stream.db")
             try:
-                cfg = client.ClientConfig(target=src.where, token_file=token_file)
+                cfg = client.ClientConfig(target=src.where, token_file=token_file, token=token)
                 stats = client.StreamClient(cfg, st, state).run(until_idle=idle)
             finally:
                 state.close()
@@ -90,16 +91,53 @@ def pending(st: store.Store) -> list[dict[str, Any]]:
             if r.phase == model.PENDING or not r.observed]
 
 
+class Health:
+    """``/healthz`` (the process serves) and ``/readyz`` (a first round has completed) for
+    the kubelet's probes, on a small HTTP server thread."""
+
+    def __init__(self, addr: str) -> None:
+        host, _, port = addr.rpartition(":")
+        self.ready = threading.Event()
+        ready = self.ready
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                ok = self.path == "/healthz" or (self.path == "/readyz" and ready.is_set())
+                known = self.path in ("/healthz", "/readyz")
+                body = b"ok\n" if ok else b"not ready\n" if known else b"not found\n"
+                self.send_response(200 if ok else 503 if known else 404)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._httpd = http.server.ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name="health")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
 def loop(sources: Sequence[Source], store_uri: str, state_dir: Path,
          run_batch: Callable[[list[dict[str, Any]]], object], *, interval: float,
          once: bool, stop: threading.Event, idle: float = 2.0,
-         token_file: str | None = None) -> int:
+         token_file: str | None = None, token: str = "",
+         health: Health | None = None) -> int:
     """Rounds until ``stop`` is set (or one round with ``once``); returns the rounds run."""
     rounds = 0
     while True:
         st = wiring.open_store(store_uri)
         try:
-            got = take_in(sources, st, state_dir, idle=idle, token_file=token_file)
+            got = take_in(sources, st, state_dir, idle=idle, token_file=token_file,
+                          token=token)
             docs = pending(st)
         finally:
             st.close()
@@ -109,5 +147,7 @@ def loop(sources: Sequence[Source], store_uri: str, state_dir: Path,
         if docs:
             run_batch(docs)
         rounds += 1
+        if health is not None:
+            health.ready.set()
         if once or stop.wait(interval):
             return rounds

@@ -38,6 +38,7 @@ class ForgeSettings:
     url: str = ""              # API base URL (empty: github.com / gitlab.com)
     repo: str = ""             # owner/name; empty: derived from the remote URL
     token_file: str = ""       # read once at start; never logged
+    token: str = ""            # from the environment (a Secret) when there is no file
     labels: tuple[str, ...] = ("dakr",)
     state_dir: Path = Path("state")  # local forge: PR records and bodies
 

@@ -35,7 +35,7 @@ def read_secret(path: str, what: str) -> str | None:
 
 def pull_requests(s: settings.Settings) -> forge.Forge:
     """The forge that carries the batch's pull request (a local one needs nothing)."""
-    token = read_secret(s.forge.token_file, "forge token")
+    token = read_secret(s.forge.token_file, "forge token") or s.forge.token or None
     remote, _ = git.split_credentials(s.git.repo)
     return forge.from_settings(s.forge.kind, s.forge.url, s.forge.repo, token,
                                s.forge.state_dir, remote)

@@ -82,6 +82,7 @@ class ClientConfig:
     operator_version: str = reconciler.__version__
     tls: TlsFiles | None = None
     token_file: str | None = None
+    token: str = ""  # a fixed token (from the environment); token_file wins when set
     # A dead path is noticed within keepalive_time + keepalive_timeout; a stuck platform
     # within heartbeat_timeout.
     keepalive_time_ms: int = 10_000
@@ -300,7 +301,7 @@ class StreamClient:
     def _connection(self, until_idle: float | None) -> bool:
         """One stream from connect to its end; True when it delivered at least one message."""
         cfg = self.config
-        token = read_token(cfg.token_file)
+        token = read_token(cfg.token_file) if cfg.token_file else cfg.token
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         resume_from = self.state.cursor()
         channel = make_channel(cfg)

@@ -839,3 +839,26 @@ def test_both_crds_share_the_id_pattern() -> None:
         for kind, crd in _crd_files().items()
     }
     assert len(set(patterns.values())) == 1
+
+
+def test_rendered_environment_configures_reconciler_run(chart: Any) -> None:
+    """The Deployment runs `reconciler run` configured through DAKR_* variables and probes
+    /healthz and /readyz: the CLI reads exactly those variables and serves those paths on
+    the health port, so renaming one on either side fails here."""
+    from reconciler import cli
+
+    rendered = _render(chart, OVERRIDES["gitops-configured"])
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "reconciler"]
+    assert container["args"][0] == "run"
+    env = {n: e["value"] for n, e in rendered.env("reconciler").items() if "value" in e}
+    defaults = cli.run_env_defaults(env)
+    assert defaults["mode"] == "gitops"
+    assert defaults["store"] == "kube"
+    assert defaults["opa_url"] == "http://localhost:8181"
+    assert defaults["repo"] == "https://example.test/org/repo.git"
+    assert str(defaults["state_dir"]) == "/var/lib/dakr"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert defaults["health_addr"] == f":{ports['health']}"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}

@@ -8,7 +8,9 @@ Cases:
   loopback, are acked once stored, and the round's batch proposes them;
 - a second round finds nothing pending and makes no commit;
 - a recommendation whose spec changes (same id, new generation) is decided again;
-- unusable --source values and a missing --repo exit 2.
+- unusable --source values and a missing --repo exit 2;
+- /healthz and /readyz (ready after the first round); the DAKR_* environment the chart
+  sets becomes the defaults of `run` (table).
 """
 
 from __future__ import annotations
@@ -123,3 +125,47 @@ def test_unusable_settings(argv: list[str], needle: str,
                            capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--once", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_health_endpoints() -> None:
+    """/healthz answers once the process serves; /readyz only after a first round."""
+    import urllib.error
+    import urllib.request
+
+    from reconciler import run
+
+    health = run.Health("127.0.0.1:0")
+    base = f"http://127.0.0.1:{health.port}"
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            code = int(e.code)
+            e.close()
+            return code
+
+    try:
+        assert status("/healthz") == 200
+        assert status("/readyz") == 503
+        health.ready.set()
+        assert status("/readyz") == 200
+        assert status("/metrics-or-anything") == 404
+    finally:
+        health.close()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, {}),
+    ({"DAKR_MODE": "direct", "DAKR_STORE": "kubernetes"}, {"mode": "direct", "store": "kube"}),
+    ({"DAKR_WORK_DIR": "/var/lib/dakr", "DAKR_HEALTH_ADDR": ":8081"},
+     {"state_dir": Path("/var/lib/dakr"), "health_addr": ":8081"}),
+    ({"DAKR_GITOPS_REPO_URL": "https://h/o/r.git", "DAKR_GITOPS_PROVIDER": "gitlab",
+      "DAKR_GITOPS_API_URL": "https://gl"},
+     {"repo": "https://h/o/r.git", "forge": "gitlab", "forge_url": "https://gl"}),
+    ({"DAKR_MODE": ""}, {}),
+])
+def test_run_reads_the_charts_environment(env: dict[str, str],
+                                          expected: dict[str, object]) -> None:
+    assert cli.run_env_defaults(env) == expected
