@@ -278,6 +278,10 @@ def report(
             print(f"{s}: {c}/{n}", file=out)
     if counts[PASS] + counts[FAIL] + counts[ERROR] == 0:
         print("no tests ran", file=out)
+    # The closing line CI tools read: "rego: N passed, N failed[, N skipped]" (errors
+    # count as failed, as a test that errored did not pass).
+    print(f"rego: {counts[PASS]} passed, {counts[FAIL] + counts[ERROR]} failed"
+          + (f", {counts[SKIP]} skipped" if counts[SKIP] else ""), file=out)
     return 1 if r.failed else status
 
 

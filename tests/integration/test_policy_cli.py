@@ -63,6 +63,7 @@ def test_default_library_passes_with_coverage(capsys: pytest.CaptureFixture[str]
     passed = next(line for line in out.splitlines() if line.startswith("PASS: "))
     n, total = passed.removeprefix("PASS: ").split("/")
     assert n == total and int(n) > 150
+    assert out.rstrip().splitlines()[-1] == f"rego: {n} passed, 0 failed"
     assert "policies/guardrails/resources.rego:" in out
     assert "TOTAL:" in out
 
