@@ -34,11 +34,6 @@ def add_direct_args(apply_parser: argparse.ArgumentParser) -> None:
                                    "(default: %(default)s)")
 
 
-def open_kube_store(kubeconfig: str | None, context: str | None) -> store.Store:
-    """The CR store in the cluster (`--store kube`)."""
-    return kube_store.open_store(kubeconfig, context)
-
-
 def _options(args: argparse.Namespace) -> kube.Options:
     qps = float(getattr(args, "qps", kube.Options.qps))
     burst = int(getattr(args, "burst", kube.Options.burst))

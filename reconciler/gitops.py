@@ -11,7 +11,6 @@ branch, the commit and the push.
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import re
 import time
@@ -23,7 +22,6 @@ from reconciler import errors, layout
 from reconciler.adapters import git
 from reconciler.core import planner
 
-log = logging.getLogger(__name__)
 
 def branch_name(prefix: str, scope: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """``dakr/<scope>-<hash>``: the same changes always map to the same branch."""

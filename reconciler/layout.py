@@ -930,18 +930,6 @@ def change_of(plan: planner.Plan, namespace: str | None) -> yamledit.WorkloadCha
     )
 
 
-def node_group_plan(rec_id: str, group: str, target_count: int,
-                    observed: Mapping[str, Any] | None) -> planner.Plan:
-    """The plan of a NodeGroupRecommendation in GitOps mode: the group's size, with the
-    size the repository holds now as the old value (for rollback)."""
-    spec = (observed or {}).get("spec") or {}
-    old = spec.get("replicas")
-    old = old if isinstance(old, int) and not isinstance(old, bool) else None
-    if old == target_count:
-        return planner.Plan(rec_id, NODE_GROUP, "", group)
-    return planner.Plan(rec_id, NODE_GROUP, "", group, replicas=(old, target_count))
-
-
 def render(root: Path, source: Source, plan: planner.Plan, *,
            base_text: Callable[[str], str]) -> dict[str, str]:
     """Repo-relative path -> new full text for every file this plan touches; never writes.

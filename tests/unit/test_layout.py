@@ -26,7 +26,7 @@ values file; the real cartservice manifests; Cluster API MachineDeployments):
 - render_many isolates a failing recommendation and still renders the others; render
   of an empty plan is an empty dict; with editBase and a `replicas:` entry, resources go
   to the base manifest and the count to the overlay's field;
-- a missing overlay or values file is a ConfigError; node_group_plan old/new/no-op;
+- a missing overlay or values file is a ConfigError;
 - route(): Argo CD tracking-id (also "<ns>_<app>"), app.kubernetes.io/instance, Flux
   kustomize/helm labels, unmapped or untracked objects -> None;
 - load_layout / parse_layout: None -> plain; every example in examples/layouts parses;
@@ -642,12 +642,6 @@ def test_missing_overlay_or_values_file_is_a_config_error(
     root = _repo(tmp_path, "kustomize")
     with pytest.raises(errors.ConfigError, match=match):
         layout.Index.build(root, lay, [PROD_CART])
-
-
-def test_node_group_plan() -> None:
-    assert layout.node_group_plan("ng", "pool", 3, {"spec": {"replicas": 5}}).replicas == (5, 3)
-    assert layout.node_group_plan("ng", "pool", 3, {"spec": {"replicas": 3}}).empty
-    assert layout.node_group_plan("ng", "pool", 3, None).replicas == (None, 3)
 
 
 def test_json_and_flow_style_manifests_are_found(tmp_path: pathlib.Path) -> None:

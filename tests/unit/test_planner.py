@@ -334,3 +334,19 @@ def test_current_resources_of_a_pod() -> None:
         "app": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {}}}
     assert [c["name"] for c in planner.containers_of(pod)] == ["app"]
     assert planner.containers_of({"spec": {}}) == []
+
+
+@pytest.mark.parametrize(("observed", "expected"), [
+    ({"spec": {"replicas": 5}}, (5, 3)),
+    ({"spec": {"replicas": 3}}, None),     # already there: no edit
+    (None, (None, 3)),                     # unknown size: set it, nothing to restore
+    ({"spec": {"replicas": True}}, (None, 3)),
+])
+def test_plan_node_group(observed: dict[str, Any] | None,
+                         expected: tuple[int | None, int] | None) -> None:
+    rec = model.NodeGroupRecommendation(recommendationId="ng", name="ng", nodeGroup="pool",
+                                        action="scale", targetNodeCount=3)
+    p = planner.plan_node_group(rec, observed)
+    assert p.replicas == expected
+    assert p.empty == (expected is None)
+    assert (p.kind, p.name) == (model.NODE_GROUP, "pool")
