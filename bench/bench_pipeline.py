@@ -7,7 +7,7 @@ against the naive way: for each recommendation, parse every YAML file to find it
 round-trip it through ruamel.yaml, and commit, one recommendation at a time. The naive
 way is timed on a sample and extrapolated per recommendation.
 
-    .venv/bin/python bench/bench_pipeline.py [--workloads 1000] [--naive-sample 20]
+    .venv/bin/python bench/bench_pipeline.py [--workloads 1000] [--naive-sample 5]
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def naive(origin: Path, base: Path, docs: list[object], sample: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", type=int, default=1000)
-    ap.add_argument("--naive-sample", type=int, default=20)
+    ap.add_argument("--naive-sample", type=int, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dakr-bench-") as tmp:
         base = Path(tmp)
