@@ -24,6 +24,7 @@ import random
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,6 +120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     single = time_each(eng.decide, inputs)
     print(line("embedded decide()", single))
+    # The floor of this engine on these inputs: a policy that only returns a constant
+    # decision still pays the binding's call and input conversion.
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "constant.rego").write_text(
+            'package dakr\n\ndecision := {"allow": true, "mode": "gitops", "deny": [], '
+            '"warnings": []}\n')
+        floor_eng = opa.EmbeddedEngine(Path(tmp), reload_interval=-1)
+        floor = time_each(floor_eng.decide, inputs[: min(n, 2000)])
+        floor_eng.close()
+    print(line("floor: constant policy, same inputs", floor))
 
     batch_times: list[float] = []
     decided = 0
