@@ -131,7 +131,7 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     batch = Batch()
     live = intake(docs, st, batch)
     with git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
-                                depth=cfg.git.depth) as ws:
+                            depth=cfg.git.depth) as ws:
         _locate(ws, cfg, live, batch)
         decide(st, engine, cfg, live, now)
         to_write = [w for w in live if plan_item(st, w, now)]
