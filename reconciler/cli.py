@@ -316,7 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from reconciler import run
+    from reconciler import cli_stream, run
 
     endpoint = os.environ.get("DAKR_API_ENDPOINT", "")
     raw = args.source or ([f"platform:{endpoint}"] if endpoint else [])
@@ -350,7 +350,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     health = run.Health(args.health_addr) if args.health_addr else None
     try:
-        run.loop(sources, store_uri, state, batch, interval=args.interval, once=args.once,
+        run.loop(sources, store_uri, cli_stream.state_path(store_uri, None, state), batch,
+                 interval=args.interval, once=args.once,
                  stop=stop, idle=args.idle, token_file=args.platform_token_file,
                  token=os.environ.get("DAKR_API_TOKEN", ""), health=health)
     finally:

@@ -34,13 +34,15 @@ def open_store(args: argparse.Namespace) -> store.Store:
                              getattr(args, "context", None))
 
 
-def state_path(uri: str, explicit: str | None) -> pathlib.Path:
-    """Where the stream keeps its cursor and outbox: next to a SQLite store by default."""
+def state_path(uri: str, explicit: str | None,
+               state_dir: pathlib.Path | None = None) -> pathlib.Path:
+    """Where the stream keeps its cursor and outbox: next to a SQLite store by default, else
+    in the state directory (the CR store lives in the cluster, the cursor on local disk)."""
     if explicit:
         return pathlib.Path(explicit)
     if uri.startswith("sqlite:"):
         return pathlib.Path(uri[len("sqlite:"):] + ".stream")
-    return pathlib.Path(DEFAULT_STATE)
+    return state_dir / "stream.db" if state_dir is not None else pathlib.Path(DEFAULT_STATE)
 
 
 def _guarded(func: Any) -> Any:

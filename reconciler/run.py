@@ -49,13 +49,13 @@ class Round:
     refused: list[str] | None = None
 
 
-def take_in(sources: Sequence[Source], st: store.Store, state_dir: Path, *,
+def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path, *,
             idle: float = 2.0, token_file: str | None = None, token: str = "") -> Round:
     """Bring every source's recommendations into the store (idempotent by id)."""
     out = Round(refused=[])
     for src in sources:
         if src.kind == "platform":
-            state = stream_state.StreamState(state_dir / "stream.db")
+            state = stream_state.StreamState(stream_state_path)
             try:
                 cfg = client.ClientConfig(target=src.where, token_file=token_file, token=token)
                 stats = client.StreamClient(cfg, st, state).run(until_idle=idle)
@@ -126,7 +126,7 @@ class Health:
         self._thread.join(5)
 
 
-def loop(sources: Sequence[Source], store_uri: str, state_dir: Path,
+def loop(sources: Sequence[Source], store_uri: str, stream_state_path: Path,
          run_batch: Callable[[list[dict[str, Any]]], object], *, interval: float,
          once: bool, stop: threading.Event, idle: float = 2.0,
          token_file: str | None = None, token: str = "",
@@ -136,7 +136,7 @@ def loop(sources: Sequence[Source], store_uri: str, state_dir: Path,
     while True:
         st = wiring.open_store(store_uri)
         try:
-            got = take_in(sources, st, state_dir, idle=idle, token_file=token_file,
+            got = take_in(sources, st, stream_state_path, idle=idle, token_file=token_file,
                           token=token)
             docs = pending(st)
         finally:
