@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from reconciler import __version__, cli_direct, errors, layout, pipeline, revert, settings, wiring
 from reconciler.adapters import files
@@ -336,27 +337,35 @@ def cmd_run(args: argparse.Namespace) -> int:
                                else "kube")
     args.store = store_uri
 
+    stream_path = cli_stream.state_path(store_uri, None, state)
+    reports_upstream = any(s.kind == "platform" for s in sources) and not args.dry_run
+
     def batch(docs: list[dict[str, object]]) -> object:
         if cfg is None:
             return cli_direct.run_apply_direct(args, list(docs))
         result = run_batch(cfg, list(docs), dry_run=args.dry_run)
         print_batch(result, args.output)
+        if reports_upstream:
+            run.report_upstream(stream_path, result.items)
         return result
 
     stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     state.mkdir(parents=True, exist_ok=True)
     health = run.Health(args.health_addr) if args.health_addr else None
     try:
-        run.loop(sources, store_uri, cli_stream.state_path(store_uri, None, state), batch,
-                 interval=args.interval, once=args.once,
-                 stop=stop, idle=args.idle, token_file=args.platform_token_file,
+        run.loop(sources, store_uri, stream_path, batch, interval=args.interval,
+                 once=args.once, stop=stop, idle=args.idle,
+                 token_file=args.platform_token_file,
                  token=os.environ.get("DAKR_API_TOKEN", ""), health=health)
     finally:
         if health is not None:
             health.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from reconciler import errors, importers, wiring
 from reconciler.adapters import files, store
-from reconciler.core import model, validation
+from reconciler.core import model, results, validation
 from reconciler.stream import batch, client
 from reconciler.stream import state as stream_state
 
@@ -82,6 +82,22 @@ def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path,
             items.append(batch.Item(r.kind, r.id, r.namespace, r.name, r.spec_dict()))
         out.taken_in += sum(1 for u in batch.upsert_many(st, items) if u.changed)
     return out
+
+
+def report_upstream(stream_state_path: Path, items: Sequence[results.ItemResult]) -> int:
+    """Queue each recommendation's new phase (and decision) for the platform; the next
+    connection of the stream sends them, in order, once."""
+    state = stream_state.StreamState(stream_state_path)
+    try:
+        for it in items:
+            if not it.id:
+                continue  # refused before an id could be read: nothing to report against
+            dec = it.to_json().get("decision")
+            client.queue_status(state, it.kind, it.id, it.phase, message=it.message,
+                                pull_request_url=it.pull_request, decision=dec)
+    finally:
+        state.close()
+    return len(items)
 
 
 def pending(st: store.Store) -> list[dict[str, Any]]:

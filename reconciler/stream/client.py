@@ -148,6 +148,26 @@ class Stats:
     disconnects: list[str] = field(default_factory=list)  # why each connection ended
 
 
+def queue_status(state: stream_state.StreamState, kind: str, rec_id: str, phase: str, *,
+                 message: str = "", pull_request_url: str = "",
+                 decision: dict[str, Any] | None = None) -> int:
+    """Put a status change in the outbox; the next connection sends it (no client needed:
+    a batch that ran while no stream was open reports this way)."""
+    body = stream_pb2.StatusUpdate(
+        kind=kind, recommendation_id=rec_id, phase=phase, message=message,
+        pull_request_url=pull_request_url, time=_now_rfc3339(),
+        decision_json=json.dumps(decision, sort_keys=True) if decision is not None else "")
+    return state.append("status_update", body.SerializeToString())
+
+
+def queue_audit(state: stream_state.StreamState, action: str, *, kind: str = "",
+                rec_id: str = "", details: dict[str, Any] | None = None) -> int:
+    body = stream_pb2.AuditEvent(
+        action=action, kind=kind, recommendation_id=rec_id, time=_now_rfc3339(),
+        details_json=json.dumps(details or {}, sort_keys=True))
+    return state.append("audit_event", body.SerializeToString())
+
+
 def read_token(path: str | None) -> str:
     if not path:
         return ""
@@ -241,21 +261,14 @@ class StreamClient:
     def send_status(self, kind: str, rec_id: str, phase: str, *, message: str = "",
                     pull_request_url: str = "", decision: dict[str, Any] | None = None) -> int:
         """Queue a status change for the platform; kept on disk until the platform has it."""
-        body = stream_pb2.StatusUpdate(
-            kind=kind, recommendation_id=rec_id, phase=phase, message=message,
-            pull_request_url=pull_request_url, time=_now_rfc3339(),
-            decision_json=json.dumps(decision, sort_keys=True) if decision is not None else "")
-        return self._enqueue("status_update", body.SerializeToString())
+        useq = queue_status(self.state, kind, rec_id, phase, message=message,
+                            pull_request_url=pull_request_url, decision=decision)
+        self._upstream_wakeup.set()
+        return useq
 
     def send_audit(self, action: str, *, kind: str = "", rec_id: str = "",
                    details: dict[str, Any] | None = None) -> int:
-        body = stream_pb2.AuditEvent(
-            action=action, kind=kind, recommendation_id=rec_id, time=_now_rfc3339(),
-            details_json=json.dumps(details or {}, sort_keys=True))
-        return self._enqueue("audit_event", body.SerializeToString())
-
-    def _enqueue(self, body_kind: str, body: bytes) -> int:
-        useq = self.state.append(body_kind, body)
+        useq = queue_audit(self.state, action, kind=kind, rec_id=rec_id, details=details)
         self._upstream_wakeup.set()
         return useq
 

@@ -7,6 +7,8 @@ Cases:
 - the platform source: recommendations arrive over gRPC from the reference platform on
   loopback, are acked once stored, and the round's batch proposes them;
 - a second round finds nothing pending and makes no commit;
+- each round's decisions go up the stream (status updates) on the next connection, once,
+  in order;
 - a recommendation whose spec changes (same id, new generation) is decided again;
 - unusable --source values and a missing --repo exit 2;
 - /healthz and /readyz (ready after the first round); the DAKR_* environment the chart
@@ -97,6 +99,27 @@ def test_platform_source(origin: Path, tmp_path: Path,
     assert set(phases) == acked
     assert phases["rec-0001"] == model.APPLYING
     assert doc["createdCommit"] is True
+
+
+def test_statuses_go_up_the_stream(origin: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A round's decisions are queued for the platform and sent by the next connection,
+    each once, in order."""
+    docs = files.load_documents(RECS)
+    server = platform.PlatformServer(platform.build_feed(docs)).start()
+    try:
+        first = run_once(tmp_path, origin, capsys, f"platform:127.0.0.1:{server.port}")
+        assert server.state.upstream == []  # decided after the stream went idle
+        run_once(tmp_path, origin, capsys, f"platform:127.0.0.1:{server.port}")
+        assert server.state.wait_for(lambda s: len(s.upstream) >= 14, timeout=10)
+        upstream = list(server.state.upstream)
+    finally:
+        server.stop(grace=0.5)
+    sent = {u["recommendation_id"]: u["phase"] for u in upstream}
+    assert sent == {r["id"]: r["phase"] for r in first["results"]}
+    assert all(u["type"] == "status_update" for u in upstream)
+    seqs = [u["upstream_sequence"] for u in upstream]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
 
 
 def test_changed_spec_is_decided_again(origin: Path, tmp_path: Path,
