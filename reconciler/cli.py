@@ -342,8 +342,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def batch(docs: list[dict[str, object]]) -> object:
         if cfg is None:
-            return cli_direct.run_apply_direct(args, list(docs))
-        result = run_batch(cfg, list(docs), dry_run=args.dry_run)
+            result = cli_direct.apply_direct(args, list(docs))
+        else:
+            result = run_batch(cfg, list(docs), dry_run=args.dry_run)
         print_batch(result, args.output)
         if reports_upstream:
             run.report_upstream(stream_path, result.items)
@@ -357,7 +358,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     health = run.Health(args.health_addr) if args.health_addr else None
     try:
-        run.loop(sources, store_uri, stream_path, batch, interval=args.interval,
+        run.loop(sources, lambda: wiring.open_store(store_uri, args.kubeconfig, args.context),
+                 stream_path, batch, interval=args.interval,
                  once=args.once, stop=stop, idle=args.idle,
                  token_file=args.platform_token_file,
                  token=os.environ.get("DAKR_API_TOKEN", ""), health=health)

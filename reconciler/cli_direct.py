@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler import direct, errors, settings
+from reconciler import direct, errors, pipeline, settings
 from reconciler.adapters import kube, kube_store, store
 
 
@@ -61,11 +61,10 @@ def _policy(args: argparse.Namespace) -> settings.PolicySettings:
         token_file=getattr(args, "opa_token_file", ""))
 
 
-def run_apply_direct(args: argparse.Namespace, docs: list[Any]) -> int:
-    """`reconciler apply --mode direct`: one batch against the cluster (records in the CR
-    store there unless --store says otherwise); deletions waiting for a rollback are
-    handled first. Prints the batch like the GitOps mode does."""
-    from reconciler import cli, wiring
+def apply_direct(args: argparse.Namespace, docs: list[Any]) -> pipeline.Batch:
+    """One direct-mode batch against the cluster (records in the CR store there unless
+    --store says otherwise); deletions waiting for a rollback are handled first."""
+    from reconciler import wiring
 
     cfg = settings.Settings(policy=_policy(args),
                             store=settings.StoreSettings(uri=getattr(args, "store", "") or
@@ -78,12 +77,18 @@ def run_apply_direct(args: argparse.Namespace, docs: list[Any]) -> int:
             for item in direct.reconcile_deletions(st, api, now=cfg.now):
                 print(f"deleted recommendation {item.id}: {item.phase}: {item.message}",
                       file=sys.stderr)
-        batch = direct.run(docs, cfg, st, engine, api, dry_run=getattr(args, "dry_run", False))
+        return direct.run(docs, cfg, st, engine, api, dry_run=getattr(args, "dry_run", False))
     finally:
         engine.close()
         st.close()
         api.api_client.close()
-    cli.print_batch(batch, getattr(args, "output", "text"))
+
+
+def run_apply_direct(args: argparse.Namespace, docs: list[Any]) -> int:
+    """`reconciler apply --mode direct`: one batch, printed like the GitOps mode does."""
+    from reconciler import cli
+
+    cli.print_batch(apply_direct(args, docs), getattr(args, "output", "text"))
     return 0
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, importers, wiring
+from reconciler import errors, importers
 from reconciler.adapters import files, store
 from reconciler.core import model, results, validation
 from reconciler.stream import batch, client
@@ -142,7 +142,8 @@ class Health:
         self._thread.join(5)
 
 
-def loop(sources: Sequence[Source], store_uri: str, stream_state_path: Path,
+def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
+         stream_state_path: Path,
          run_batch: Callable[[list[dict[str, Any]]], object], *, interval: float,
          once: bool, stop: threading.Event, idle: float = 2.0,
          token_file: str | None = None, token: str = "",
@@ -150,7 +151,7 @@ def loop(sources: Sequence[Source], store_uri: str, stream_state_path: Path,
     """Rounds until ``stop`` is set (or one round with ``once``); returns the rounds run."""
     rounds = 0
     while True:
-        st = wiring.open_store(store_uri)
+        st = open_store()
         try:
             got = take_in(sources, st, stream_state_path, idle=idle, token_file=token_file,
                           token=token)

@@ -1,13 +1,15 @@
 """The direct-mode CLI pieces against the test API server, through its kubeconfig.
 
 Cases:
-- `run_apply_direct` (what `reconciler apply --mode direct` calls) applies a batch, prints
+- `reconciler apply --mode direct` applies a batch, prints
   the JSON summary, records go to the CR store in the cluster; a second run prints the same
   phases and writes nothing; `--dry-run` writes nothing;
-- `rollback ID` (registered with `register`) restores the values and exits 0, prints JSON;
+- `reconciler rollback ID` restores the values and exits 0, prints JSON;
   an unknown id exits 1; a refused rollback (foreign change) exits 1 and says why;
 - a deleted recommendation is rolled back by the next `apply` run before its batch;
-- bad --qps is a ConfigError.
+- bad --qps exits 2 naming it; gitops mode without --repo exits 2;
+- `run --once --mode direct` with a file source: stored as a CR and applied in the same
+  round; the next round has nothing pending and writes nothing.
 """
 
 from __future__ import annotations
@@ -133,3 +135,23 @@ def test_gitops_mode_needs_a_repo(setup: tuple[KubeApi, Path],
     f.write_text("")
     assert cli.main(["apply", "-f", str(f), "--policies", str(pol)]) == 2
     assert "--repo is required" in capsys.readouterr().err
+
+
+def test_run_once_in_direct_mode(setup: tuple[KubeApi, Path],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`reconciler run --mode direct`: a file source into the CR store, applied in the
+    cluster in the same round; a second round has nothing pending and writes nothing."""
+    api, pol = setup
+    f = pol.parent / "run-recs.yaml"
+    f.write_text(yaml.safe_dump_all([rightsizing("rec-r", requests={"cpu": "300m"})]))
+    argv = ["run", "--once", "--mode", "direct", "--source", f"file:{f}", "--kubeconfig",
+            api.kubeconfig_path, "--policies", str(pol), "--state-dir",
+            str(pol.parent / "state"), "--output", "json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["phase"]) for r in out["results"]] == [("rec-r", "Applied")]
+    assert _cpu(api) == "300m"
+    api.requests.reset()
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.strip() == ""
+    assert api.requests.writes() == []
