@@ -19,15 +19,6 @@ from reconciler.core import model, planner, quantity, results
 ROLLBACK_PENDING = "RollbackPending"
 
 
-def _same(a: str | None, b: object) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    try:
-        return quantity.parse(a).value == quantity.parse(str(b)).value
-    except quantity.QuantityError:
-        return str(a) == str(b)
-
-
 def reverse_plan(rec_id: str, key: tuple[str, str, str], spec: Mapping[str, Any],
                  previous: Mapping[str, Any], observed: Mapping[str, Any]) -> planner.Plan:
     """The edits that put ``previous`` back, checked against what the repository holds now.
@@ -49,7 +40,7 @@ def reverse_plan(rec_id: str, key: tuple[str, str, str], spec: Mapping[str, Any]
             for res, old in values.items():
                 path = f"{cname}.{section}.{res}"
                 now = current.get(cname, {}).get(section, {}).get(res)
-                if now is None or not _same(wanted.get((cname, section, res), now), now):
+                if now is None or not quantity.same(wanted.get((cname, section, res), now), now):
                     raise errors.PermanentError(
                         f"{path} is {now or 'unset'} in the repository, not the value this "
                         "recommendation set: it was changed since, so it is not rolled back")

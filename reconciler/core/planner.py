@@ -108,15 +108,6 @@ def _bounded(resource: str, q: quantity.Quantity, bound: object) -> quantity.Qua
     return q
 
 
-def _same(old: str | None, new: quantity.Quantity) -> bool:
-    if old is None:
-        return False
-    try:
-        return quantity.parse(old).value == new.value
-    except quantity.QuantityError:
-        return False
-
-
 def plan(rec: model.Recommendation, dec: decision.Decision,
          target: Mapping[str, Any] | None) -> Plan:
     """The edits that carry out ``rec`` on ``target`` within the decision's bounds.
@@ -145,7 +136,7 @@ def plan(rec: model.Recommendation, dec: decision.Decision,
                 q = _bounded(res, q, (cb.get(section) or {}).get(res))
                 final[section][res] = q
                 old = current[c.name][section].get(res)
-                if not _same(old, q):
+                if old is None or not quantity.same(old, str(q)):
                     edits.append(ValueEdit(c.name, section, res, old, str(q)))
         # The result must stay a valid pod spec: request <= limit for every resource.
         for res in set(final["requests"]) | set(current[c.name]["requests"]):

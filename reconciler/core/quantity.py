@@ -139,6 +139,17 @@ def format_quantity(q: Quantity) -> str:
     return _decimal(v, exponent_style=q.format == EXPONENT)
 
 
+def same(a: str, b: str) -> bool:
+    """Whether two written values mean the same quantity (``0.2`` and ``200m``, ``1Gi`` and
+    ``1024Mi``). Text that is not a quantity is only the same as identical text."""
+    if a == b:
+        return True
+    try:
+        return parse(a).value == parse(b).value
+    except QuantityError:
+        return False
+
+
 def canonical(raw: str | int | float) -> str:
     return format_quantity(parse(raw))
 

@@ -24,7 +24,6 @@ import functools
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
@@ -32,6 +31,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler import errors
+from reconciler.core import quantity
 
 __all__ = [
     "AmbiguousTargetError",
@@ -84,29 +84,8 @@ _MARKER = re.compile(r"^(?:(---)|\.\.\.)(?=[ \t\r\n]|$)", re.M)
 _CONTENT = re.compile(r"^[ \t]*[^\s#%]|^[ \t]+%", re.M)
 _REST_OF_LINE_EMPTY = re.compile(r"[ \t\r]*(?:#[^\n]*)?(?:\n|\Z)")
 _TOKEN = re.compile(r"[0-9A-Za-z.+-]+")
-_QUANTITY = re.compile(
-    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?"
-)
 _RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _MAX_TOKEN = 64
-_SUFFIX: dict[str, Decimal] = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
 
 
 # --------------------------------------------------------------------------- public types
@@ -329,12 +308,20 @@ def scan_workloads(text: str, kinds: Collection[str] = DEFAULT_KINDS) -> list[Wo
 # --------------------------------------------------------------------------- validation
 
 
+def _is_quantity(value: str) -> bool:
+    try:
+        quantity.parse(value)
+    except quantity.QuantityError:
+        return False
+    return True
+
+
 def _check_quantity(where: str, value: object) -> str:
     if (
         not isinstance(value, str)
         or len(value) > _MAX_TOKEN
         or not _TOKEN.fullmatch(value)
-        or not _QUANTITY.fullmatch(value)
+        or not _is_quantity(value)
     ):
         raise errors.FieldError(where, f"not a plain Kubernetes quantity: {value!r}")
     return value
@@ -361,27 +348,6 @@ def _validate(change: WorkloadChange) -> None:
                 if not isinstance(res, str) or len(res) > 253 or not _RESOURCE_NAME.fullmatch(res):
                     raise errors.FieldError(where, f"not a resource name: {res!r}")
                 _check_quantity(where, qty)
-
-
-def _quantity(text: str) -> Decimal | None:
-    m = _QUANTITY.fullmatch(text)
-    if m is None:
-        return None
-    number, suffix = m.group(1), m.group(2) or ""
-    try:
-        value = Decimal(number)
-        if suffix[:1] in ("e", "E") and suffix not in _SUFFIX:
-            return value.scaleb(int(suffix[1:]))
-        return value * _SUFFIX[suffix]
-    except (ArithmeticError, InvalidOperation, ValueError):
-        return None
-
-
-def _same_quantity(old: str, new: str) -> bool:
-    if old == new:
-        return True
-    a, b = _quantity(old), _quantity(new)
-    return a is not None and a == b
 
 
 # --------------------------------------------------------------------------- planning
@@ -573,7 +539,7 @@ class _Planner:
                         return
                 except ValueError:
                     pass
-            elif _same_quantity(old, new):
+            elif quantity.same(old, new):
                 return
         style = node.style or ""
         if style in ("|", ">"):
@@ -1261,7 +1227,7 @@ def _scalar_token(value: object, where: str) -> str:
         return str(value)
     if not isinstance(value, str) or not value:
         raise errors.FieldError(where, f"unexpected value {value!r}")
-    if _QUANTITY.fullmatch(value) and _TOKEN.fullmatch(value):
+    if _TOKEN.fullmatch(value) and _is_quantity(value):
         return value
     if _REL_PATH.fullmatch(value) or _API_VERSION.fullmatch(value):
         # Names, kinds, file paths and apiVersions are plain YAML strings unless they

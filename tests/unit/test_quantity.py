@@ -320,3 +320,17 @@ def test_sixty_four_characters_is_the_limit() -> None:
 def test_surrounding_whitespace_rejected(raw: str) -> None:
     with pytest.raises(quantity.QuantityError):
         quantity.parse(raw)
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("200m", "0.2", True),
+    ("1Gi", "1024Mi", True),
+    ("1", "1000m", True),
+    ("100m", "101m", False),
+    ("abc", "abc", True),     # not quantities: identical text only
+    ("abc", "abd", False),
+    ("abc", "100m", False),
+])
+def test_same(a: str, b: str, same: bool) -> None:
+    assert quantity.same(a, b) is same
+    assert quantity.same(b, a) is same
