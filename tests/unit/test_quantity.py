@@ -15,7 +15,9 @@ Cases covered:
 - rejections with a message that says why: empty, ``abc``, ``1.2.3``, ``--1``, ``1Kb``,
   ``1 Mi``, ``1e999``, invalid suffixes from the apimachinery test table, booleans, None,
   other types, strings longer than 64 characters, NaN and infinite floats;
-- leading/trailing whitespace is refused, as the API server does.
+- leading/trailing whitespace is refused, as the API server does;
+- ``same``: equal values in other forms are the same, text that is no quantity only
+  matches itself (both orders).
 
 Expected canonical forms come from the Kubernetes sources: the ``Quantity`` API reference
 (kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity: "1.5 will be
