@@ -19,28 +19,16 @@ Cases:
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, status_body, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
 
 
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
 GROUP, VERSION = "dakr.devzero.io", "v1alpha1"
 QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
@@ -113,9 +101,9 @@ def _rec(name: str = "rec-1", **spec: Any) -> dict[str, Any]:
 @pytest.fixture
 def custom(kubeapi: KubeApi) -> Any:
     client = kubeapi.api_client()
-    _api(kubernetes.client.ApiextensionsV1Api, client).create_custom_resource_definition(
+    typed_api(kubernetes.client.ApiextensionsV1Api, client).create_custom_resource_definition(
         _crd("workloadrecommendations", "WorkloadRecommendation"))
-    return _api(kubernetes.client.CustomObjectsApi, client)
+    return typed_api(kubernetes.client.CustomObjectsApi, client)
 
 
 def _create(custom: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -123,14 +111,10 @@ def _create(custom: Any, body: dict[str, Any]) -> dict[str, Any]:
         GROUP, VERSION, "default", "workloadrecommendations", body))
 
 
-def _body(e: Any) -> dict[str, Any]:
-    return dict(json.loads(e.body))
-
-
 def test_crd_routes_appear_and_disappear(kubeapi: KubeApi) -> None:
     client = kubeapi.api_client()
-    ext = _api(kubernetes.client.ApiextensionsV1Api, client)
-    custom = _api(kubernetes.client.CustomObjectsApi, client)
+    ext = typed_api(kubernetes.client.ApiextensionsV1Api, client)
+    custom = typed_api(kubernetes.client.CustomObjectsApi, client)
     with pytest.raises(ApiException) as e:
         custom.list_namespaced_custom_object(GROUP, VERSION, "default",
                                              "workloadrecommendations")
@@ -155,13 +139,13 @@ def test_crd_routes_appear_and_disappear(kubeapi: KubeApi) -> None:
 
 
 def test_crd_itself_is_validated(kubeapi: KubeApi) -> None:
-    ext = _api(kubernetes.client.ApiextensionsV1Api, kubeapi.api_client())
+    ext = typed_api(kubernetes.client.ApiextensionsV1Api, kubeapi.api_client())
     bad = _crd("things", "Thing")
     bad["metadata"]["name"] = "wrong.name"
     with pytest.raises(ApiException) as e:
         ext.create_custom_resource_definition(bad)
     assert e.value.status == 422
-    assert _body(e.value)["details"]["causes"][0]["field"] == "metadata.name"
+    assert status_body(e.value)["details"]["causes"][0]["field"] == "metadata.name"
 
 
 def test_namespaced_and_cluster_scoped_objects(kubeapi: KubeApi, custom: Any) -> None:
@@ -171,13 +155,13 @@ def test_namespaced_and_cluster_scoped_objects(kubeapi: KubeApi, custom: Any) ->
     with pytest.raises(ApiException) as e:
         _create(custom, _rec())
     assert e.value.status == 409
-    assert _body(e.value)["message"] == (
+    assert status_body(e.value)["message"] == (
         f'workloadrecommendations.{GROUP} "rec-1" already exists')
     with pytest.raises(ApiException) as e:
         custom.get_namespaced_custom_object(GROUP, VERSION, "default",
                                             "workloadrecommendations", "nope")
-    assert _body(e.value)["message"] == f'workloadrecommendations.{GROUP} "nope" not found'
-    ext = _api(kubernetes.client.ApiextensionsV1Api, kubeapi.api_client())
+    assert status_body(e.value)["message"] == f'workloadrecommendations.{GROUP} "nope" not found'
+    ext = typed_api(kubernetes.client.ApiextensionsV1Api, kubeapi.api_client())
     ext.create_custom_resource_definition(
         _crd("nodegrouprecommendations", "NodeGroupRecommendation", scope="Cluster",
              schema={"type": "object", "properties": {"spec": {
@@ -241,7 +225,7 @@ def test_schema_violations_are_422(
     with pytest.raises(ApiException) as e:
         _create(custom, body)
     assert e.value.status == 422
-    status = _body(e.value)
+    status = status_body(e.value)
     assert status["reason"] == "Invalid"
     assert status["details"]["kind"] == "WorkloadRecommendation"
     assert status["details"]["group"] == GROUP
@@ -262,7 +246,7 @@ def test_valid_quantities_and_multiple_errors(custom: Any) -> None:
     del bad["spec"]["targetRef"]
     with pytest.raises(ApiException) as e:
         _create(custom, bad)
-    status = _body(e.value)
+    status = status_body(e.value)
     assert {c["field"] for c in status["details"]["causes"]} == {"spec.targetRef",
                                                                  "spec.replicas"}
     assert status["message"].startswith(f'WorkloadRecommendation.{GROUP} "rec-2" is invalid: [')
@@ -307,7 +291,7 @@ def test_status_subresource_semantics(custom: Any) -> None:
     with pytest.raises(ApiException) as e:
         custom.replace_namespaced_custom_object(*args, stale)
     assert e.value.status == 409
-    assert _body(e.value)["message"].startswith(
+    assert status_body(e.value)["message"].startswith(
         f'Operation cannot be fulfilled on workloadrecommendations.{GROUP} "rec-1": ')
 
 

@@ -22,40 +22,22 @@ Cases:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, status_body, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
 
 
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
-
-
-def _body(e: Any) -> dict[str, Any]:
-    return dict(json.loads(e.body))
-
-
 def _apps(k: KubeApi) -> Any:
-    return _api(kubernetes.client.AppsV1Api, k.api_client())
+    return typed_api(kubernetes.client.AppsV1Api, k.api_client())
 
 
 def _core(k: KubeApi) -> Any:
-    return _api(kubernetes.client.CoreV1Api, k.api_client())
+    return typed_api(kubernetes.client.CoreV1Api, k.api_client())
 
 
 def _new_deployment(k: KubeApi, name: str = "web", **kw: Any) -> dict[str, Any]:
@@ -66,20 +48,21 @@ def _new_deployment(k: KubeApi, name: str = "web", **kw: Any) -> dict[str, Any]:
 
 def test_kubeconfig_and_discovery(kubeapi: KubeApi) -> None:
     client = kubeapi.api_client()
-    versions = _api(kubernetes.client.CoreApi, client).get_api_versions()
+    versions = typed_api(kubernetes.client.CoreApi, client).get_api_versions()
     assert versions.versions == ["v1"]
-    groups = {g.name: g for g in _api(kubernetes.client.ApisApi, client).get_api_versions().groups}
+    apis = typed_api(kubernetes.client.ApisApi, client)
+    groups = {g.name: g for g in apis.get_api_versions().groups}
     assert {"apps", "autoscaling", "policy", "coordination.k8s.io",
             "apiextensions.k8s.io"} <= set(groups)
     assert groups["autoscaling"].preferred_version.version == "v2"
-    res = _api(kubernetes.client.AppsV1Api, client).get_api_resources()
+    res = typed_api(kubernetes.client.AppsV1Api, client).get_api_resources()
     names = {r.name for r in res.resources}
     assert {"deployments", "deployments/scale", "deployments/status", "statefulsets",
             "daemonsets", "replicasets"} <= names
-    core = _api(kubernetes.client.CoreV1Api, client)
+    core = typed_api(kubernetes.client.CoreV1Api, client)
     core_names = {r.name for r in core.get_api_resources().resources}
     assert {"pods", "pods/eviction", "pods/resize", "nodes", "namespaces", "events"} <= core_names
-    info = _api(kubernetes.client.VersionApi, client).get_code()
+    info = typed_api(kubernetes.client.VersionApi, client).get_code()
     assert info.major == "1"
     # The handle's kubeconfig is what production code loads.
     cfg = kubernetes.client.Configuration()
@@ -101,7 +84,7 @@ def test_create_sets_metadata_and_conflicts_on_duplicates(kubeapi: KubeApi) -> N
     with pytest.raises(ApiException) as e:
         apps.create_namespaced_deployment("default", body)
     assert e.value.status == 409
-    assert _body(e.value) == {
+    assert status_body(e.value) == {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": 'deployments.apps "web" already exists', "reason": "AlreadyExists",
         "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 409}
@@ -112,7 +95,7 @@ def test_create_in_missing_namespace_is_404(kubeapi: KubeApi) -> None:
         _apps(kubeapi).create_namespaced_deployment(
             "nowhere", _new_deployment(kubeapi, namespace="nowhere"))
     assert e.value.status == 404
-    assert _body(e.value)["message"] == 'namespaces "nowhere" not found'
+    assert status_body(e.value)["message"] == 'namespaces "nowhere" not found'
 
 
 @pytest.mark.parametrize(
@@ -136,7 +119,7 @@ def test_create_invalid_is_422_with_causes(
     with pytest.raises(ApiException) as e:
         _apps(kubeapi).create_namespaced_deployment("default", body)
     assert e.value.status == 422
-    status = _body(e.value)
+    status = status_body(e.value)
     assert status["reason"] == "Invalid"
     assert status["details"]["kind"] == "Deployment"
     (cause,) = status["details"]["causes"]
@@ -154,7 +137,7 @@ def test_bad_quantity_is_400(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         _apps(kubeapi).create_namespaced_deployment("default", body)
     assert e.value.status == 400
-    assert "quantities must match the regular expression" in _body(e.value)["message"]
+    assert "quantities must match the regular expression" in status_body(e.value)["message"]
 
 
 def test_get_and_delete_missing_are_404(kubeapi: KubeApi) -> None:
@@ -163,12 +146,12 @@ def test_get_and_delete_missing_are_404(kubeapi: KubeApi) -> None:
         with pytest.raises(ApiException) as e:
             call("x", "default")
         assert e.value.status == 404
-        assert _body(e.value)["message"] == 'deployments.apps "x" not found'
-        assert _body(e.value)["reason"] == "NotFound"
+        assert status_body(e.value)["message"] == 'deployments.apps "x" not found'
+        assert status_body(e.value)["reason"] == "NotFound"
     with pytest.raises(ApiException) as e:
         _core(kubeapi).read_namespaced_pod("p", "default")
-    assert _body(e.value)["message"] == 'pods "p" not found'
-    assert _body(e.value)["details"] == {"name": "p", "kind": "pods"}
+    assert status_body(e.value)["message"] == 'pods "p" not found'
+    assert status_body(e.value)["details"] == {"name": "p", "kind": "pods"}
 
 
 def test_update_with_stale_resource_version_conflicts(kubeapi: KubeApi) -> None:
@@ -181,7 +164,7 @@ def test_update_with_stale_resource_version_conflicts(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         apps.replace_namespaced_deployment("web", "default", first)
     assert e.value.status == 409
-    status = _body(e.value)
+    status = status_body(e.value)
     assert status["reason"] == "Conflict"
     assert status["message"] == (
         'Operation cannot be fulfilled on deployments.apps "web": the object has been '
@@ -267,7 +250,7 @@ def test_label_and_field_selectors(kubeapi: KubeApi) -> None:
         ("default", "a"), ("default", "c"), ("other", "d")]
     with pytest.raises(ApiException) as e:
         names(field_selector="spec.bogus=1")
-    assert e.value.status == 400 and _body(e.value)["reason"] == "BadRequest"
+    assert e.value.status == 400 and status_body(e.value)["reason"] == "BadRequest"
 
 
 def test_list_pages_with_limit_and_continue(kubeapi: KubeApi) -> None:
@@ -307,8 +290,9 @@ def test_delete_preconditions_and_return_shapes(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         apps.delete_namespaced_deployment(
             "web", "default", body={"preconditions": {"uid": "not-the-uid"}})
-    assert e.value.status == 409 and _body(e.value)["reason"] == "Conflict"
-    assert "Precondition failed: UID in precondition: not-the-uid" in _body(e.value)["message"]
+    assert e.value.status == 409 and status_body(e.value)["reason"] == "Conflict"
+    message = status_body(e.value)["message"]
+    assert "Precondition failed: UID in precondition: not-the-uid" in message
     result = apps.delete_namespaced_deployment(
         "web", "default", body={"preconditions": {"uid": created.metadata.uid}})
     if not isinstance(result, dict):
@@ -357,7 +341,7 @@ def test_namespace_delete_removes_contents(kubeapi: KubeApi) -> None:
 
 def test_other_kinds_round_trip(kubeapi: KubeApi) -> None:
     client = kubeapi.api_client()
-    core = _api(kubernetes.client.CoreV1Api, client)
+    core = typed_api(kubernetes.client.CoreV1Api, client)
     kubeapi.seed(kubeapi.node("n1"))
     node = core.patch_node("n1", {"spec": {"unschedulable": True}})
     assert node.spec.unschedulable is True
@@ -367,7 +351,7 @@ def test_other_kinds_round_trip(kubeapi: KubeApi) -> None:
         "metadata": {"name": "e1"}, "involvedObject": {"kind": "Deployment", "name": "web"},
         "reason": "Rightsized", "message": "cpu 1 -> 500m", "type": "Normal"})
     assert ev.reason == "Rightsized"
-    hpa_api = _api(kubernetes.client.AutoscalingV2Api, client)
+    hpa_api = typed_api(kubernetes.client.AutoscalingV2Api, client)
     hpa = hpa_api.create_namespaced_horizontal_pod_autoscaler("default", {
         "metadata": {"name": "web"},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -377,11 +361,11 @@ def test_other_kinds_round_trip(kubeapi: KubeApi) -> None:
         hpa_api.patch_namespaced_horizontal_pod_autoscaler(
             "web", "default", {"spec": {"maxReplicas": 1}})
     assert e.value.status == 422
-    assert _body(e.value)["details"]["causes"][0]["field"] == "spec.maxReplicas"
-    pdb = _api(kubernetes.client.PolicyV1Api, client).create_namespaced_pod_disruption_budget(
+    assert status_body(e.value)["details"]["causes"][0]["field"] == "spec.maxReplicas"
+    pdb = typed_api(kubernetes.client.PolicyV1Api, client).create_namespaced_pod_disruption_budget(
         "default", kubeapi.pdb("web", {"app": "web"}, min_available="50%"))
     assert pdb.spec.min_available == "50%"
-    coord = _api(kubernetes.client.CoordinationV1Api, client)
+    coord = typed_api(kubernetes.client.CoordinationV1Api, client)
     lease = coord.create_namespaced_lease("default", {
         "metadata": {"name": "leader"},
         "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})
@@ -390,4 +374,4 @@ def test_other_kinds_round_trip(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         coord.replace_namespaced_lease("leader", "default", lease)  # stale now
     assert e.value.status == 409
-    assert _body(e.value)["details"]["group"] == "coordination.k8s.io"
+    assert status_body(e.value)["details"]["group"] == "coordination.k8s.io"

@@ -21,7 +21,6 @@ Cases:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, serve, status_body, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
 
@@ -41,20 +40,8 @@ def kubeapi_grace() -> Iterator[KubeApi]:
         yield handle
 
 
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
-
-
 def _evict(k: KubeApi, name: str, uid: str | None = None, dry_run: bool = False) -> Any:
-    core = _api(kubernetes.client.CoreV1Api, k.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, k.api_client())
     body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
                             "metadata": {"name": name, "namespace": "default"}}
     options: dict[str, Any] = {}
@@ -72,23 +59,19 @@ def _pods(k: KubeApi, n: int, ready: int | None = None) -> list[str]:
     return [p["metadata"]["name"] for p in k.seed_workload("web", n, ready=ready)["pods"]]
 
 
-def _body(e: Any) -> dict[str, Any]:
-    return dict(json.loads(e.body))
-
-
 def test_missing_pod_is_404(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         _evict(kubeapi, "ghost")
     assert e.value.status == 404
-    assert _body(e.value)["message"] == 'pods "ghost" not found'
+    assert status_body(e.value)["message"] == 'pods "ghost" not found'
 
 
 def test_uid_precondition_mismatch_is_409(kubeapi: KubeApi) -> None:
     (pod,) = _pods(kubeapi, 1)
     with pytest.raises(ApiException) as e:
         _evict(kubeapi, pod, uid="00000000-0000-0000-0000-000000000000")
-    assert e.value.status == 409 and _body(e.value)["reason"] == "Conflict"
-    assert "does not match the UID in record" in _body(e.value)["message"]
+    assert e.value.status == 409 and status_body(e.value)["reason"] == "Conflict"
+    assert "does not match the UID in record" in status_body(e.value)["message"]
     assert kubeapi.exists("v1", "Pod", pod)
     uid = kubeapi.get("v1", "Pod", pod)["metadata"]["uid"]
     _evict(kubeapi, pod, uid=uid)
@@ -97,7 +80,7 @@ def test_uid_precondition_mismatch_is_409(kubeapi: KubeApi) -> None:
 
 def test_no_pdb_evicts_with_201(kubeapi: KubeApi) -> None:
     (pod,) = _pods(kubeapi, 1)
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     _data, code, _headers = core.create_namespaced_pod_eviction_with_http_info(pod, "default", {
         "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod}})
     assert code == 201
@@ -111,7 +94,7 @@ def test_exhausted_budget_is_429_with_real_body(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         _evict(kubeapi, pods[0])
     assert e.value.status == 429
-    assert _body(e.value) == {
+    assert status_body(e.value) == {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": "Cannot evict pod as it would violate the pod's disruption budget.",
         "reason": "TooManyRequests",
@@ -178,7 +161,7 @@ def test_two_pdbs_is_500(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         _evict(kubeapi, names[0])
     assert e.value.status == 500
-    assert _body(e.value)["message"] == (
+    assert status_body(e.value)["message"] == (
         "This pod has more than one PodDisruptionBudget, which the eviction subresource does "
         "not support.")
     assert kubeapi.exists("v1", "Pod", names[0])
@@ -208,7 +191,7 @@ def test_graceful_termination(kubeapi_grace: KubeApi) -> None:
     with pytest.raises(ApiException) as e:  # the terminating pod spent the budget
         _evict(k, names[1])
     assert e.value.status == 429
-    core = _api(kubernetes.client.CoreV1Api, k.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, k.api_client())
     core.delete_namespaced_pod(names[2], "default", grace_period_seconds=0)
     assert not k.exists("v1", "Pod", names[2])
     deadline = time.monotonic() + 5

@@ -27,37 +27,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 import urllib3
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, status_body, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
 
 
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
-
-
-def _body(e: Any) -> dict[str, Any]:
-    return dict(json.loads(e.body))
-
-
 def _apps(k: KubeApi) -> Any:
     k.seed(k.deployment("web"))
-    return _api(kubernetes.client.AppsV1Api, k.api_client())
+    return typed_api(kubernetes.client.AppsV1Api, k.api_client())
 
 
 @pytest.mark.parametrize(
@@ -79,7 +62,7 @@ def test_fail_next_status_codes(kubeapi: KubeApi, code: int, reason: str, messag
         with pytest.raises(ApiException) as e:
             apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
         assert e.value.status == code
-        body = _body(e.value)
+        body = status_body(e.value)
         assert body["reason"] == reason and body["message"].startswith(message)
         assert body["kind"] == "Status" and body["code"] == code
     if code == 429:
@@ -92,11 +75,11 @@ def test_fail_next_status_codes(kubeapi: KubeApi, code: int, reason: str, messag
 
 
 def test_fail_next_conflict_on_create_is_already_exists(kubeapi: KubeApi) -> None:
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     kubeapi.faults.fail_next(1, status=409, verb="create", resource="configmaps")
     with pytest.raises(ApiException) as e:
         core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
-    assert _body(e.value)["reason"] == "AlreadyExists"
+    assert status_body(e.value)["reason"] == "AlreadyExists"
 
 
 def test_timeout_fault(kubeapi: KubeApi) -> None:
@@ -147,8 +130,8 @@ def test_authentication_and_authorization(kubeapi: KubeApi) -> None:
     kubeapi.server.require_auth = True
     kubeapi.add_token("sa-token", "system:serviceaccount:ops:reconciler")
     with pytest.raises(ApiException) as e:
-        _api(kubernetes.client.CoreV1Api, kubeapi.api_client(token="wrong")).list_namespace()
-    assert e.value.status == 401 and _body(e.value)["reason"] == "Unauthorized"
+        typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client(token="wrong")).list_namespace()
+    assert e.value.status == 401 and status_body(e.value)["reason"] == "Unauthorized"
 
     def deny_patch(user: str, info: Any) -> str | None:
         if info.verb == "patch" and user.startswith("system:serviceaccount:"):
@@ -158,12 +141,12 @@ def test_authentication_and_authorization(kubeapi: KubeApi) -> None:
 
     kubeapi.server.authorizer = deny_patch
     kubeapi.seed(kubeapi.deployment("web"))
-    apps = _api(kubernetes.client.AppsV1Api, kubeapi.api_client(token="sa-token"))
+    apps = typed_api(kubernetes.client.AppsV1Api, kubeapi.api_client(token="sa-token"))
     assert apps.read_namespaced_deployment("web", "default").metadata.name == "web"
     with pytest.raises(ApiException) as e:
         apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
     assert e.value.status == 403
-    assert _body(e.value)["message"] == (
+    assert status_body(e.value)["message"] == (
         'deployments.apps "web" is forbidden: User "system:serviceaccount:ops:reconciler" '
         'cannot patch resource "deployments" in API group "apps" in the namespace "default"')
     assert kubeapi.requests.log[-1].user == "system:serviceaccount:ops:reconciler"
@@ -185,7 +168,7 @@ def test_standalone_entry_point(tmp_path: Any) -> None:
                 config_file=str(kubeconfig),
                                                client_configuration=cfg)
             with kubernetes.client.ApiClient(cfg) as client:
-                core = _api(kubernetes.client.CoreV1Api, client)
+                core = typed_api(kubernetes.client.CoreV1Api, client)
                 core.create_namespaced_config_map("default", {"metadata": {"name": "x"}})
                 assert [c.metadata.name for c in core.list_namespaced_config_map(
                     "default").items] == ["x"]
@@ -240,25 +223,25 @@ def test_rbac_enforcement(kubeapi: KubeApi) -> None:
     kubeapi.ensure_namespace("team")
     kubeapi.enable_rbac(RBAC_YAML)
     client = kubeapi.service_account_client("ops", "reconciler")
-    apps = _api(kubernetes.client.AppsV1Api, client)
-    core = _api(kubernetes.client.CoreV1Api, client)
+    apps = typed_api(kubernetes.client.AppsV1Api, client)
+    core = typed_api(kubernetes.client.CoreV1Api, client)
     assert apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
     with pytest.raises(ApiException) as e:
         apps.delete_namespaced_deployment("web", "default")
-    assert e.value.status == 403 and _body(e.value)["reason"] == "Forbidden"
-    assert _body(e.value)["message"] == (
+    assert e.value.status == 403 and status_body(e.value)["reason"] == "Forbidden"
+    assert status_body(e.value)["message"] == (
         'deployments.apps "web" is forbidden: User "system:serviceaccount:ops:reconciler" '
         'cannot delete resource "deployments" in API group "apps" in the namespace "default"')
     with pytest.raises(ApiException) as e:
         core.list_node()
-    assert _body(e.value)["message"].endswith(
+    assert status_body(e.value)["message"].endswith(
         'cannot list resource "nodes" in API group "" at the cluster scope')
     with pytest.raises(ApiException) as e:
         core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"x": "1"}}})
     assert e.value.status == 403
     core.create_namespaced_pod_eviction("p", "default", {"metadata": {"name": "p"}})
     # A namespaced Role limited by resourceNames.
-    admin = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    admin = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     admin.create_namespaced_config_map("team", {"metadata": {"name": "allowed"}})
     admin.create_namespaced_config_map("team", {"metadata": {"name": "other"}})
     assert core.patch_namespaced_config_map("allowed", "team", {"data": {"a": "1"}})
@@ -269,7 +252,7 @@ def test_rbac_enforcement(kubeapi: KubeApi) -> None:
         core.patch_namespaced_config_map("allowed", "default", {"data": {"a": "1"}})
     assert e.value.status == 403
     with pytest.raises(ApiException) as e:
-        _api(kubernetes.client.CoreV1Api, kubeapi.api_client(token="nobody")).list_namespace()
+        typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client(token="nobody")).list_namespace()
     assert e.value.status == 401
 
 

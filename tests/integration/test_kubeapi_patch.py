@@ -17,39 +17,21 @@ Cases:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, status_body, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
-
-
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
-
-
-def _body(e: Any) -> dict[str, Any]:
-    return dict(json.loads(e.body))
 
 
 def _seed_web(k: KubeApi, replicas: int = 2) -> Any:
     k.seed(k.deployment("web", replicas=replicas, containers=[
         k.container("app", cpu="500m", memory="256Mi", cpu_limit="1", memory_limit="512Mi"),
         k.container("sidecar", cpu="50m", memory="32Mi")]))
-    return _api(kubernetes.client.AppsV1Api, k.api_client())
+    return typed_api(kubernetes.client.AppsV1Api, k.api_client())
 
 
 def test_json_patch_applies_operations(kubeapi: KubeApi) -> None:
@@ -75,7 +57,7 @@ def test_json_patch_failed_test_is_422_and_changes_nothing(kubeapi: KubeApi) -> 
              "value": "999m"},
         ])
     assert e.value.status == 422
-    assert _body(e.value) == {
+    assert status_body(e.value) == {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": "the server rejected our request due to an error in our request",
         "reason": "Invalid", "details": {}, "code": 422}
@@ -99,7 +81,7 @@ def test_json_patch_resource_version_guard(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         apps.patch_namespaced_deployment(
             "web", "default", {"metadata": {"resourceVersion": rv}, "spec": {"replicas": 1}})
-    assert e.value.status == 409 and _body(e.value)["reason"] == "Conflict"
+    assert e.value.status == 409 and status_body(e.value)["reason"] == "Conflict"
 
 
 def test_merge_patch_replaces_lists_and_deletes_nulls(kubeapi: KubeApi) -> None:
@@ -130,14 +112,14 @@ def test_strategic_merge_patch_merges_containers_by_name(kubeapi: KubeApi) -> No
 
 def test_strategic_merge_patch_on_custom_resource_is_415(kubeapi: KubeApi) -> None:
     client = kubeapi.api_client()
-    _api(kubernetes.client.ApiextensionsV1Api, client).create_custom_resource_definition({
+    typed_api(kubernetes.client.ApiextensionsV1Api, client).create_custom_resource_definition({
         "metadata": {"name": "widgets.example.com"},
         "spec": {"group": "example.com", "scope": "Namespaced",
                  "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
                  "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
                      "openAPIV3Schema": {"type": "object",
                                          "x-kubernetes-preserve-unknown-fields": True}}}]}})
-    custom = _api(kubernetes.client.CustomObjectsApi, client)
+    custom = typed_api(kubernetes.client.CustomObjectsApi, client)
     custom.create_namespaced_custom_object("example.com", "v1", "default", "widgets", {
         "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
         "spec": {"size": 1}})
@@ -145,7 +127,7 @@ def test_strategic_merge_patch_on_custom_resource_is_415(kubeapi: KubeApi) -> No
         custom.patch_namespaced_custom_object(
             "example.com", "v1", "default", "widgets", "w", {"spec": {"size": 2}},
             _content_type="application/strategic-merge-patch+json")
-    assert e.value.status == 415 and _body(e.value)["reason"] == "UnsupportedMediaType"
+    assert e.value.status == 415 and status_body(e.value)["reason"] == "UnsupportedMediaType"
     w = custom.patch_namespaced_custom_object(
         "example.com", "v1", "default", "widgets", "w", {"spec": {"size": 2}})
     assert w["spec"]["size"] == 2
@@ -167,7 +149,7 @@ def test_scale_subresource(kubeapi: KubeApi) -> None:
     with pytest.raises(ApiException) as e:
         apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": -1}})
     assert e.value.status == 422
-    assert _body(e.value)["details"]["causes"][0]["field"] == "spec.replicas"
+    assert status_body(e.value)["details"]["causes"][0]["field"] == "spec.replicas"
     kubeapi.seed(kubeapi.deployment("db", kind="StatefulSet", replicas=3))
     assert apps.read_namespaced_stateful_set_scale("db", "default").spec.replicas == 3
     assert kubeapi.requests.count(subresource="scale") == 6
@@ -176,7 +158,7 @@ def test_scale_subresource(kubeapi: KubeApi) -> None:
 def _seed_pod(k: KubeApi) -> Any:
     k.seed(k.pod("p", labels={"app": "web"}, containers=[
         k.container("app", cpu="500m", memory="256Mi", cpu_limit="1", memory_limit="512Mi")]))
-    return _api(kubernetes.client.CoreV1Api, k.api_client())
+    return typed_api(kubernetes.client.CoreV1Api, k.api_client())
 
 
 def test_resize_changes_resources_in_place(kubeapi: KubeApi) -> None:
@@ -209,7 +191,7 @@ def test_resize_rejections(kubeapi: KubeApi, patch: Any, field: str, message: st
     with pytest.raises(ApiException) as e:
         core.patch_namespaced_pod_resize("p", "default", patch)
     assert e.value.status == 422
-    status = _body(e.value)
+    status = status_body(e.value)
     assert status["reason"] == "Invalid" and status["details"]["kind"] == "Pod"
     cause = status["details"]["causes"][0]
     assert cause["field"] == field and message in cause["message"]
@@ -223,6 +205,6 @@ def test_plain_pod_update_cannot_change_resources(kubeapi: KubeApi) -> None:
         core.patch_namespaced_pod("p", "default", {"spec": {"containers": [
             {"name": "app", "resources": {"requests": {"cpu": "250m"}}}]}})
     assert e.value.status == 422
-    assert "pod updates may not change fields" in _body(e.value)["message"]
+    assert "pod updates may not change fields" in status_body(e.value)["message"]
     # Labels are fine.
     assert core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"x": "1"}}})

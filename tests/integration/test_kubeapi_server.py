@@ -21,27 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
-import pytest
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, serve, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
-
-
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
 
 
 def test_stop_ends_threads_and_closes_port() -> None:
@@ -49,7 +35,7 @@ def test_stop_ends_threads_and_closes_port() -> None:
     watching = threading.Event()
     with serve() as kube:
         port = kube.server.port
-        core = _api(kubernetes.client.CoreV1Api, kube.api_client())
+        core = typed_api(kubernetes.client.CoreV1Api, kube.api_client())
         core.list_namespace()  # leaves an idle keep-alive connection in the pool
 
         def watch() -> None:
@@ -79,7 +65,7 @@ def test_stop_ends_threads_and_closes_port() -> None:
 
 
 def test_concurrent_updates_lose_nothing(kubeapi: KubeApi) -> None:
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     core.create_namespaced_config_map("default", {"metadata": {"name": "n"},
                                                   "data": {"count": "0"}})
     conflicts = []
@@ -106,7 +92,7 @@ def test_concurrent_updates_lose_nothing(kubeapi: KubeApi) -> None:
 
 
 def test_generate_name_and_delete_collection(kubeapi: KubeApi) -> None:
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     names = {core.create_namespaced_config_map("default", {
         "metadata": {"generateName": "job-", "labels": {"kind": "tmp"}}}).metadata.name
         for _ in range(3)}

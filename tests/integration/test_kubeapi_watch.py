@@ -27,16 +27,9 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.kubeapi.handle import KubeApi, serve
+from tests.kubeapi.handle import KubeApi, serve, typed_api
 
 ApiException = kubernetes.client.exceptions.ApiException
-
-
-@pytest.fixture
-def kubeapi() -> Iterator[KubeApi]:
-    """A fresh server per test (the same as tests.kubeapi.fixtures.kubeapi)."""
-    with serve() as handle:
-        yield handle
 
 
 @pytest.fixture
@@ -48,11 +41,6 @@ def kubeapi_factory() -> Iterator[Callable[..., KubeApi]]:
 
 def _watch() -> Any:
     return kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-
-
-def _api(cls: Any, client: Any) -> Any:
-    """An API object typed Any: tests pass plain dicts where the client's models are typed."""
-    return cls(client)
 
 
 def _collect(func: Any, n: int, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -67,7 +55,7 @@ def _collect(func: Any, n: int, *args: Any, **kwargs: Any) -> list[dict[str, Any
 
 
 def test_events_from_resource_version(kubeapi: KubeApi) -> None:
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     rv = core.list_namespaced_config_map("default").metadata.resource_version
     core.create_namespaced_config_map("default", {"metadata": {"name": "a"}, "data": {"k": "1"}})
     core.patch_namespaced_config_map("a", "default", {"data": {"k": "2"}})
@@ -83,7 +71,7 @@ def test_events_from_resource_version(kubeapi: KubeApi) -> None:
 
 def test_initial_state_without_resource_version(kubeapi: KubeApi) -> None:
     kubeapi.seed(kubeapi.pod("a"), kubeapi.pod("b"))
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     events = _collect(core.list_namespaced_pod, 2, "default", timeout_seconds=5)
     assert sorted((e["type"], e["object"].metadata.name) for e in events) == [
         ("ADDED", "a"), ("ADDED", "b")]
@@ -91,7 +79,7 @@ def test_initial_state_without_resource_version(kubeapi: KubeApi) -> None:
 
 def test_selector_transitions(kubeapi: KubeApi) -> None:
     kubeapi.seed(kubeapi.pod("p", labels={"app": "web"}))
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     rv = core.list_namespaced_pod("default").metadata.resource_version
     core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"app": "db"}}})
     core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"x": "1"}}})
@@ -103,7 +91,7 @@ def test_selector_transitions(kubeapi: KubeApi) -> None:
 
 def test_timeout_and_bookmarks(kubeapi_factory: Any) -> None:
     k = kubeapi_factory(bookmark_interval=0.2)
-    core = _api(kubernetes.client.CoreV1Api, k.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, k.api_client())
     rv = core.list_namespaced_pod("default").metadata.resource_version
     k.seed(k.pod("a"))
     started = time.monotonic()
@@ -121,7 +109,7 @@ def test_timeout_and_bookmarks(kubeapi_factory: Any) -> None:
 
 def test_too_old_resource_version_is_410(kubeapi_factory: Any) -> None:
     k = kubeapi_factory(history=3)
-    core = _api(kubernetes.client.CoreV1Api, k.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, k.api_client())
     rv = core.list_namespaced_config_map("default").metadata.resource_version
     for i in range(5):
         core.create_namespaced_config_map("default", {"metadata": {"name": f"c{i}"}})
@@ -142,7 +130,7 @@ def test_too_old_resource_version_is_410(kubeapi_factory: Any) -> None:
 
 
 def test_drop_watches_and_client_resume(kubeapi: KubeApi) -> None:
-    core = _api(kubernetes.client.CoreV1Api, kubeapi.api_client())
+    core = typed_api(kubernetes.client.CoreV1Api, kubeapi.api_client())
     rv = core.list_namespaced_config_map("default").metadata.resource_version
     got: list[str] = []
     w = _watch()
@@ -175,7 +163,7 @@ def test_drop_watches_and_client_resume(kubeapi: KubeApi) -> None:
 
 def test_watch_custom_resources_and_leases(kubeapi: KubeApi) -> None:
     client = kubeapi.api_client()
-    _api(kubernetes.client.ApiextensionsV1Api, client).create_custom_resource_definition({
+    typed_api(kubernetes.client.ApiextensionsV1Api, client).create_custom_resource_definition({
         "metadata": {"name": "things.example.com"},
         "spec": {"group": "example.com", "scope": "Namespaced",
                  "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
@@ -183,13 +171,13 @@ def test_watch_custom_resources_and_leases(kubeapi: KubeApi) -> None:
                                "schema": {"openAPIV3Schema": {
                                    "type": "object",
                                    "x-kubernetes-preserve-unknown-fields": True}}}]}})
-    custom = _api(kubernetes.client.CustomObjectsApi, client)
+    custom = typed_api(kubernetes.client.CustomObjectsApi, client)
     custom.create_namespaced_custom_object("example.com", "v1", "default", "things", {
         "apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}})
     events = _collect(custom.list_namespaced_custom_object, 1, "example.com", "v1", "default",
                       "things", timeout_seconds=5)
     assert events[0]["type"] == "ADDED" and events[0]["object"]["metadata"]["name"] == "t"
-    coord = _api(kubernetes.client.CoordinationV1Api, client)
+    coord = typed_api(kubernetes.client.CoordinationV1Api, client)
     coord.create_namespaced_lease("default", {"metadata": {"name": "l"},
                                               "spec": {"holderIdentity": "me"}})
     events = _collect(coord.list_namespaced_lease, 1, "default", timeout_seconds=5)

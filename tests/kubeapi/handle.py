@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -269,3 +270,14 @@ def serve(**options: Any) -> Iterator[KubeApi]:
         finally:
             handle.close()
             srv.stop()
+
+
+def typed_api(cls: Any, client: Any) -> Any:
+    """An API object of the official client, typed Any: tests pass plain dicts where the
+    client's models are typed."""
+    return cls(client)
+
+
+def status_body(e: Any) -> dict[str, Any]:
+    """The Status document of an ApiException, as the server sent it."""
+    return dict(json.loads(e.body))
