@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from reconciler import errors, policytest, wiring
-from reconciler.adapters import opa
+from reconciler.adapters import files, opa
 from reconciler.core import decision, model, policy_input, validation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -79,18 +79,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 # -- eval ---------------------------------------------------------------------
-
-
-def _read_documents(path: str) -> list[Any]:
-    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    out: list[Any] = []
-    for d in docs:
-        if isinstance(d, Mapping) and d.get("kind") == "List" and isinstance(d.get("items"), list):
-            out.extend(d["items"])
-        else:
-            out.append(d)
-    return out
 
 
 def _from_store(uri: str, rec_id: str) -> list[Any]:
@@ -224,7 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("error: --explain traces the embedded engine; drop --opa-url", file=sys.stderr)
         return 2
     try:
-        docs = _from_store(args.store, args.id) if args.id else _read_documents(args.input)
+        docs = _from_store(args.store, args.id) if args.id else files.load_documents(args.input)
         if not docs:
             raise errors.ConfigError(f"{args.input}: no document")
         inputs = [build_input(d, args.now) for d in docs]

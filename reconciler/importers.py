@@ -24,15 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import pathlib
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from reconciler import errors
+from reconciler.adapters import files
 from reconciler.core import model
 
 SUPPORTED_KINDS = model.TARGET_KINDS
@@ -49,27 +46,6 @@ class Skipped:
 class ImportResult:
     documents: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-
-
-def read(path: str) -> list[Any]:
-    """Every document in a YAML/JSON file ('-' is stdin); a ``List`` is unpacked."""
-    try:
-        text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text()
-    except OSError as e:
-        raise errors.ConfigError(f"cannot read {path}: {e.strerror}") from e
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C speed when available
-        docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
-    except yaml.YAMLError as e:
-        raise errors.ConfigError(f"{path}: not YAML or JSON: {e}") from e
-    out: list[Any] = []
-    for d in docs:
-        if isinstance(d, Mapping) and str(d.get("kind", "")).endswith("List") \
-                and isinstance(d.get("items"), list):
-            out.extend(d["items"])
-        else:
-            out.append(d)
-    return out
 
 
 def _digest(value: object) -> str:
@@ -219,7 +195,7 @@ def _magnitude(q: str) -> float:
 
 def load(source: str, path: str) -> ImportResult:
     """``source`` is ``vpa`` or ``krr``."""
-    docs = read(path)
+    docs = files.load_documents(path)
     if source == "vpa":
         return from_vpa(docs)
     if source == "krr":

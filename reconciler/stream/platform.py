@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import grpc
-import yaml
 
 from reconciler import errors
+from reconciler.adapters import files
 from reconciler.core import validation
 from reconciler.stream.gen import stream_pb2, stream_pb2_grpc
 
@@ -66,37 +66,6 @@ class ServerTls:
     cert: bytes
     key: bytes
     client_ca: bytes | None = None  # set: mutual TLS, a client certificate is required
-
-
-def load_documents(source: str | TextIO) -> list[Any]:
-    """Documents from a YAML or JSON file (several documents, a ``List``, or a JSON array)."""
-    if isinstance(source, str):
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                text = pathlib.Path(source).read_text()
-            except OSError as e:
-                raise errors.ConfigError(f"cannot read {source}: {e.strerror}") from e
-    else:
-        text = source.read()
-    docs: list[Any]
-    try:
-        parsed = json.loads(text)
-        docs = parsed if isinstance(parsed, list) else [parsed]
-    except ValueError:
-        try:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
-        except yaml.YAMLError as e:
-            raise errors.ConfigError(f"{source}: not YAML or JSON: {e}") from e
-    out: list[Any] = []
-    for d in docs:
-        if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):
-            out.extend(d["items"])
-        else:
-            out.append(d)
-    return out
 
 
 def build_feed(docs: Iterable[Any], garbage_every: int = 0) -> list[stream_pb2.PlatformMessage]:
@@ -527,7 +496,7 @@ def server_from_args(args: argparse.Namespace) -> PlatformServer:
     elif args.tls_client_ca:
         raise errors.ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
     faults = Faults(args.drop_after, args.duplicate_every, args.garbage_every, args.stall_after)
-    return PlatformServer(build_feed(load_documents(args.source), faults.garbage_every),
+    return PlatformServer(build_feed(files.load_documents(args.source), faults.garbage_every),
                           host=args.host, port=args.port, faults=faults, tls=tls,
                           token_file=args.token_file, heartbeat_interval=args.heartbeat,
                           window=args.window, batch=args.batch, acks_out=args.acks_out,

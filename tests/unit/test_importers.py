@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from reconciler import errors, importers
+from reconciler.adapters import files
 from reconciler.core import validation
 
 HAMSTER = {
@@ -162,6 +163,6 @@ def test_krr_without_scans_is_refused(report: Any) -> None:
 def test_read_unpacks_lists_and_documents(tmp_path: pathlib.Path) -> None:
     f = tmp_path / "vpas.yaml"
     f.write_text("kind: VerticalPodAutoscalerList\nitems: [{a: 1}, {b: 2}]\n---\n{c: 3}\n---\n")
-    assert importers.read(str(f)) == [{"a": 1}, {"b": 2}, {"c": 3}]
+    assert files.load_documents(str(f)) == [{"a": 1}, {"b": 2}, {"c": 3}]
     with pytest.raises(errors.ConfigError, match="cannot read"):
-        importers.read(str(tmp_path / "missing.yaml"))
+        files.load_documents(str(tmp_path / "missing.yaml"))
