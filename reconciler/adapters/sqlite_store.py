@@ -78,8 +78,9 @@ _WATCH_PAGE = 500
 
 
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """The one place where sqlite3 errors become the project's error types.
+def translated(what: str = "sqlite store") -> Iterator[None]:
+    """The one place where sqlite3 errors become the project's error types (this store's
+    and the stream state's files alike; ``what`` names the file in messages).
 
     A locked or busy database means another writer held the lock for longer than the busy
     timeout: the same call can succeed later. Anything else (corrupt file, disk full, a
@@ -90,10 +91,10 @@ def _translated() -> Iterator[None]:
     except sqlite3.OperationalError as e:
         text = str(e).lower()
         if "locked" in text or "busy" in text:
-            raise errors.TemporaryError(f"sqlite store busy: {e}") from e
-        raise errors.PermanentError(f"sqlite store: {e}") from e
+            raise errors.TemporaryError(f"{what} busy: {e}") from e
+        raise errors.PermanentError(f"{what}: {e}") from e
     except sqlite3.Error as e:
-        raise errors.PermanentError(f"sqlite store: {e}") from e
+        raise errors.PermanentError(f"{what}: {e}") from e
 
 
 def _check_kind(kind: str) -> None:
@@ -192,7 +193,7 @@ class SqliteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        with _translated():
+        with translated():
             # isolation_level=None: no implicit transactions, so reads never hold a lock
             # and every write transaction is the explicit BEGIN IMMEDIATE below.
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
@@ -206,7 +207,7 @@ class SqliteStore:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        with _translated():
+        with translated():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -218,7 +219,7 @@ class SqliteStore:
 
     def _init_schema(self) -> None:
         conn = self._conn()
-        with _translated():
+        with translated():
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise errors.PermanentError(
@@ -256,14 +257,14 @@ class SqliteStore:
     def get(self, kind: str, rec_id: str) -> store.Record | None:
         _check_kind(kind)
         conn = self._conn()
-        with _translated():
+        with translated():
             return self._select(conn, kind, rec_id)
 
     def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
         if kind is not None:
             _check_kind(kind)
         conn = self._conn()
-        with _translated():
+        with translated():
             if kind is None:
                 rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq").fetchall()
             else:
@@ -432,7 +433,7 @@ class SqliteStore:
 
     def _changes_after(self, after: int) -> _ChangeRows:
         conn = self._conn()
-        with _translated():
+        with translated():
             rows: _ChangeRows = conn.execute(
                 "SELECT resource_version, type, record FROM changes "
                 "WHERE resource_version > ? ORDER BY resource_version LIMIT ?",
@@ -442,7 +443,7 @@ class SqliteStore:
     def latest_version(self) -> str:
         """The newest resource version ("0" for an empty store): where a new watch starts."""
         conn = self._conn()
-        with _translated():
+        with translated():
             value = conn.execute("SELECT value FROM counter WHERE row_key = 0").fetchone()[0]
         return str(value)
 
@@ -452,7 +453,7 @@ class SqliteStore:
             self._closed = True
             conns, self._conns = self._conns, []
         for conn in conns:
-            with _translated():
+            with translated():
                 conn.close()
 
 

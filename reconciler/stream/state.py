@@ -20,9 +20,9 @@ import logging
 import pathlib
 import sqlite3
 import threading
-from collections.abc import Iterator
 
 from reconciler import errors
+from reconciler.adapters import sqlite_store
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +39,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-@contextlib.contextmanager
-def _translated(path: pathlib.Path) -> Iterator[None]:
-    """The one place where sqlite3 errors become the project's error types."""
-    try:
-        yield
-    except sqlite3.OperationalError as e:
-        text = str(e).lower()
-        if "locked" in text or "busy" in text:
-            raise errors.TemporaryError(f"stream state {path} busy: {e}") from e
-        raise errors.PermanentError(f"stream state {path}: {e}") from e
-    except sqlite3.Error as e:
-        raise errors.PermanentError(f"stream state {path}: {e}") from e
+def _translated(path: pathlib.Path) -> contextlib.AbstractContextManager[None]:
+    return sqlite_store.translated(f"stream state {path}")
 
 
 class StreamState:
