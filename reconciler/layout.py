@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -1053,6 +1053,26 @@ def render_many(root: Path, items: Sequence[tuple[Source, planner.Plan]], *,
 
 
 _Note = Callable[[str, str, Iterable[int]], None]
+_T = TypeVar("_T")
+
+
+def _edit_file(files: _Files, path: str, group: list[_T],
+               attempt: Callable[[str, list[_T]], str], rec_id: Callable[[_T], str],
+               problems: dict[str, str]) -> None:
+    """Edit one file for a group of recommendations in one pass; when that fails, apply
+    them one at a time so that only the failing ones are refused."""
+    try:
+        files.current[path] = attempt(files.get(path) or "", group)
+        return
+    except errors.PermanentError:
+        pass
+    text = files.get(path) or ""
+    for item in group:
+        try:
+            text = attempt(text, [item])
+        except errors.PermanentError as e:
+            problems[rec_id(item)] = f"{path}: {e}"
+    files.current[path] = text
 
 
 def _render_manifests(files: _Files, path: str, group: list[tuple[Source, planner.Plan]],
@@ -1077,19 +1097,7 @@ def _render_manifests(files: _Files, path: str, group: list[tuple[Source, planne
                     note(p.rec_id, path, [c.line for c in res.changes if first <= c.line <= last])
         return res.text
 
-    try:
-        files.current[path] = attempt(files.get(path) or "", group)
-        return
-    except errors.PermanentError:
-        pass
-    # Isolate the failing recommendations; the others still apply, one at a time.
-    text = files.get(path) or ""
-    for s, p in group:
-        try:
-            text = attempt(text, [(s, p)])
-        except errors.PermanentError as e:
-            problems[p.rec_id] = f"{path}: {e}"
-    files.current[path] = text
+    _edit_file(files, path, group, attempt, lambda item: item[1].rec_id, problems)
 
 
 def _helm_changes(source: Source, plan: planner.Plan) -> dict[str, str | int]:
@@ -1121,18 +1129,7 @@ def _render_values(files: _Files, path: str,
             note(owner[c.path], path, [c.line])
         return res.text
 
-    try:
-        files.current[path] = attempt(files.get(path) or "", group)
-        return
-    except errors.PermanentError:
-        pass
-    text = files.get(path) or ""
-    for item in group:
-        try:
-            text = attempt(text, [item])
-        except errors.PermanentError as e:
-            problems[item[1].rec_id] = f"{path}: {e}"
-    files.current[path] = text
+    _edit_file(files, path, group, attempt, lambda item: item[1].rec_id, problems)
 
 
 def _render_patches(files: _Files, group: list[tuple[Source, planner.Plan]], note: _Note,
