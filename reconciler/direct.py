@@ -121,14 +121,18 @@ class BatchStore:
         ks = self.kube
         if ks is not None:
             try:
-                res = ks.upsert(kind, rec_id, namespace, name, spec, current=cur)
+                # Created with the rollback finalizer: applying it later then costs no
+                # metadata write. Deleting one never applied is released by
+                # reconcile_deletions (every `apply --mode direct` and `run` round).
+                res = ks.upsert(kind, rec_id, namespace, name, spec, current=cur,
+                                finalizers=(FINALIZER,))
             except errors.PermanentError as e:
                 # E.g. its namespace does not exist: that recommendation fails, not the batch.
                 self.unstored[(kind, rec_id)] = str(e)
                 return store.UpsertResult(store.Record(kind, rec_id, namespace, name, spec),
                                           created=False, changed=False)
             if res.created:
-                self.finalizers[(kind, rec_id)] = []
+                self.finalizers[(kind, rec_id)] = [FINALIZER]
         else:
             res = self.inner.upsert(kind, rec_id, namespace, name, spec)
         self._recs[(kind, rec_id)] = res.record

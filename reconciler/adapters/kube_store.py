@@ -26,7 +26,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from reconciler import errors
@@ -169,12 +169,15 @@ class KubeStore:
         return [r for r in out if phase is None or r.phase == phase]
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
-               spec: dict[str, Any], *, current: Any = _UNKNOWN) -> store.UpsertResult:
+               spec: dict[str, Any], *, current: Any = _UNKNOWN,
+               finalizers: Sequence[str] = ()) -> store.UpsertResult:
         """Create, or replace a changed spec (the status is kept); the same spec is a replay
         and sends no write. ``name`` is ignored: the object name derives from the id.
 
         ``current``: the record as the caller last read it (None: known absent), which
         saves the read; a wrong guess only costs a conflict and a re-read.
+        ``finalizers``: set on the object when this call creates it (direct mode's rollback
+        finalizer, so that applying later needs no separate metadata write).
         """
         plural = _plural(kind)
         for attempt in range(5):
@@ -184,7 +187,7 @@ class KubeStore:
                 cur = self._get_object(kind, rec_id)
             if cur is None:
                 try:
-                    created = self._create(kind, rec_id, namespace, spec)
+                    created = self._create(kind, rec_id, namespace, spec, finalizers)
                 except kube.Conflict:  # created meanwhile by another writer: compare
                     continue
                 return store.UpsertResult(self._remember(to_record(created)), True, True)
@@ -218,10 +221,13 @@ class KubeStore:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": meta,
                 "spec": rec.spec, "status": rec.status}
 
-    def _create(self, kind: str, rec_id: str, namespace: str, spec: dict[str, Any]) -> JSON:
+    def _create(self, kind: str, rec_id: str, namespace: str, spec: dict[str, Any],
+                finalizers: Sequence[str] = ()) -> JSON:
         plural = _plural(kind)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         meta: JSON = {"name": object_name(rec_id), "annotations": {CREATED_ANNOTATION: now}}
+        if finalizers:
+            meta["finalizers"] = list(finalizers)
         if _LABEL_VALUE.match(rec_id) and len(rec_id) <= 63:
             meta["labels"] = {ID_LABEL: rec_id}
         body: JSON = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": meta,

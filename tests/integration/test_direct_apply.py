@@ -182,10 +182,18 @@ def test_apply_rightsizing(env: Env, caplog: pytest.LogCaptureFixture) -> None:
                                "limits": {"cpu": "1", "memory": "512Mi"}}
     assert env.resources(container="sidecar") == sidecar_before
 
-    # Dry-run first, then the real patch: two PATCHes, and one of them changed nothing.
-    patches = [r for r in env.api.requests.log if r.verb == "patch"
-               and r.resource == "deployments"]
-    assert len(patches) == 2
+    # The whole conversation: the CR created with its finalizer, the way back recorded
+    # in status, dry-run, the real patch, status Applied, then the two Events. No GET
+    # (the cache was primed by LISTs) and no separate finalizer write.
+    writes = [(r.verb, r.resource, r.subresource, "dryRun=All" in r.path or
+               "dryRun" in str(r.body)) for r in env.api.requests.log if r.verb != "list"]
+    assert [w[:3] for w in writes] == [
+        ("create", "workloadrecommendations", ""),
+        ("patch", "deployments", ""),
+        ("update", "workloadrecommendations", "status"),
+        ("patch", "deployments", ""),
+        ("update", "workloadrecommendations", "status"),
+        ("create", "events", ""), ("create", "events", "")], writes
     obj = env.rec("rec-1")
     st = obj["status"]
     assert st["phase"] == "Applied" and st["appliedAt"] == "2026-03-01T10:00:00Z"

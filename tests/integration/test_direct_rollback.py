@@ -10,8 +10,9 @@ Cases:
   nothing to the workload, keeps the object and the finalizer and sets
   RolledBack=False/ChangedSince;
 - HPA bounds and scale-subresource replicas are restored too;
-- a recommendation that was never applied has nothing to roll back: its finalizer-less
-  deletion is untouched, and `rollback` says so.
+- a recommendation that was never applied has nothing to roll back: `rollback` says so;
+  it was created with the finalizer (so that applying needs no metadata write), and
+  deleting it is released by `reconcile_deletions` without any write to the workload.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import kubernetes
 import pytest
 
 from reconciler import direct, errors
+from tests.kubeapi import status as kubeapi_status
 from tests.integration.test_direct_apply import (  # the fixture `env` is shared
     GROUP,
     VERSION,
@@ -126,8 +128,26 @@ def test_rollback_hpa_and_replicas(env: Env) -> None:  # noqa: F811
 def test_nothing_to_roll_back(env: Env) -> None:  # noqa: F811
     env.run(rightsizing("rec-denied", requests={"cpu": "250m"}))
     obj = env.rec("rec-denied")
-    assert direct.FINALIZER not in (obj["metadata"].get("finalizers") or [])
+    assert obj["metadata"]["finalizers"] == [direct.FINALIZER]
     item = direct.rollback("rec-denied", env.store(), env.adapter())
     assert item.phase == "Rejected" and "nothing to roll back" in item.message
+    assert direct.FINALIZER not in (env.rec("rec-denied")["metadata"].get("finalizers") or [])
     with pytest.raises(errors.NotFoundError):
         direct.rollback("rec-unknown", env.store(), env.adapter())
+
+
+def test_delete_never_applied_is_released(env: Env) -> None:  # noqa: F811
+    env.run(rightsizing("rec-denied", requests={"cpu": "250m"}))
+    workload_rv = env.workload()["metadata"]["resourceVersion"]
+    _delete(env, "rec-denied")
+    assert env.rec("rec-denied")["metadata"]["deletionTimestamp"]  # held by the finalizer
+    env.api.requests.reset()
+    items = direct.reconcile_deletions(env.store(), env.adapter())
+    assert [(i.id, i.phase) for i in items] == [("rec-denied", "Rejected")]
+    assert "nothing to roll back" in items[0].message
+    assert [(w.verb, w.resource) for w in env.api.requests.writes()] == [
+        ("patch", "workloadrecommendations")]  # the finalizer, nothing else
+    with pytest.raises(kubeapi_status.ApiError) as gone:
+        env.rec("rec-denied")
+    assert gone.value.code == 404
+    assert env.workload()["metadata"]["resourceVersion"] == workload_rv
