@@ -8,8 +8,8 @@ Cases:
 - lint: default values and every override below lint without warnings; lint is shown to be
   real (invalid object names give warnings, a broken CRD file gives an error).
 - RBAC: the ClusterRole grants exactly the expected (group, resource) -> verbs table; no
-  wildcard verbs, resources or groups; nodes/proxy only with liveMigration.enabled (and only
-  create); leases only in a namespaced Role; bindings point at the chart's ServiceAccount;
+  wildcard verbs, resources or groups; nothing for features not built (pods, nodes, PDBs,
+  evictions, pods/resize, nodes/proxy); leases only in a namespaced Role; bindings point at the chart's ServiceAccount;
   rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
 - Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
   port), probes on the diagnostic port; an opa.addr that leaves the pod or an unknown mode
@@ -65,12 +65,6 @@ EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
     (GROUP, "workloadrecommendations/finalizers"): frozenset({"update"}),
     (GROUP, "nodegrouprecommendations/finalizers"): frozenset({"update"}),
     ("", "events"): frozenset({"create", "patch"}),
-    ("events.k8s.io", "events"): frozenset({"create", "patch"}),
-    ("", "pods"): frozenset({"get", "list", "watch"}),
-    ("", "pods/eviction"): frozenset({"create"}),
-    ("", "pods/resize"): frozenset({"patch"}),
-    ("", "nodes"): frozenset({"get", "list", "watch", "patch"}),
-    ("policy", "poddisruptionbudgets"): frozenset({"get", "list", "watch"}),
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset(
         {"get", "list", "create", "patch"}
     ),
@@ -79,7 +73,6 @@ EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
 # Overrides that must all render and lint cleanly.
 OVERRIDES: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "live-migration": {"liveMigration": {"enabled": True}},
     "direct-mode": {"mode": "direct"},
     "no-rbac": {"rbac": {"create": False}},
     "no-leader-election": {"leaderElection": {"enabled": False}},
@@ -303,12 +296,13 @@ def test_no_wildcards_in_any_rule(chart: Any, values: dict[str, Any]) -> None:
             assert "resourceNames" not in rule or rule["resourceNames"]
 
 
-def test_nodes_proxy_only_with_live_migration(chart: Any) -> None:
-    default = _rules_table(_render(chart).one("ClusterRole"))
-    live = _rules_table(_render(chart, OVERRIDES["live-migration"]).one("ClusterRole"))
-    assert ("", "nodes/proxy") not in default
-    assert live.pop(("", "nodes/proxy")) == frozenset({"create"})
-    assert live == default
+@pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
+def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> None:
+    rules = _rules_table(_render(chart, values).one("ClusterRole")) if values.get(
+        "rbac", {}).get("create", True) else {}
+    for key in (("", "pods"), ("", "nodes"), ("", "pods/eviction"), ("", "pods/resize"),
+                ("", "nodes/proxy"), ("policy", "poddisruptionbudgets")):
+        assert key not in rules, key
 
 
 def test_leases_only_in_a_namespaced_role(chart: Any) -> None:
@@ -508,7 +502,6 @@ def test_values_defaults(chart: Any) -> None:
     assert values["mode"] == "gitops"
     assert values["opa"]["addr"] == "localhost:8181"
     assert values["rbac"]["create"] is True
-    assert values["liveMigration"]["enabled"] is False
     assert values["leaderElection"]["enabled"] is True
 
 
