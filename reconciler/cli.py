@@ -140,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="platform:HOST:PORT, file:PATH, vpa:PATH or krr:PATH; repeatable "
                            "(default: platform:$DAKR_API_ENDPOINT)")
     runp.add_argument("--health-addr", default="", metavar="[HOST]:PORT",
-                      help="serve /healthz and /readyz (ready after the first round) here")
+                      help="serve /healthz and /readyz (ready after the first round) here, "
+                           "and /metrics too")
+    runp.add_argument("--metrics-addr", default="", metavar="[HOST]:PORT",
+                      help="serve Prometheus /metrics here (default: only on --health-addr)")
     runp.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
                       help="pause between rounds (default: %(default)s)")
     runp.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
@@ -298,6 +301,7 @@ _RUN_ENV = {
     "DAKR_MODE": "mode", "DAKR_OPA_URL": "opa_url", "DAKR_GITOPS_REPO_URL": "repo",
     "DAKR_GITOPS_BASE_BRANCH": "base", "DAKR_GITOPS_PROVIDER": "forge",
     "DAKR_GITOPS_API_URL": "forge_url", "DAKR_HEALTH_ADDR": "health_addr",
+    "DAKR_METRICS_ADDR": "metrics_addr",
 }
 
 
@@ -340,11 +344,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     stream_path = cli_stream.state_path(store_uri, None, state)
     reports_upstream = any(s.kind == "platform" for s in sources) and not args.dry_run
 
+    from reconciler import metrics as metrics_mod
+
+    metrics = metrics_mod.Metrics()
+    metrics.leader.set(1)  # no leader election: this replica acts
+
     def batch(docs: list[dict[str, object]]) -> object:
         if cfg is None:
             result = cli_direct.apply_direct(args, list(docs))
         else:
             result = run_batch(cfg, list(docs), dry_run=args.dry_run)
+        metrics.observe_batch(args.mode, result.items)
         print_batch(result, args.output)
         if reports_upstream:
             run.report_upstream(stream_path, result.items)
@@ -356,16 +366,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     state.mkdir(parents=True, exist_ok=True)
-    health = run.Health(args.health_addr) if args.health_addr else None
+    health = run.Health(args.health_addr, metrics) if args.health_addr else None
+    metrics_server = (run.Health(args.metrics_addr, metrics, probes=False)
+                      if args.metrics_addr and args.metrics_addr != args.health_addr else None)
     try:
         run.loop(sources, lambda: wiring.open_store(store_uri, args.kubeconfig, args.context),
                  stream_path, batch, interval=args.interval,
                  once=args.once, stop=stop, idle=args.idle,
                  token_file=args.platform_token_file,
-                 token=os.environ.get("DAKR_API_TOKEN", ""), health=health)
+                 token=os.environ.get("DAKR_API_TOKEN", ""), health=health, metrics=metrics)
     finally:
-        if health is not None:
-            health.close()
+        for server in (health, metrics_server):
+            if server is not None:
+                server.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0

@@ -12,12 +12,14 @@ from __future__ import annotations
 import http.server
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler import errors, importers
+from reconciler import metrics as metrics_mod
 from reconciler.adapters import files, store
 from reconciler.core import model, results, validation
 from reconciler.stream import batch, client
@@ -47,6 +49,8 @@ class Source:
 class Round:
     taken_in: int = 0
     refused: list[str] | None = None
+    by_source: dict[str, int] = field(default_factory=dict)  # taken in, per source kind
+    refused_by_source: dict[str, int] = field(default_factory=dict)
 
 
 def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path, *,
@@ -62,6 +66,7 @@ def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path,
             finally:
                 state.close()
             out.taken_in += stats.stored
+            out.by_source[src.kind] = out.by_source.get(src.kind, 0) + stats.stored
             continue
         docs: list[Any]
         if src.kind == "file":
@@ -77,10 +82,13 @@ def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path,
                 assert out.refused is not None
                 out.refused.append(f"{p.raw_id or f'item {p.index}'}: "
                                    + "; ".join(str(e) for e in p.errors))
+                out.refused_by_source[src.kind] = out.refused_by_source.get(src.kind, 0) + 1
                 continue
             r = p.recommendation
             items.append(batch.Item(r.kind, r.id, r.namespace, r.name, r.spec_dict()))
-        out.taken_in += sum(1 for u in batch.upsert_many(st, items) if u.changed)
+        n = sum(1 for u in batch.upsert_many(st, items) if u.changed)
+        out.taken_in += n
+        out.by_source[src.kind] = out.by_source.get(src.kind, 0) + n
     return out
 
 
@@ -109,20 +117,30 @@ def pending(st: store.Store) -> list[dict[str, Any]]:
 
 class Health:
     """``/healthz`` (the process serves) and ``/readyz`` (a first round has completed) for
-    the kubelet's probes, on a small HTTP server thread."""
+    the kubelet's probes, and ``/metrics`` when given ``metrics``, on a small HTTP server
+    thread. ``probes=False`` serves ``/metrics`` alone (the chart's separate metrics port).
+    """
 
-    def __init__(self, addr: str) -> None:
+    def __init__(self, addr: str, metrics: metrics_mod.Metrics | None = None, *,
+                 probes: bool = True) -> None:
         host, _, port = addr.rpartition(":")
         self.ready = threading.Event()
         ready = self.ready
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                ok = self.path == "/healthz" or (self.path == "/readyz" and ready.is_set())
-                known = self.path in ("/healthz", "/readyz")
-                body = b"ok\n" if ok else b"not ready\n" if known else b"not found\n"
-                self.send_response(200 if ok else 503 if known else 404)
-                self.send_header("Content-Type", "text/plain")
+                path = self.path.split("?", 1)[0]
+                ctype = "text/plain"
+                if path == "/metrics" and metrics is not None:
+                    code, body, ctype = 200, metrics.exposition(), metrics_mod.CONTENT_TYPE
+                elif probes and path == "/healthz":
+                    code, body = 200, b"ok\n"
+                elif probes and path == "/readyz":
+                    code, body = (200, b"ok\n") if ready.is_set() else (503, b"not ready\n")
+                else:
+                    code, body = 404, b"not found\n"
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -147,24 +165,57 @@ def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
          run_batch: Callable[[list[dict[str, Any]]], object], *, interval: float,
          once: bool, stop: threading.Event, idle: float = 2.0,
          token_file: str | None = None, token: str = "",
-         health: Health | None = None) -> int:
-    """Rounds until ``stop`` is set (or one round with ``once``); returns the rounds run."""
+         health: Health | None = None, metrics: metrics_mod.Metrics | None = None) -> int:
+    """Rounds until ``stop`` is set (or one round with ``once``); returns the rounds run.
+
+    A round that fails with a temporary error (the platform, the API server or the Git
+    remote unreachable) is counted and logged, and the loop tries again after
+    ``interval``: the store holds everything taken in, so nothing is lost, and a pod that
+    crash-loops on a network blip helps nobody. Any other error, and any error with
+    ``once``, ends the loop (a misconfiguration should be loud).
+    """
     rounds = 0
     while True:
-        st = open_store()
+        started = time.monotonic()
         try:
-            got = take_in(sources, st, stream_state_path, idle=idle, token_file=token_file,
-                          token=token)
-            docs = pending(st)
-        finally:
-            st.close()
-        for reason in got.refused or []:
-            log.warning("refused: %s", reason)
-        log.info("round %d: %d new, %d pending", rounds + 1, got.taken_in, len(docs))
-        if docs:
-            run_batch(docs)
+            _round(sources, open_store, stream_state_path, run_batch, rounds + 1, idle=idle,
+                   token_file=token_file, token=token, metrics=metrics)
+        except errors.TemporaryError as e:
+            if metrics is not None:
+                metrics.observe_round(started, ok=False)
+            if once:
+                raise
+            log.error("round %d failed, trying again in %gs: %s", rounds + 1, interval, e)
+        except BaseException:
+            if metrics is not None:
+                metrics.observe_round(started, ok=False)
+            raise
+        else:
+            if metrics is not None:
+                metrics.observe_round(started, ok=True)
+            if health is not None:
+                health.ready.set()
         rounds += 1
-        if health is not None:
-            health.ready.set()
         if once or stop.wait(interval):
             return rounds
+
+
+def _round(sources: Sequence[Source], open_store: Callable[[], store.Store],
+           stream_state_path: Path, run_batch: Callable[[list[dict[str, Any]]], object],
+           number: int, *, idle: float, token_file: str | None, token: str,
+           metrics: metrics_mod.Metrics | None) -> None:
+    st = open_store()
+    try:
+        got = take_in(sources, st, stream_state_path, idle=idle, token_file=token_file,
+                      token=token)
+        docs = pending(st)
+    finally:
+        st.close()
+    for reason in got.refused or []:
+        log.warning("refused: %s", reason)
+    if metrics is not None:
+        metrics.observe_intake(got.by_source, got.refused_by_source)
+        metrics.pending.set(len(docs))
+    log.info("round %d: %d new, %d pending", number, got.taken_in, len(docs))
+    if docs:
+        run_batch(docs)

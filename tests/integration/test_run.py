@@ -182,8 +182,9 @@ def test_health_endpoints() -> None:
 @pytest.mark.parametrize(("env", "expected"), [
     ({}, {}),
     ({"DAKR_MODE": "direct", "DAKR_STORE": "kubernetes"}, {"mode": "direct", "store": "kube"}),
-    ({"DAKR_WORK_DIR": "/var/lib/dakr", "DAKR_HEALTH_ADDR": ":8081"},
-     {"state_dir": Path("/var/lib/dakr"), "health_addr": ":8081"}),
+    ({"DAKR_WORK_DIR": "/var/lib/dakr", "DAKR_HEALTH_ADDR": ":8081",
+      "DAKR_METRICS_ADDR": ":8080"},
+     {"state_dir": Path("/var/lib/dakr"), "health_addr": ":8081", "metrics_addr": ":8080"}),
     ({"DAKR_GITOPS_REPO_URL": "https://h/o/r.git", "DAKR_GITOPS_PROVIDER": "gitlab",
       "DAKR_GITOPS_API_URL": "https://gl"},
      {"repo": "https://h/o/r.git", "forge": "gitlab", "forge_url": "https://gl"}),
