@@ -98,6 +98,15 @@ def _add_batch_flags(p: argparse.ArgumentParser) -> None:
     _add_policy_flags(p)
     _add_output_flag(p)
     cli_direct.add_direct_args(p)
+    p.add_argument("--cluster-facts", action="store_true",
+                   help="gitops mode: give the policy the live cluster's facts too (the HPA "
+                        "targeting the workload, the PDBs covering it), read with "
+                        "--kubeconfig/--context; a recommendation whose facts cannot be read "
+                        "is not decided (direct mode always reads them)")
+    p.add_argument("--node-facts", action="store_true",
+                   help="with --cluster-facts: also the pods on each node a node-group "
+                        "recommendation would drain (needs pods list cluster-wide); without "
+                        "it such recommendations are refused for missing node facts")
 
 
 def _add_output_flag(p: argparse.ArgumentParser) -> None:
@@ -244,6 +253,10 @@ def apply_settings(args: argparse.Namespace) -> settings.Settings:
             kind=args.forge, url=args.forge_url, repo=args.forge_repo,
             token_file=args.token_file, state_dir=state,
             labels=tuple(args.label) if args.label is not None else ("dakr",)),
+        cluster=settings.ClusterSettings(
+            facts=bool(getattr(args, "cluster_facts", False)),
+            nodes=bool(getattr(args, "node_facts", False)),
+            kubeconfig=getattr(args, "kubeconfig", None), context=getattr(args, "context", None)),
         now=args.now,
     )
 
@@ -267,7 +280,13 @@ def run_batch(cfg: settings.Settings, docs: list[object], *,
                 now = cfg.now or pipeline.now_rfc3339()
                 pipeline.follow_pull_requests(st, prs, now)
                 revert.follow(st, prs, now)
-            return pipeline.run(docs, cfg, st, engine, prs, dry_run=dry_run)
+            cluster_api = wiring.cluster_api(cfg.cluster)
+            try:
+                return pipeline.run(docs, cfg, st, engine, prs, dry_run=dry_run,
+                                    cluster_api=cluster_api)
+            finally:
+                if cluster_api is not None:
+                    cluster_api.api_client.close()
         finally:
             engine.close()
     finally:
@@ -314,6 +333,10 @@ def run_env_defaults(env: Mapping[str, str]) -> dict[str, object]:
         out["state_dir"] = Path(env["DAKR_WORK_DIR"])
     if env.get("DAKR_GITOPS_PROVIDER") == "none":
         out["forge"] = "local"
+    for var, dest in (("DAKR_CLUSTER_FACTS", "cluster_facts"),
+                      ("DAKR_CLUSTER_FACTS_NODES", "node_facts")):
+        if env.get(var, "").lower() in ("true", "1", "yes"):
+            out[dest] = True
     return out
 
 

@@ -179,11 +179,12 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         w.item.phase = model.FAILED
         w.item.message = f"cannot store the recommendation: {view.unstored[(w.rec.kind, w.rec.id)]}"
         live.remove(w)
-    facts = {w.rec.id: _read_target(kube_api, w) for w in live}
-    pipeline.decide(sv, engine, cfg, live, now,
-                    cluster={rid: {"hpa": f.hpa} for rid, f in facts.items()})
+    read = {w.rec.id: _read_target(kube_api, w) for w in live}
+    # The HPA and PDBs for the policy (the same cached LISTs the HPA routing uses).
+    live, cluster = pipeline.cluster_facts(sv, kube_api, live, now, nodes=False)
+    pipeline.decide(sv, engine, cfg, live, now, cluster=cluster)
     for w in live:
-        _carry_out(w, sv, view, kube_api, engine, cfg, facts[w.rec.id], now, dry_run)
+        _carry_out(w, sv, view, kube_api, engine, cfg, read[w.rec.id], now, dry_run)
     return batch
 
 

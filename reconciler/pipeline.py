@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reconciler import errors, gitops, layout, settings
-from reconciler.adapters import forge, git, opa, store
+from reconciler import errors, facts, gitops, layout, settings
+from reconciler.adapters import forge, git, kube, opa, store
 from reconciler.core import decision, model, planner, policy_input, results, validation
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,15 @@ def condition(type_: str, ok: bool, reason: str, message: str, now: str) -> mode
 
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
-        engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False) -> Batch:
-    """Run one batch in GitOps mode, holding the lock of the repository's working clone."""
+        engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False,
+        cluster_api: kube.Kube | None = None) -> Batch:
+    """Run one batch in GitOps mode, holding the lock of the repository's working clone.
+
+    ``cluster_api``: read the live cluster's facts (HPA, PDBs, node facts) for the policy
+    input; without it the policy sees the repository's manifests only.
+    """
     with git.repo_lock(cfg.git.clone_dir):
-        return _run(docs, cfg, st, engine, prs, dry_run=dry_run)
+        return _run(docs, cfg, st, engine, prs, dry_run=dry_run, cluster_api=cluster_api)
 
 
 @dataclass
@@ -119,7 +124,8 @@ class Work:
 
 
 def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
-         engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False) -> Batch:
+         engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False,
+         cluster_api: kube.Kube | None = None) -> Batch:
     """Run one batch in GitOps mode against ``cfg.git.repo``.
 
     With ``dry_run`` everything is decided and planned but nothing is written: no record,
@@ -133,7 +139,10 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     with git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
                             depth=cfg.git.depth) as ws:
         _locate(ws, cfg, live, batch)
-        decide(st, engine, cfg, live, now)
+        cluster: dict[str, dict[str, Any]] | None = None
+        if cluster_api is not None:
+            live, cluster = cluster_facts(st, cluster_api, live, now, nodes=cfg.cluster.nodes)
+        decide(st, engine, cfg, live, now, cluster=cluster)
         to_write = [w for w in live if plan_item(st, w, now)]
         if dry_run:
             for w in to_write:
@@ -225,6 +234,37 @@ def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[Work],
         w.target = index.observed(key)
         if w.target is None:
             w.problem = f"{w.rec.target_label}: its manifest could not be read"
+
+
+def cluster_facts(st: store.Store, api: kube.Kube, live: Sequence[Work], now: str, *,
+                  nodes: bool) -> tuple[list[Work], dict[str, dict[str, Any]]]:
+    """The live cluster's facts for each recommendation, and the ones that can be decided.
+
+    Fail closed: a recommendation whose facts could not be read is not decided, since a
+    policy that saw ``hpa: null`` for want of a read would allow what it must refuse. A
+    temporary failure (the API unreachable) leaves it Pending with nothing written, so the
+    next batch tries again; a permanent one (a forbidden LIST) fails it with the reason, as
+    a forbidden write would. Recommendations whose target is already missing are left to
+    fail for that reason.
+    """
+    asked = [w for w in live if not w.problem]
+    got = facts.collect(api, [w.rec for w in asked], {w.rec.id: w.target for w in asked},
+                        nodes=nodes)
+    bad = facts.failures(got)
+    for w in asked:
+        err = bad.get(w.rec.id)
+        if err is None:
+            continue
+        log.warning("%s: not decided: %s", w.rec.id, err)
+        if isinstance(err, errors.TemporaryError):
+            w.item.phase = model.PENDING
+            w.item.message = f"not decided: {err} (tried again next batch)"
+            continue
+        w.item.phase, w.item.message = model.FAILED, f"not decided: {err}"
+        save_status(st, w.rec, model.Status(phase=model.FAILED, message=w.item.message)
+                    .with_condition(condition("Approved", False, "ClusterFactsUnreadable",
+                                              w.item.message, now)))
+    return [w for w in live if w.rec.id not in bad], facts.cluster_map(got)
 
 
 def decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,

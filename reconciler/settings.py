@@ -49,10 +49,23 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Live cluster facts for the policy input (HPA, PDBs, and with ``nodes`` the pods on
+    the nodes a consolidation would drain). Off: the policy sees none, and refuses what
+    needs them (a node drain); direct mode always reads them."""
+
+    facts: bool = False
+    nodes: bool = False        # reading pods cluster-wide is a broad right: opt in
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     git: GitSettings = field(default_factory=GitSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     forge: ForgeSettings = field(default_factory=ForgeSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     operator_namespace: str = "dakr-operator"
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch

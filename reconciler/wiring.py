@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler import errors, settings
-from reconciler.adapters import forge, git, kube_store, opa, sqlite_store, store
+from reconciler.adapters import forge, git, kube, kube_store, opa, sqlite_store, store
 
 
 def open_store(uri: str, kubeconfig: str | None = None,
@@ -48,3 +48,10 @@ def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
     if not s.policy_dir.is_dir():
         raise errors.ConfigError(f"policy directory {s.policy_dir} does not exist")
     return opa.EmbeddedEngine(s.policy_dir)
+
+
+def cluster_api(s: settings.ClusterSettings) -> kube.Kube | None:
+    """The adapter the GitOps pipeline reads cluster facts through, when asked for."""
+    if not s.facts:
+        return None
+    return kube.Kube(kube.load_client(s.kubeconfig, s.context))

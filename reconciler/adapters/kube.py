@@ -25,6 +25,7 @@ import copy
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -277,7 +278,13 @@ class Kube:
         self.apps = kubernetes.client.AppsV1Api(api_client)
         self.autoscaling = kubernetes.client.AutoscalingV2Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.policy = kubernetes.client.PolicyV1Api(api_client)
         self._cache: dict[tuple[str, str], dict[str, JSON]] = {}
+        # Cluster facts for policy (PDBs per namespace, pods per node, nodes by name): read
+        # once per instance like the workload cache, cleared by forget().
+        self._pdb_cache: dict[str, list[JSON]] = {}
+        self._node_pods_cache: dict[str, list[JSON]] = {}
+        self._node_cache: dict[str, JSON | None] = {}
         self._lock = threading.Lock()
         self.requests = 0  # requests sent (retries included): what the benchmark reports
 
@@ -387,6 +394,55 @@ class Kube:
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._pdb_cache.clear()
+            self._node_pods_cache.clear()
+            self._node_cache.clear()
+
+    # ------------------------------------------------------------------ cluster facts (cached)
+
+    def pdbs(self, namespace: str) -> list[JSON]:
+        """The PodDisruptionBudgets (policy/v1) of a namespace: one LIST per namespace."""
+        with self._lock:
+            cached = self._pdb_cache.get(namespace)
+        if cached is None:
+            answer = self.call(f"list PodDisruptionBudget in {namespace}",
+                               self.policy.list_namespaced_pod_disruption_budget, namespace)
+            cached = _items(answer, "policy/v1", "PodDisruptionBudget")
+            with self._lock:
+                self._pdb_cache[namespace] = cached
+        return copy.deepcopy(cached)
+
+    def pods_on_node(self, node: str) -> list[JSON]:
+        """The pods bound to a node, all namespaces: one LIST (field selector) per node."""
+        if not _NODE_NAME.fullmatch(node):
+            # A comma or '=' would change the meaning of the field selector.
+            raise errors.PermanentError(f"invalid node name {node!r}")
+        with self._lock:
+            cached = self._node_pods_cache.get(node)
+        if cached is None:
+            answer = self.call(f"list Pod on node {node}", self.core.list_pod_for_all_namespaces,
+                               field_selector=f"spec.nodeName={node}")
+            cached = _items(answer, "v1", "Pod")
+            with self._lock:
+                self._node_pods_cache[node] = cached
+        return copy.deepcopy(cached)
+
+    def node(self, name: str) -> JSON | None:
+        """The Node, or None when it does not exist (remembered too: one GET per name)."""
+        with self._lock:
+            if name in self._node_cache:
+                obj = self._node_cache[name]
+                return copy.deepcopy(obj) if obj is not None else None
+        try:
+            got: JSON | None = self.call(f"get Node {name}", self.core.read_node, name)
+        except errors.NotFoundError:
+            got = None
+        if got is not None:
+            got.setdefault("apiVersion", "v1")
+            got.setdefault("kind", "Node")
+        with self._lock:
+            self._node_cache[name] = got
+        return copy.deepcopy(got) if got is not None else None
 
     # ------------------------------------------------------------------ writes
 
@@ -502,6 +558,19 @@ def close_stream(resp: Any) -> None:
     # Fails when the stream already ended and its connection went back to the pool.
     with contextlib.suppress(AttributeError, OSError, ValueError, RuntimeError):
         resp.shutdown()
+
+
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _items(answer: JSON, api_version: str, kind: str) -> list[JSON]:
+    """The items of a LIST answer with apiVersion and kind set (list items carry neither)."""
+    out: list[JSON] = []
+    for item in answer.get("items") or []:
+        item.setdefault("apiVersion", api_version)
+        item.setdefault("kind", kind)
+        out.append(item)
+    return out
 
 
 def _snake(kind: str) -> str:

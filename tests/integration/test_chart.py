@@ -8,8 +8,9 @@ Cases:
 - lint: default values and every override below lint without warnings; lint is shown to be
   real (invalid object names give warnings, a broken CRD file gives an error).
 - RBAC: the ClusterRole grants exactly the expected (group, resource) -> verbs table; no
-  wildcard verbs, resources or groups; nothing for features not built (pods, nodes, PDBs,
-  evictions, pods/resize, nodes/proxy); leases only in a namespaced Role; bindings point at the chart's ServiceAccount;
+  wildcard verbs, resources or groups; nothing for features not built (evictions,
+  pods/resize, node writes, nodes/proxy); pods list and nodes get only with
+  clusterFacts.nodes (and the env that turns node facts on); leases only in a namespaced Role; bindings point at the chart's ServiceAccount;
   rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
 - Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
   port), probes on the diagnostic port; an opa.addr that leaves the pod or an unknown mode
@@ -65,6 +66,7 @@ EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
     (GROUP, "workloadrecommendations/finalizers"): frozenset({"update"}),
     (GROUP, "nodegrouprecommendations/finalizers"): frozenset({"update"}),
     ("", "events"): frozenset({"create", "patch"}),
+    ("policy", "poddisruptionbudgets"): frozenset({"list"}),
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset(
         {"get", "list", "create", "patch"}
     ),
@@ -74,6 +76,7 @@ EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
 OVERRIDES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "direct-mode": {"mode": "direct"},
+    "node-facts": {"clusterFacts": {"nodes": True}},
     "no-rbac": {"rbac": {"create": False}},
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "existing-sa": {"serviceAccount": {"create": False, "name": "ops"}},
@@ -300,9 +303,21 @@ def test_no_wildcards_in_any_rule(chart: Any, values: dict[str, Any]) -> None:
 def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> None:
     rules = _rules_table(_render(chart, values).one("ClusterRole")) if values.get(
         "rbac", {}).get("create", True) else {}
-    for key in (("", "pods"), ("", "nodes"), ("", "pods/eviction"), ("", "pods/resize"),
-                ("", "nodes/proxy"), ("policy", "poddisruptionbudgets")):
+    for key in (("", "pods/eviction"), ("", "pods/resize"), ("", "nodes/proxy")):
         assert key not in rules, key
+    assert rules.get(("", "nodes"), frozenset()) <= {"get"}  # never patch (cordon)
+
+
+def test_pod_list_only_with_node_facts(chart: Any) -> None:
+    default = _rules_table(_render(chart).one("ClusterRole"))
+    nodes = _rules_table(_render(chart, OVERRIDES["node-facts"]).one("ClusterRole"))
+    assert ("", "pods") not in default and ("", "nodes") not in default
+    assert nodes.pop(("", "pods")) == frozenset({"list"})
+    assert nodes.pop(("", "nodes")) == frozenset({"get"})
+    assert nodes == default
+    env = {e["name"]: e.get("value") for e in _render(chart, OVERRIDES["node-facts"]).one(
+        "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DAKR_CLUSTER_FACTS"] == "true" and env["DAKR_CLUSTER_FACTS_NODES"] == "true"
 
 
 def test_leases_only_in_a_namespaced_role(chart: Any) -> None:
