@@ -161,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--platform-token-file", default=None, metavar="FILE",
                       help="bearer token for the platform, read at every connection")
     runp.add_argument("--once", action="store_true", help="one round, then exit")
+    runp.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None,
+                      help="act only while holding a coordination.k8s.io Lease, stand by "
+                           "otherwise; a leader that loses it exits 1 "
+                           "(default: $DAKR_LEADER_ELECTION, else off)")
+    runp.add_argument("--leader-elect-lease", default=None, metavar="NAME",
+                      help="Lease name (default: $DAKR_LEADER_ELECTION_LEASE, else "
+                           "dakr-reconciler-leader)")
+    runp.add_argument("--leader-elect-namespace", default=None, metavar="NS",
+                      help="Lease namespace (default: $POD_NAMESPACE, else the service "
+                           "account's)")
     _add_batch_flags(runp)
     runp.set_defaults(func=cmd_run, **run_env_defaults(os.environ))
 
@@ -367,10 +377,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     stream_path = cli_stream.state_path(store_uri, None, state)
     reports_upstream = any(s.kind == "platform" for s in sources) and not args.dry_run
 
+    from reconciler import leader
     from reconciler import metrics as metrics_mod
+    from reconciler.adapters import kube
 
+    # Read here, not in build_parser: a bad variable must not break --help or other commands.
+    lead = leader.settings_from_env(os.environ)
+    lead = dataclasses.replace(lead, **{k: v for k, v in (
+        ("enabled", args.leader_elect), ("lease_name", args.leader_elect_lease),
+        ("namespace", args.leader_elect_namespace)) if v is not None})
+    lease_client = kube.load_client(args.kubeconfig, args.context) if lead.enabled else None
     metrics = metrics_mod.Metrics()
-    metrics.leader.set(1)  # no leader election: this replica acts
 
     def batch(docs: list[dict[str, object]]) -> object:
         if cfg is None:
@@ -392,19 +409,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     health = run.Health(args.health_addr, metrics) if args.health_addr else None
     metrics_server = (run.Health(args.metrics_addr, metrics, probes=False)
                       if args.metrics_addr and args.metrics_addr != args.health_addr else None)
+
+    def work(until: threading.Event) -> object:
+        metrics.leader.set(1)
+        return run.loop(sources,
+                        lambda: wiring.open_store(store_uri, args.kubeconfig, args.context),
+                        stream_path, batch, interval=args.interval, once=args.once,
+                        stop=until, idle=args.idle, token_file=args.platform_token_file,
+                        token=os.environ.get("DAKR_API_TOKEN", ""), health=health,
+                        metrics=metrics)
+
+    def standby() -> None:
+        # A standby is ready: readiness gated on leadership would stall every rolling
+        # update (the new pod cannot lead while the old one holds the lease).
+        metrics.leader.set(0)
+        if health is not None:
+            health.ready.set()
+
+    def lost() -> None:
+        # The loop stops between rounds only; a round still running when a standby may
+        # take over (lease duration minus renew deadline from now) must not go on writing.
+        metrics.leader.set(0)
+        timer = threading.Timer(max(1.0, lead.lease_duration - lead.renew_deadline),
+                                lambda: os._exit(1))
+        timer.daemon = True
+        timer.start()
+
     try:
-        run.loop(sources, lambda: wiring.open_store(store_uri, args.kubeconfig, args.context),
-                 stream_path, batch, interval=args.interval,
-                 once=args.once, stop=stop, idle=args.idle,
-                 token_file=args.platform_token_file,
-                 token=os.environ.get("DAKR_API_TOKEN", ""), health=health, metrics=metrics)
+        rc = leader.run_as_leader(lease_client, lead, stop, work, on_standby=standby,
+                                  on_lost=lost)
     finally:
         for server in (health, metrics_server):
             if server is not None:
                 server.close()
+        if lease_client is not None:
+            lease_client.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return 0
+    return rc
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

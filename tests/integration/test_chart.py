@@ -10,7 +10,8 @@ Cases:
 - RBAC: the ClusterRole grants exactly the expected (group, resource) -> verbs table; no
   wildcard verbs, resources or groups; nothing for features not built (evictions,
   pods/resize, node writes, nodes/proxy); pods list and nodes get only with
-  clusterFacts.nodes (and the env that turns node facts on); leases only in a namespaced Role; bindings point at the chart's ServiceAccount;
+  clusterFacts.nodes (and the env that turns node facts on); leases only in a namespaced
+  Role; bindings point at the chart's ServiceAccount;
   rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
 - Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
   port), probes on the diagnostic port; an opa.addr that leaves the pod or an unknown mode

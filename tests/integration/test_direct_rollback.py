@@ -25,7 +25,6 @@ import kubernetes
 import pytest
 
 from reconciler import direct, errors
-from tests.kubeapi import status as kubeapi_status
 from tests.integration.test_direct_apply import (  # the fixture `env` is shared
     GROUP,
     VERSION,
@@ -35,6 +34,7 @@ from tests.integration.test_direct_apply import (  # the fixture `env` is shared
     rightsizing,
     scaling,
 )
+from tests.kubeapi import status as kubeapi_status
 
 
 def _delete(e: Env, rec_id: str) -> None:
