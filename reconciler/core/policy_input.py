@@ -70,6 +70,44 @@ def normalized(rec: model.Recommendation, target: Mapping[str, Any] | None) -> d
     return out
 
 
+# The cluster-autoscaler's Cluster API provider reads a node group's bounds from these
+# annotations on the MachineDeployment (or MachineSet / MachinePool).
+MIN_SIZE_ANNOTATION = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
+MAX_SIZE_ANNOTATION = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def node_group(rec: model.NodeGroupRecommendation,
+               target: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``cluster.nodeGroup`` from the node group's object (a Cluster API MachineDeployment
+    in the repository, or the layout's replica count): ``currentSize`` is its replicas (the
+    recommendation's currentNodeCount when the object has none), ``minSize`` / ``maxSize``
+    the autoscaler's bounds when annotated. A key is left out when unknown, so that the
+    policy's minimum-size rule only fires on a known minimum."""
+    out: dict[str, Any] = {"name": rec.nodeGroup}
+    meta = (target or {}).get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    current = _count(((target or {}).get("spec") or {}).get("replicas"))
+    if current is None:
+        current = rec.currentNodeCount
+    if current is not None:
+        out["currentSize"] = current
+    for key, annotation in (("minSize", MIN_SIZE_ANNOTATION), ("maxSize", MAX_SIZE_ANNOTATION)):
+        n = _count(annotations.get(annotation)) if isinstance(annotations, Mapping) else None
+        if n is not None:
+            out[key] = n
+    return out
+
+
 def build(rec: model.Recommendation, target: Mapping[str, Any] | None, *, now: str,
           cluster: Mapping[str, Any] | None = None,
           history: Mapping[str, Any] | None = None,
@@ -77,6 +115,8 @@ def build(rec: model.Recommendation, target: Mapping[str, Any] | None, *, now: s
     cl: dict[str, Any] = {"operatorNamespace": operator_namespace, "hpa": None, "pdbs": [],
                           "gitops": {"tool": gitops_tool(target)}, "nodes": [],
                           "nodeGroup": None}
+    if isinstance(rec, model.NodeGroupRecommendation):
+        cl["nodeGroup"] = node_group(rec, target)
     if cluster:
         cl.update(cluster)
     return {

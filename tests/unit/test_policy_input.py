@@ -12,6 +12,9 @@ Cases covered:
   the target (or no target) is ``found: false`` with empty current values; unparseable
   values on the target are left out; replicas ``current`` (1 when the key is absent) and
   ``proposed``; no ``replicas`` key without a replica proposal; node groups give ``{}``;
+- ``cluster.nodeGroup`` for node groups: currentSize from the target's replicas (else the
+  recommendation's currentNodeCount), minSize/maxSize from the cluster-autoscaler's Cluster
+  API annotations, unknown keys left out (table); facts given by the caller win;
 - ``gitops_tool`` from Argo CD (tracking-id annotation, ``argocd.argoproj.io/instance``
   label, ``app.kubernetes.io/instance`` plus an Argo CD annotation) and Flux
   (kustomize-controller and helm-controller labels); a Helm-only instance label, missing
@@ -251,3 +254,42 @@ def test_build_reports_detected_tool() -> None:
     target = _with_meta(labels={"kustomize.toolkit.fluxcd.io/name": "apps"})
     doc = policy_input.build(_rec([SERVER_DOWN]), target, now=NOW)
     assert doc["cluster"]["gitops"] == {"tool": "flux"}
+
+
+def _machine_deployment(replicas: Any, annotations: dict[str, Any] | None) -> dict[str, Any]:
+    return {"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "MachineDeployment",
+            "metadata": {"name": "pool", "annotations": annotations},
+            "spec": {"replicas": replicas}}
+
+
+MIN_A = policy_input.MIN_SIZE_ANNOTATION
+MAX_A = policy_input.MAX_SIZE_ANNOTATION
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    # replicas from the object, bounds from the autoscaler's annotations (strings there)
+    (_machine_deployment(5, {MIN_A: "2", MAX_A: "8"}),
+     {"name": "pool", "currentSize": 5, "minSize": 2, "maxSize": 8}),
+    # no replicas on the object: the recommendation's currentNodeCount
+    (_machine_deployment(None, {MIN_A: "1"}), {"name": "pool", "currentSize": 3, "minSize": 1}),
+    # no annotations, or unusable ones: bounds unknown (left out, the rule cannot fire)
+    (_machine_deployment(4, None), {"name": "pool", "currentSize": 4}),
+    (_machine_deployment(4, {MIN_A: "two", MAX_A: "-1"}), {"name": "pool", "currentSize": 4}),
+    (_machine_deployment(True, {MIN_A: 0}), {"name": "pool", "currentSize": 3, "minSize": 0}),
+    # no object at all (FILE#path layouts give only replicas; nothing: the rec's count)
+    (None, {"name": "pool", "currentSize": 3}),
+    ({"kind": "NodeGroup", "metadata": {"name": "pool"}, "spec": {"replicas": 6}},
+     {"name": "pool", "currentSize": 6}),
+])
+def test_node_group_facts_from_the_target(target: dict[str, Any] | None,
+                                          expected: dict[str, Any]) -> None:
+    doc = policy_input.build(_node_group(), target, now=NOW)
+    assert doc["cluster"]["nodeGroup"] == expected
+
+
+def test_node_group_facts_given_by_the_cluster_win() -> None:
+    given = {"name": "pool", "minSize": 9, "currentSize": 10}
+    doc = policy_input.build(_node_group(), _machine_deployment(5, {MIN_A: "2"}), now=NOW,
+                             cluster={"nodeGroup": given})
+    assert doc["cluster"]["nodeGroup"] == given
+
