@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +44,10 @@ import pytest
 
 from reconciler import direct, errors, pipeline, settings
 from reconciler.adapters import kube, kube_store, opa
+from tests import chart_rbac
 from tests.crds import install_crds
 from tests.kubeapi.handle import KubeApi
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = kube.Options(qps=1000, burst=1000, retries=3, backoff=0.01, backoff_max=0.05,
                     timeout=5.0)
 W = "WorkloadRecommendation"
@@ -480,18 +479,8 @@ def test_unavailable_after_retries_fails(env: Env) -> None:
     assert env.rec("rec-1")["status"]["conditions"][0]["reason"] == "Unavailable"
 
 
-def _render(template: str) -> str:
-    """The chart's RBAC templates with their values filled in (enough for these files)."""
-    text = re.sub(r"\{\{-? /\*.*?\*/ ?-?\}\}", "", template, flags=re.S)
-    text = text.replace('{{ include "dakr-reconciler.fullname" . }}', "dakr-reconciler")
-    text = text.replace('{{ include "dakr-reconciler.serviceAccountName" . }}',
-                        "dakr-reconciler")
-    text = text.replace("{{ .Release.Namespace }}", "dakr-operator")
-    return "\n".join(ln for ln in text.splitlines() if "{{" not in ln)
-
-
 def chart_cluster_role() -> str:
-    return _render((ROOT / "manifests" / "templates" / "clusterrole.yaml").read_text())
+    return chart_rbac.roles()
 
 
 def test_rbac_with_the_charts_cluster_role(env: Env) -> None:

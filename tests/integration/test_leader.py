@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler import errors, leader
+from tests import chart_rbac
 from tests.kubeapi.handle import KubeApi
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE = "test-leader"
 LEASE_DURATION, RENEW_DEADLINE, RETRY = 1.0, 0.6, 0.1
 
@@ -354,22 +352,9 @@ def test_run_as_leader_normal_stop_releases(kubeapi: KubeApi) -> None:
 # --------------------------------------------------------------------------- RBAC
 
 
-def _render(template: str) -> str:
-    """The chart's RBAC templates with values filled in (release namespace dakr-operator,
-    leader election enabled, rbac.create true): enough for these two files."""
-    text = re.sub(r"\{\{-? /\*.*?\*/ ?-?\}\}", "", template, flags=re.S)
-    text = text.replace('{{ include "dakr-reconciler.fullname" . }}', "dakr-reconciler")
-    text = text.replace('{{ include "dakr-reconciler.serviceAccountName" . }}',
-                        "dakr-reconciler")
-    text = text.replace("{{ .Release.Namespace }}", "dakr-operator")
-    return "\n".join(ln for ln in text.splitlines() if "{{" not in ln)
-
-
 def test_rbac_with_the_charts_role(kubeapi: KubeApi,
                                    candidates: Callable[..., Candidate]) -> None:
-    templates = ROOT / "manifests" / "templates"
-    role = _render((templates / "clusterrole.yaml").read_text())
-    bindings = _render((templates / "clusterrolebinding.yaml").read_text())
+    role, bindings = chart_rbac.roles(), chart_rbac.bindings()
     assert "kind: Role\n" in role and "leases" in role
     assert "kind: RoleBinding" in bindings
     kubeapi.ensure_namespace("dakr-operator")

@@ -12,18 +12,13 @@ Cases:
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler import cli
-from tests.integration.test_run_metrics import free_port, get, samples, value
+from tests.integration.run_support import free_port, get, run_until, samples, value
 from tests.kubeapi.handle import KubeApi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,35 +34,21 @@ def origin(tmp_path: Path) -> Path:
     return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
 
 
-def run_until(kubeapi: KubeApi, origin: Path, tmp: Path, done: Callable[[str], bool],
-              capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
-    """Run `reconciler run --leader-elect` in this thread; SIGTERM it once ``done(scrape)``."""
+def run_leader(kubeapi: KubeApi, origin: Path, tmp: Path, done: Callable[[str], bool],
+               capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    """`reconciler run --leader-elect` until ``done(scrape)``, then SIGTERM."""
     mport, hport = free_port(), free_port()
-    seen: dict[str, Any] = {}
 
-    def watch() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            code, text = get(f"http://127.0.0.1:{mport}/metrics")
-            if code == 200 and done(text):
-                seen["metrics"] = text
-                seen["readyz"] = get(f"http://127.0.0.1:{hport}/readyz")[0]
-                seen["lease"] = kubeapi.get("coordination.k8s.io/v1", "Lease", LEASE)
-                break
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def extra() -> dict[str, Any]:
+        return {"readyz": get(f"http://127.0.0.1:{hport}/readyz")[0],
+                "lease": kubeapi.get("coordination.k8s.io/v1", "Lease", LEASE)}
 
-    t = threading.Thread(target=watch)
-    t.start()
-    try:
-        rc = cli.main(["run", "--repo", str(origin), "--state-dir", str(tmp / "state"),
-                       "--now", NOW, "--output", "json", "--source", f"file:{RECS}",
-                       "--interval", "30", "--metrics-addr", f"127.0.0.1:{mport}",
-                       "--health-addr", f"127.0.0.1:{hport}", "--kubeconfig",
-                       kubeapi.kubeconfig_path, "--leader-elect", "--leader-elect-lease",
-                       LEASE, "--leader-elect-namespace", "default"])
-    finally:
-        t.join(70)
+    rc, seen = run_until(
+        ["run", "--repo", str(origin), "--state-dir", str(tmp / "state"), "--now", NOW,
+         "--output", "json", "--source", f"file:{RECS}", "--interval", "30",
+         "--metrics-addr", f"127.0.0.1:{mport}", "--health-addr", f"127.0.0.1:{hport}",
+         "--kubeconfig", kubeapi.kubeconfig_path, "--leader-elect", "--leader-elect-lease",
+         LEASE, "--leader-elect-namespace", "default"], mport, done, extra)
     capsys.readouterr()
     return rc, seen
 
@@ -76,7 +57,7 @@ def test_leads_then_releases(kubeapi: KubeApi, origin: Path, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch,
                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("POD_NAME", "dakr-0")
-    rc, seen = run_until(kubeapi, origin, tmp_path,
+    rc, seen = run_leader(kubeapi, origin, tmp_path,
                          lambda text: 'dakr_rounds_total{result="ok"} 1.0' in text, capsys)
     assert rc == 0 and "metrics" in seen, "the replica never completed a round"
     m = samples(seen["metrics"])
@@ -105,7 +86,7 @@ def test_stands_by_while_another_leads(kubeapi: KubeApi, origin: Path, tmp_path:
         seen_standby["scrapes"] += 1
         return seen_standby["scrapes"] >= 20
 
-    rc, seen = run_until(kubeapi, origin, tmp_path, standing_by, capsys)
+    rc, seen = run_leader(kubeapi, origin, tmp_path, standing_by, capsys)
     assert rc == 0 and "metrics" in seen
     m = samples(seen["metrics"])
     assert value(m, "dakr_leader") == 0

@@ -16,57 +16,21 @@ Cases:
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import parser
 
-from reconciler import cli, errors, metrics, run
+from reconciler import errors, metrics, run
 from reconciler.adapters import sqlite_store
 from reconciler.core import model
+from tests.integration.run_support import free_port, get, run_until, samples, value
 
 ROOT = Path(__file__).resolve().parents[2]
 RECS = ROOT / "examples" / "recommendations.yaml"
 NOW = "2026-11-24T10:00:00Z"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return int(resp.status), resp.read().decode()
-    except urllib.error.HTTPError as e:
-        body = e.read().decode()
-        e.close()
-        return int(e.code), body
-    except OSError:
-        return 0, ""
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in parser.text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(scrape: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
-    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture()
@@ -79,30 +43,17 @@ def origin(tmp_path: Path) -> Path:
 def test_run_serves_metrics(origin: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     mport, hport = free_port(), free_port()
-    scraped: dict[str, Any] = {}
 
-    def scrape_then_stop() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            code, text = get(f"http://127.0.0.1:{mport}/metrics")
-            if code == 200 and 'dakr_rounds_total{result="ok"} 1.0' in text:
-                scraped["metrics"] = text
-                scraped["metrics_port_healthz"] = get(f"http://127.0.0.1:{mport}/healthz")[0]
-                scraped["health_port_metrics"] = get(f"http://127.0.0.1:{hport}/metrics")[0]
-                scraped["readyz"] = get(f"http://127.0.0.1:{hport}/readyz")[0]
-                break
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)  # cmd_run's handler: stop between rounds
+    def probes() -> dict[str, Any]:
+        return {"metrics_port_healthz": get(f"http://127.0.0.1:{mport}/healthz")[0],
+                "health_port_metrics": get(f"http://127.0.0.1:{hport}/metrics")[0],
+                "readyz": get(f"http://127.0.0.1:{hport}/readyz")[0]}
 
-    watcher = threading.Thread(target=scrape_then_stop)
-    watcher.start()
-    try:
-        rc = cli.main(["run", "--repo", str(origin), "--state-dir", str(tmp_path / "state"),
-                       "--now", NOW, "--output", "json", "--source", f"file:{RECS}",
-                       "--interval", "30", "--metrics-addr", f"127.0.0.1:{mport}",
-                       "--health-addr", f"127.0.0.1:{hport}"])
-    finally:
-        watcher.join(70)
+    rc, scraped = run_until(
+        ["run", "--repo", str(origin), "--state-dir", str(tmp_path / "state"), "--now", NOW,
+         "--output", "json", "--source", f"file:{RECS}", "--interval", "30",
+         "--metrics-addr", f"127.0.0.1:{mport}", "--health-addr", f"127.0.0.1:{hport}"],
+        mport, lambda text: 'dakr_rounds_total{result="ok"} 1.0' in text, probes)
     capsys.readouterr()
     assert rc == 0
     assert "metrics" in scraped, "no successful round was scraped"
