@@ -123,13 +123,6 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture
         st.close()
 
 
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
-
-
 def apply_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
     rc = cli.main(["apply", *args, "--now", NOW, "--output", "json"])
     out = capsys.readouterr().out

@@ -30,7 +30,6 @@ from reconciler.adapters import sqlite_store
 from reconciler.core import model
 from tests.kubeapi.handle import KubeApi
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-24T10:00:00Z"
 
 SCALE_FRONTEND = """
@@ -59,13 +58,6 @@ spec:
       requests: {cpu: 150m}
   confidence: 0.9
 """
-
-
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
 
 
 def hpa(name: str, target: str) -> dict[str, Any]:

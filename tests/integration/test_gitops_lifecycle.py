@@ -30,7 +30,6 @@ from reconciler.adapters import sqlite_store
 from reconciler.core import model
 from tests.forgeserver import GITEA, GITHUB, GITLAB, ForgeServer
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-lifecycle-77aa"
 NOW = "2026-11-24T10:00:00Z"
 
@@ -47,13 +46,6 @@ def rec(rec_id: str, name: str, container: str, cpu: str) -> str:
 def server() -> Iterator[ForgeServer]:
     with ForgeServer(token=TOKEN, repos=("acme/app",), gitlab_ids={"42": "acme/app"}) as s:
         yield s
-
-
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
 
 
 class Runner:

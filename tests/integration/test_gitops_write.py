@@ -38,13 +38,6 @@ def sh(*args: str, cwd: Path | None = None) -> str:
                           text=True).stdout
 
 
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
-
-
 def plan_cpu(name: str, container: str, old: str, new: str) -> planner.Plan:
     return planner.Plan(rec_id=f"rec-{name}", kind="Deployment", namespace="default",
                         name=name, resources=(planner.ValueEdit(container, "requests", "cpu",

@@ -35,13 +35,6 @@ RECS = ROOT / "examples" / "recommendations.yaml"
 NOW = "2026-11-24T10:00:00Z"
 
 
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
-
-
 def run_once(tmp: Path, origin: Path, capsys: pytest.CaptureFixture[str],
              *sources: str) -> dict[str, Any]:
     argv = ["run", "--once", "--repo", str(origin), "--state-dir", str(tmp / "state"),

@@ -27,13 +27,6 @@ NOW = "2026-11-24T10:00:00Z"
 LEASE = "dakr-test-leader"
 
 
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
-
-
 def run_leader(kubeapi: KubeApi, origin: Path, tmp: Path, done: Callable[[str], bool],
                capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     """`reconciler run --leader-elect` until ``done(scrape)``, then SIGTERM."""

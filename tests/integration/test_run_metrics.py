@@ -33,13 +33,6 @@ RECS = ROOT / "examples" / "recommendations.yaml"
 NOW = "2026-11-24T10:00:00Z"
 
 
-@pytest.fixture()
-def origin(tmp_path: Path) -> Path:
-    from reconciler import demo
-
-    return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")
-
-
 def test_run_serves_metrics(origin: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     mport, hport = free_port(), free_port()
