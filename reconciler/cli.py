@@ -19,7 +19,7 @@ from typing import Any
 
 from reconciler import __version__, cli_direct, errors, layout, pipeline, revert, settings, wiring
 from reconciler.adapters import files
-from reconciler.core import results
+from reconciler.core import model, results
 
 log = logging.getLogger("reconciler")
 
@@ -417,7 +417,43 @@ def cmd_run(args: argparse.Namespace) -> int:
                         stream_path, batch, interval=args.interval, once=args.once,
                         stop=until, idle=args.idle, token_file=args.platform_token_file,
                         token=os.environ.get("DAKR_API_TOKEN", ""), health=health,
-                        metrics=metrics)
+                        metrics=metrics, run_rollbacks=rollbacks)
+
+    def rollbacks(todo: list[run.RollbackRequest]) -> None:
+        """The platform's rollback requests: direct mode restores the previous values,
+        GitOps mode proposes a revert pull request. A temporary failure leaves the request
+        open for the next round; a refusal closes it with the reason."""
+        done: list[results.ItemResult] = []
+        for req in todo:
+            try:
+                if cfg is None:
+                    item = cli_direct.rollback(args, req.id, req.kind)
+                    ok = not item.message.startswith("rollback refused")
+                else:
+                    item, ok = gitops_rollback(cfg, req.id), True
+            except errors.TemporaryError as e:
+                log.warning("rollback of %s: %s; trying again next round", req.id, e)
+                continue
+            except (errors.NotFoundError, errors.PermanentError) as e:
+                if isinstance(e, errors.ConfigError):
+                    raise
+                item = results.ItemResult(id=req.id, kind=req.kind,
+                                          message=f"rollback refused: {e}")
+                ok = False
+            st = wiring.open_store(store_uri, args.kubeconfig, args.context)
+            try:
+                if not ok or not item.phase or item.phase == model.PENDING:
+                    rec = st.get(req.kind, req.id)
+                    item.phase = rec.phase if rec is not None else item.phase
+                run.finish_rollback(st, req, ok, item.message)
+            finally:
+                st.close()
+            metrics.rollbacks.labels("done" if ok else "refused").inc()
+            log.log(logging.INFO if ok else logging.WARNING, "rollback of %s requested by the "
+                    "platform: %s: %s", req.id, item.phase, item.message)
+            done.append(item)
+        if reports_upstream and done:
+            run.report_upstream(stream_path, done)
 
     def standby() -> None:
         # A standby is ready: readiness gated on leadership would stall every rolling
@@ -449,27 +485,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return rc
 
 
+def gitops_rollback(cfg: settings.Settings, rec_id: str) -> results.ItemResult:
+    """Propose the revert pull request of an applied recommendation (after following the
+    open pull requests, so that a merge is known). Raises PermanentError when refused."""
+    st = wiring.open_store(cfg.store.uri)
+    try:
+        prs = wiring.pull_requests(cfg)
+        now = cfg.now or pipeline.now_rfc3339()
+        pipeline.follow_pull_requests(st, prs, now)
+        return revert.propose(rec_id, cfg, st, prs, now)
+    finally:
+        st.close()
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     if not args.repo:
         if not args.store:
             args.store = "kube"
         return cli_direct.cmd_rollback(args)
     args.scope = "batch"
-    cfg = apply_settings(args)
-    st = wiring.open_store(cfg.store.uri)
     try:
-        prs = wiring.pull_requests(cfg)
-        now = cfg.now or pipeline.now_rfc3339()
-        pipeline.follow_pull_requests(st, prs, now)
-        try:
-            item = revert.propose(args.id, cfg, st, prs, now)
-        except (errors.NotFoundError, errors.PermanentError) as e:
-            if isinstance(e, errors.ConfigError):
-                raise
-            print(f"reconciler: rollback of {args.id} refused: {e}", file=sys.stderr)
-            return 1
-    finally:
-        st.close()
+        item = gitops_rollback(apply_settings(args), args.id)
+    except (errors.NotFoundError, errors.PermanentError) as e:
+        if isinstance(e, errors.ConfigError):
+            raise
+        print(f"reconciler: rollback of {args.id} refused: {e}", file=sys.stderr)
+        return 1
     if args.output == "json":
         print(json.dumps(item.to_json(), indent=2))
     else:

@@ -92,6 +92,16 @@ def run_apply_direct(args: argparse.Namespace, docs: list[Any]) -> int:
     return 0
 
 
+def rollback(args: argparse.Namespace, rec_id: str, kind: str) -> Any:
+    """One direct-mode rollback (a results.ItemResult), against the cluster of ``args``."""
+    st, api = _open(args)
+    try:
+        return direct.rollback(rec_id, st, api, kind=kind)
+    finally:
+        st.close()
+        api.api_client.close()
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Exit 0 when rolled back (or nothing to do), 1 when refused or not found."""
     st, api = _open(args)

@@ -59,6 +59,9 @@ class Metrics:
         self.leader = prometheus_client.Gauge(
             "dakr_leader", "1 while this replica holds the leader lease (or runs without "
             "leader election), else 0", registry=r)
+        self.rollbacks = prometheus_client.Counter(
+            "dakr_rollbacks_total", "Rollback requests from the platform carried out "
+            "(done) or refused, by result", ["result"], registry=r)
         for result in ("ok", "error"):
             self.rounds.labels(result)  # both series exist from the start, at 0
 

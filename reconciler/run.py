@@ -54,15 +54,27 @@ class Round:
 
 
 def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path, *,
-            idle: float = 2.0, token_file: str | None = None, token: str = "") -> Round:
-    """Bring every source's recommendations into the store (idempotent by id)."""
+            idle: float = 2.0, token_file: str | None = None, token: str = "",
+            rollbacks: bool = False) -> Round:
+    """Bring every source's recommendations into the store (idempotent by id).
+
+    ``rollbacks``: accept the platform's rollback requests (recorded on the
+    recommendation, acked once stored, carried out by the round); without it they are
+    refused (nacked), as by an operator that cannot roll back.
+    """
     out = Round(refused=[])
     for src in sources:
         if src.kind == "platform":
             state = stream_state.StreamState(stream_state_path)
             try:
                 cfg = client.ClientConfig(target=src.where, token_file=token_file, token=token)
-                stats = client.StreamClient(cfg, st, state).run(until_idle=idle)
+
+                def on_rollback(kind: str, rec_id: str, reason: str) -> None:
+                    request_rollback(st, kind, rec_id, reason)
+
+                stats = client.StreamClient(
+                    cfg, st, state, on_rollback=on_rollback if rollbacks else None,
+                ).run(until_idle=idle)
             finally:
                 state.close()
             out.taken_in += stats.stored
@@ -106,6 +118,68 @@ def report_upstream(stream_state_path: Path, items: Sequence[results.ItemResult]
     finally:
         state.close()
     return len(items)
+
+
+ROLLBACK_REQUESTED = "RollbackRequested"
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    kind: str
+    id: str
+    reason: str
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _set_condition(st: store.Store, kind: str, rec_id: str, status_value: str, reason: str,
+                   message: str) -> None:
+    """Set the RollbackRequested condition on a stored recommendation (CAS, retried)."""
+    for _ in range(5):
+        rec = st.get(kind, rec_id)
+        if rec is None:
+            raise errors.NotFoundError(f"{kind} {rec_id} is not known to this operator")
+        status = dict(rec.status)
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != ROLLBACK_REQUESTED]
+        conds.append({"type": ROLLBACK_REQUESTED, "status": status_value, "reason": reason,
+                      "message": message[:1000], "lastTransitionTime": _now()})
+        status["conditions"] = conds
+        try:
+            st.update_status(kind, rec_id, status, rec.resource_version)
+            return
+        except errors.ConflictError:
+            continue
+    raise errors.ConflictError(f"{kind} {rec_id} keeps changing: rollback request not recorded")
+
+
+def request_rollback(st: store.Store, kind: str, rec_id: str, reason: str) -> None:
+    """Record the platform's rollback request on the recommendation; the stream acks it once
+    this returns (stored durably), and the next round carries it out. Unknown ids raise,
+    which the stream turns into a nack naming the reason."""
+    kind = kind or model.WORKLOAD
+    if kind not in model.KINDS:
+        raise errors.PermanentError(f"unknown recommendation kind {kind!r}")
+    _set_condition(st, kind, rec_id, "True", "PlatformRequest",
+                   reason or "rollback requested by the platform")
+
+
+def requested_rollbacks(st: store.Store) -> list[RollbackRequest]:
+    """Rollback requests recorded and not yet carried out, oldest recommendation first."""
+    out: list[RollbackRequest] = []
+    for kind in model.KINDS:
+        for r in st.list(kind=kind):
+            for c in r.status.get("conditions") or []:
+                if c.get("type") == ROLLBACK_REQUESTED and c.get("status") == "True":
+                    out.append(RollbackRequest(r.kind, r.id, str(c.get("message", ""))))
+    return out
+
+
+def finish_rollback(st: store.Store, req: RollbackRequest, done: bool, message: str) -> None:
+    """Close a request with what came of it: ``done`` (rolled back, a revert proposed, or
+    nothing to roll back) or refused, with the reason; either way it is not tried again."""
+    _set_condition(st, req.kind, req.id, "False", "Done" if done else "Refused", message)
 
 
 def pending(st: store.Store) -> list[dict[str, Any]]:
@@ -165,7 +239,8 @@ def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
          run_batch: Callable[[list[dict[str, Any]]], object], *, interval: float,
          once: bool, stop: threading.Event, idle: float = 2.0,
          token_file: str | None = None, token: str = "",
-         health: Health | None = None, metrics: metrics_mod.Metrics | None = None) -> int:
+         health: Health | None = None, metrics: metrics_mod.Metrics | None = None,
+         run_rollbacks: Callable[[list[RollbackRequest]], object] | None = None) -> int:
     """Rounds until ``stop`` is set (or one round with ``once``); returns the rounds run.
 
     A round that fails with a temporary error (the platform, the API server or the Git
@@ -179,7 +254,8 @@ def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
         started = time.monotonic()
         try:
             _round(sources, open_store, stream_state_path, run_batch, rounds + 1, idle=idle,
-                   token_file=token_file, token=token, metrics=metrics)
+                   token_file=token_file, token=token, metrics=metrics,
+                   run_rollbacks=run_rollbacks)
         except errors.TemporaryError as e:
             if metrics is not None:
                 metrics.observe_round(started, ok=False)
@@ -203,14 +279,19 @@ def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
 def _round(sources: Sequence[Source], open_store: Callable[[], store.Store],
            stream_state_path: Path, run_batch: Callable[[list[dict[str, Any]]], object],
            number: int, *, idle: float, token_file: str | None, token: str,
-           metrics: metrics_mod.Metrics | None) -> None:
+           metrics: metrics_mod.Metrics | None,
+           run_rollbacks: Callable[[list[RollbackRequest]], object] | None = None) -> None:
     st = open_store()
     try:
         got = take_in(sources, st, stream_state_path, idle=idle, token_file=token_file,
-                      token=token)
+                      token=token, rollbacks=run_rollbacks is not None)
         docs = pending(st)
+        todo = requested_rollbacks(st) if run_rollbacks is not None else []
     finally:
         st.close()
+    if todo and run_rollbacks is not None:
+        log.info("round %d: %d rollback request(s)", number, len(todo))
+        run_rollbacks(todo)
     for reason in got.refused or []:
         log.warning("refused: %s", reason)
     if metrics is not None:
