@@ -370,6 +370,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, forge=dataclasses.replace(
             cfg.forge, token=os.environ["DAKR_GITOPS_TOKEN"]))
     state = args.state_dir or default_state_dir()
+    # The platform's policy parameters (PolicyUpdate), under data.platform, kept here.
+    args.platform_data = state / "platform-data.json"
+    if cfg is not None:
+        cfg = dataclasses.replace(cfg, policy=dataclasses.replace(
+            cfg.policy, platform_data=args.platform_data))
     store_uri = args.store or (f"sqlite:{state / 'reconciler.db'}" if args.mode == "gitops"
                                else "kube")
     args.store = store_uri
@@ -417,7 +422,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                         stream_path, batch, interval=args.interval, once=args.once,
                         stop=until, idle=args.idle, token_file=args.platform_token_file,
                         token=os.environ.get("DAKR_API_TOKEN", ""), health=health,
-                        metrics=metrics, run_rollbacks=rollbacks)
+                        metrics=metrics, run_rollbacks=rollbacks,
+                        platform_data=args.platform_data)
 
     def rollbacks(todo: list[run.RollbackRequest]) -> None:
         """The platform's rollback requests: direct mode restores the previous values,

@@ -58,7 +58,8 @@ def _policy(args: argparse.Namespace) -> settings.PolicySettings:
     return settings.PolicySettings(
         policy_dir=Path(getattr(args, "policies", "policies")),
         opa_url=getattr(args, "opa_url", ""), timeout=getattr(args, "opa_timeout", 2.0),
-        token_file=getattr(args, "opa_token_file", ""))
+        token_file=getattr(args, "opa_token_file", ""),
+        platform_data=getattr(args, "platform_data", None))
 
 
 def apply_direct(args: argparse.Namespace, docs: list[Any]) -> pipeline.Batch:

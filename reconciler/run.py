@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, importers
+from reconciler import errors, importers, policy_data
 from reconciler import metrics as metrics_mod
 from reconciler.adapters import files, store
 from reconciler.core import model, results, validation
@@ -55,12 +55,14 @@ class Round:
 
 def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path, *,
             idle: float = 2.0, token_file: str | None = None, token: str = "",
-            rollbacks: bool = False) -> Round:
+            rollbacks: bool = False, platform_data: Path | None = None) -> Round:
     """Bring every source's recommendations into the store (idempotent by id).
 
     ``rollbacks``: accept the platform's rollback requests (recorded on the
     recommendation, acked once stored, carried out by the round); without it they are
-    refused (nacked), as by an operator that cannot roll back.
+    refused (nacked), as by an operator that cannot roll back. ``platform_data``: where the
+    platform's policy parameters are kept (``reconciler/policy_data.py``); without it
+    they are refused.
     """
     out = Round(refused=[])
     for src in sources:
@@ -72,8 +74,13 @@ def take_in(sources: Sequence[Source], st: store.Store, stream_state_path: Path,
                 def on_rollback(kind: str, rec_id: str, reason: str) -> None:
                     request_rollback(st, kind, rec_id, reason)
 
+                def on_policy_update(data: dict[str, Any]) -> None:
+                    assert platform_data is not None
+                    policy_data.update(platform_data, data)
+
                 stats = client.StreamClient(
                     cfg, st, state, on_rollback=on_rollback if rollbacks else None,
+                    on_policy_update=on_policy_update if platform_data is not None else None,
                 ).run(until_idle=idle)
             finally:
                 state.close()
@@ -240,7 +247,8 @@ def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
          once: bool, stop: threading.Event, idle: float = 2.0,
          token_file: str | None = None, token: str = "",
          health: Health | None = None, metrics: metrics_mod.Metrics | None = None,
-         run_rollbacks: Callable[[list[RollbackRequest]], object] | None = None) -> int:
+         run_rollbacks: Callable[[list[RollbackRequest]], object] | None = None,
+         platform_data: Path | None = None) -> int:
     """Rounds until ``stop`` is set (or one round with ``once``); returns the rounds run.
 
     A round that fails with a temporary error (the platform, the API server or the Git
@@ -255,7 +263,7 @@ def loop(sources: Sequence[Source], open_store: Callable[[], store.Store],
         try:
             _round(sources, open_store, stream_state_path, run_batch, rounds + 1, idle=idle,
                    token_file=token_file, token=token, metrics=metrics,
-                   run_rollbacks=run_rollbacks)
+                   run_rollbacks=run_rollbacks, platform_data=platform_data)
         except errors.TemporaryError as e:
             if metrics is not None:
                 metrics.observe_round(started, ok=False)
@@ -280,11 +288,13 @@ def _round(sources: Sequence[Source], open_store: Callable[[], store.Store],
            stream_state_path: Path, run_batch: Callable[[list[dict[str, Any]]], object],
            number: int, *, idle: float, token_file: str | None, token: str,
            metrics: metrics_mod.Metrics | None,
-           run_rollbacks: Callable[[list[RollbackRequest]], object] | None = None) -> None:
+           run_rollbacks: Callable[[list[RollbackRequest]], object] | None = None,
+           platform_data: Path | None = None) -> None:
     st = open_store()
     try:
         got = take_in(sources, st, stream_state_path, idle=idle, token_file=token_file,
-                      token=token, rollbacks=run_rollbacks is not None)
+                      token=token, rollbacks=run_rollbacks is not None,
+                      platform_data=platform_data)
         docs = pending(st)
         todo = requested_rollbacks(st) if run_rollbacks is not None else []
     finally:

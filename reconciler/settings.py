@@ -16,6 +16,8 @@ class PolicySettings:
     opa_url: str = ""          # empty: the embedded engine; else the OPA sidecar's base URL
     timeout: float = 2.0
     token_file: str = ""       # bearer token for the sidecar, read at start
+    # The platform's policy parameters (data.platform), when `run` receives them.
+    platform_data: Path | None = None
 
 
 @dataclass(frozen=True)

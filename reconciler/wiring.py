@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from reconciler import errors, settings
+from reconciler import errors, policy_data, settings
 from reconciler.adapters import forge, git, kube, kube_store, opa, sqlite_store, store
+
+log = logging.getLogger(__name__)
 
 
 def open_store(uri: str, kubeconfig: str | None = None,
@@ -44,10 +47,19 @@ def pull_requests(s: settings.Settings) -> forge.Forge:
 def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
     token = read_secret(s.token_file, "OPA token")
     if s.opa_url:
-        return opa.SidecarEngine(s.opa_url, timeout=s.timeout, token=token)
+        side = opa.SidecarEngine(s.opa_url, timeout=s.timeout, token=token)
+        if s.platform_data is not None and s.platform_data.is_file():
+            # The sidecar keeps data in memory: give it the platform's parameters again
+            # (a restarted sidecar has lost them). Decisions do not wait on this.
+            try:
+                side.put_data(policy_data.ROOT, policy_data.load(s.platform_data))
+            except errors.ReconcilerError as e:
+                log.warning("platform policy data not sent to OPA: %s", e)
+        return side
     if not s.policy_dir.is_dir():
         raise errors.ConfigError(f"policy directory {s.policy_dir} does not exist")
-    return opa.EmbeddedEngine(s.policy_dir)
+    return opa.EmbeddedEngine(s.policy_dir, optional_data=(
+        [s.platform_data] if s.platform_data is not None else []))
 
 
 def cluster_api(s: settings.ClusterSettings) -> kube.Kube | None:

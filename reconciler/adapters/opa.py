@@ -154,6 +154,7 @@ class EmbeddedEngine:
         *,
         reload_interval: float = 1.0,
         path: str = DECISION_PATH,
+        optional_data: Sequence[str | Path] = (),
     ) -> None:
         self.policy_dir = Path(policy_dir)
         if data_files is None:
@@ -161,6 +162,9 @@ class EmbeddedEngine:
             self.data_files = [default] if default.exists() else []
         else:
             self.data_files = [Path(p) for p in data_files]
+        # Loaded when present (and reloaded when they appear or change): data written at
+        # run time, such as the platform's parameters (reconciler/policy_data.py).
+        self.optional_data = [Path(p) for p in optional_data]
         self.reload_interval = reload_interval
         self.path = path.strip("/")
         self.last_error: str | None = None
@@ -175,7 +179,7 @@ class EmbeddedEngine:
     # -- loading ---------------------------------------------------------
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        files = list(self.data_files)
+        files = [*self.data_files, *self.optional_data]
         if self.policy_dir.is_dir():
             files = [*policy_files(self.policy_dir), *files]
         out = []
@@ -197,7 +201,8 @@ class EmbeddedEngine:
         ]
         if not modules:
             raise OpaError("not_found", f"no .rego files under {self.policy_dir}")
-        return modules, merge_data([load_data_file(p) for p in self.data_files])
+        present = [p for p in self.optional_data if p.is_file()]
+        return modules, merge_data([load_data_file(p) for p in [*self.data_files, *present]])
 
     def reload(self, force: bool = False) -> bool:
         """Load the policy set again if files changed (or ``force``); True when swapped in.
@@ -369,6 +374,22 @@ class SidecarEngine:
             undefined = decision.unavailable(f"data.{self.path.replace('/', '.')} is undefined")
             return dataclasses.replace(undefined, decision_id=did)
         return decision.from_document(doc["result"], decision_id=did)
+
+    def put_data(self, path: str, value: Any) -> None:
+        """Create or replace the document at ``data.<path>`` (OPA's ``PUT /v1/data``).
+        Raises TemporaryError when OPA is unreachable, PermanentError when it refuses."""
+        endpoint = f"{self.url}/v1/data/{path.strip('/')}"
+        try:
+            resp = self.session.put(endpoint, data=json.dumps(value), timeout=self.timeout)
+        except requests.RequestException as e:
+            raise errors.TemporaryError(f"OPA at {self.url} unreachable: {e}") from e
+        if resp.status_code not in (200, 204):
+            try:
+                msg = str(resp.json().get("message", ""))
+            except ValueError:
+                msg = resp.text[:200]
+            err = errors.TemporaryError if resp.status_code >= 500 else errors.PermanentError
+            raise err(f"OPA refused PUT /v1/data/{path}: {resp.status_code} {msg}")
 
     def decide_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[decision.Decision]:
         # One request each: a user's sidecar policy need not define a batch entry point,

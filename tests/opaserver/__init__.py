@@ -3,14 +3,16 @@
 It stands in for the OPA sidecar in tests: the sidecar client talks real HTTP to it and
 gets OPA's answers and error shapes (``{"result"}`` plus ``decision_id``, 200 without
 ``result`` for an undefined document, 400 for a bad body, 500 ``{code, message, errors}``
-for evaluation errors, ``GET /health``). Fault switches (delay, forced status or body,
-dropped connection, unhealthy) let tests prove that every failure fails closed.
+for evaluation errors, ``GET /health``, ``PUT /v1/data/{path}`` answering 204). Fault
+switches (delay, forced status or body, dropped connection, unhealthy) let tests prove that
+every failure fails closed.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
@@ -55,6 +57,11 @@ class OpaServer:
         engine: opa.EmbeddedEngine | None = None,
     ) -> None:
         self.engine = engine or opa.EmbeddedEngine(policy_dir, data_files)
+        # Documents written with PUT /v1/data/{path}: kept in a data file the engine loads.
+        self._put_dir = tempfile.TemporaryDirectory(prefix="opaserver-")
+        self._put_file = Path(self._put_dir.name) / "put.json"
+        self.put_docs: dict[str, Any] = {}
+        self.engine.optional_data.append(self._put_file)
         self.token = token
         self.decision_ids = decision_ids
         self.faults = Faults()
@@ -80,6 +87,7 @@ class OpaServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.engine.close()
+        self._put_dir.cleanup()
 
     def __enter__(self) -> OpaServer:
         return self.start()
@@ -88,6 +96,29 @@ class OpaServer:
         self.stop()
 
     # -- request handling (called from handler threads) --------------------
+
+    def put(self, path: str, raw: bytes) -> tuple[int, Any]:
+        """``PUT /v1/data/{path}``: create or replace the document (204), as OPA does; the
+        containing objects are created as needed; the root itself cannot be replaced here."""
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            return 400, {"code": "invalid_parameter", "message": f"body is not JSON: {e}"}
+        keys = [k for k in path.split("/") if k]
+        if not keys:
+            return 400, {"code": "invalid_parameter", "message": "cannot replace the root"}
+        with self._lock:
+            node = self.put_docs
+            for k in keys[:-1]:
+                child = node.get(k)
+                if not isinstance(child, dict):
+                    child = node[k] = {}
+                node = child
+            node[keys[-1]] = value
+            self._put_file.write_text(json.dumps(self.put_docs))
+        if not self.engine.reload(force=True):
+            return 500, {"code": "internal_error", "message": self.engine.last_error or "?"}
+        return 204, None
 
     def data(self, path: str, raw: bytes) -> tuple[int, Any]:
         """Status and JSON body for ``POST /v1/data/{path}``, as OPA answers them."""
@@ -137,7 +168,8 @@ def _handler(server: OpaServer) -> type[BaseHTTPRequestHandler]:
             pass  # quiet tests
 
         def _send(self, status: int, body: Any, raw: bytes | None = None) -> None:
-            payload = raw if raw is not None else json.dumps(body).encode()
+            payload = b"" if status == 204 else (
+                raw if raw is not None else json.dumps(body).encode())
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -194,6 +226,26 @@ def _handler(server: OpaServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"code": "resource_not_found", "message": "not found"})
                 return
             status, body = server.data(path[len(prefix):].strip("/"), raw)
+            self._send(status, body)
+
+        def do_PUT(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            with server._lock:
+                server.seen.requests.append(("PUT", self.path, dict(self.headers),
+                                             raw.decode(errors="replace")))
+            if not self._authorized():
+                return
+            if server.faults.status is not None:
+                self._send(server.faults.status, {"code": "internal_error",
+                                                  "message": "forced by the test"})
+                return
+            path = self.path.split("?")[0]
+            prefix = "/v1/data"
+            if not path.startswith(prefix + "/"):
+                self._send(404, {"code": "resource_not_found", "message": "not found"})
+                return
+            status, body = server.put(path[len(prefix):].strip("/"), raw)
             self._send(status, body)
 
     return Handler

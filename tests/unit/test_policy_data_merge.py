@@ -1,0 +1,32 @@
+"""Merging the platform's policy parameters (``reconciler.policy_data.merge``).
+
+Cases: a new key is added; an object merges key by key, at any depth; a scalar, a list or
+null replaces what was there (lists are not concatenated); an object replaces a scalar and
+a scalar an object; the inputs are not mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from reconciler import policy_data
+
+
+@pytest.mark.parametrize(("base", "update", "expected"), [
+    ({}, {"a": 1}, {"a": 1}),
+    ({"a": 1}, {"b": 2}, {"a": 1, "b": 2}),
+    ({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}}, {"a": {"x": 1, "y": 3}}),
+    ({"a": {"b": {"c": 1, "d": 2}}}, {"a": {"b": {"d": 5, "e": 6}}},
+     {"a": {"b": {"c": 1, "d": 5, "e": 6}}}),
+    ({"a": [1, 2]}, {"a": [3]}, {"a": [3]}),
+    ({"a": 1}, {"a": None}, {"a": None}),
+    ({"a": 1}, {"a": {"x": 1}}, {"a": {"x": 1}}),
+    ({"a": {"x": 1}}, {"a": 2}, {"a": 2}),
+])
+def test_merge(base: dict[str, Any], update: dict[str, Any], expected: dict[str, Any]) -> None:
+    b, u = copy.deepcopy(base), copy.deepcopy(update)
+    assert policy_data.merge(base, update) == expected
+    assert (base, update) == (b, u)
