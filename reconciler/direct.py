@@ -768,14 +768,16 @@ def reconcile_deletions(st: store.Store, api: kube.Kube, *,
     if ks is None:
         return []
     out: list[results.ItemResult] = []
-    for obj in ks.raw_list(model.WORKLOAD):
-        meta = obj.get("metadata") or {}
-        if not meta.get("deletionTimestamp") or FINALIZER not in (meta.get("finalizers") or []):
-            continue
-        rec_id = str((obj.get("spec") or {}).get("recommendationId") or meta.get("name"))
-        try:
-            out.append(rollback(rec_id, ks, api, now=now))
-        except errors.ReconcilerError as e:
-            out.append(results.ItemResult(id=rec_id, phase=model.FAILED,
-                                          message=f"rollback failed: {e}"))
+    for kind in model.KINDS:
+        for obj in ks.raw_list(kind):
+            meta = obj.get("metadata") or {}
+            if not meta.get("deletionTimestamp") or \
+                    FINALIZER not in (meta.get("finalizers") or []):
+                continue
+            rec_id = str((obj.get("spec") or {}).get("recommendationId") or meta.get("name"))
+            try:
+                out.append(rollback(rec_id, ks, api, now=now, kind=kind))
+            except errors.ReconcilerError as e:
+                out.append(results.ItemResult(id=rec_id, kind=kind, phase=model.FAILED,
+                                              message=f"rollback failed: {e}"))
     return out

@@ -12,7 +12,8 @@ Cases:
 - HPA bounds and scale-subresource replicas are restored too;
 - a recommendation that was never applied has nothing to roll back: `rollback` says so;
   it was created with the finalizer (so that applying needs no metadata write), and
-  deleting it is released by `reconcile_deletions` without any write to the workload.
+  deleting it is released by `reconcile_deletions` without any write to the workload;
+  the same for a NodeGroupRecommendation (cluster-scoped).
 """
 
 from __future__ import annotations
@@ -151,3 +152,20 @@ def test_delete_never_applied_is_released(env: Env) -> None:  # noqa: F811
         env.rec("rec-denied")
     assert gone.value.code == 404
     assert env.workload()["metadata"]["resourceVersion"] == workload_rv
+
+
+def test_delete_node_group_recommendation_is_released(env: Env) -> None:  # noqa: F811
+    """Node group objects carry the finalizer too; deleting one is released as well."""
+    doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeGroupRecommendation",
+           "spec": {"recommendationId": "ng-1", "nodeGroup": "pool", "action": "scale",
+                    "targetNodeCount": 2}}
+    env.run(doc)
+    ng = env.api.get(f"{GROUP}/{VERSION}", "NodeGroupRecommendation", "ng-1")
+    assert ng["metadata"]["finalizers"] == [direct.FINALIZER]
+    kubernetes.client.CustomObjectsApi(env.client).delete_cluster_custom_object(
+        GROUP, VERSION, "nodegrouprecommendations", "ng-1")
+    items = direct.reconcile_deletions(env.store(), env.adapter())
+    assert [(i.id, i.kind) for i in items] == [("ng-1", "NodeGroupRecommendation")]
+    with pytest.raises(kubeapi_status.ApiError) as gone:
+        env.api.get(f"{GROUP}/{VERSION}", "NodeGroupRecommendation", "ng-1")
+    assert gone.value.code == 404
