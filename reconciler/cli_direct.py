@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler import direct, errors, pipeline, settings
+from reconciler import direct, drain, errors, pipeline, settings
 from reconciler.adapters import kube, kube_store, store
 
 
@@ -32,6 +32,12 @@ def add_direct_args(apply_parser: argparse.ArgumentParser) -> None:
     apply_parser.add_argument("--burst", type=int, default=kube.Options.burst, metavar="N",
                               help="requests allowed at once above --qps "
                                    "(default: %(default)s)")
+    apply_parser.add_argument("--drain-timeout", type=float,
+                              default=drain.DrainOptions.timeout, metavar="SECONDS",
+                              help="node group recommendations: how long one node may take "
+                                   "to drain (PodDisruptionBudgets may hold evictions back) "
+                                   "before the drain stops, incomplete (default: "
+                                   "%(default)s)")
 
 
 def _options(args: argparse.Namespace) -> kube.Options:
@@ -78,7 +84,11 @@ def apply_direct(args: argparse.Namespace, docs: list[Any]) -> pipeline.Batch:
             for item in direct.reconcile_deletions(st, api, now=cfg.now):
                 print(f"deleted recommendation {item.id}: {item.phase}: {item.message}",
                       file=sys.stderr)
-        return direct.run(docs, cfg, st, engine, api, dry_run=getattr(args, "dry_run", False))
+        timeout = float(getattr(args, "drain_timeout", drain.DrainOptions.timeout))
+        if timeout <= 0:
+            raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")
+        return direct.run(docs, cfg, st, engine, api, dry_run=getattr(args, "dry_run", False),
+                          drain_options=drain.DrainOptions(timeout=timeout))
     finally:
         engine.close()
         st.close()

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler import errors, pipeline, settings
+from reconciler import drain, errors, pipeline, settings
 from reconciler.adapters import kube, kube_store, opa, store
 from reconciler.core import decision, model, planner, policy_input, results
 
@@ -167,8 +167,11 @@ class _Live:
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         engine: opa.PolicyEngine, kube_api: kube.Kube, *,
-        dry_run: bool = False) -> pipeline.Batch:
-    """Run one batch in direct mode. ``dry_run``: server-side dry-run only, no status."""
+        dry_run: bool = False, drain_options: drain.DrainOptions | None = None
+        ) -> pipeline.Batch:
+    """Run one batch in direct mode. ``dry_run``: server-side dry-run only, no status.
+
+    Node group recommendations drain the nodes they name (``_carry_out_nodes``)."""
     now = cfg.now or pipeline.now_rfc3339()
     view = BatchStore(st)
     view.prime()
@@ -180,10 +183,16 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         w.item.message = f"cannot store the recommendation: {view.unstored[(w.rec.kind, w.rec.id)]}"
         live.remove(w)
     read = {w.rec.id: _read_target(kube_api, w) for w in live}
-    # The HPA and PDBs for the policy (the same cached LISTs the HPA routing uses).
-    live, cluster = pipeline.cluster_facts(sv, kube_api, live, now, nodes=False)
+    # The HPA and PDBs for the policy (the same cached LISTs the HPA routing uses), and
+    # the pods on the nodes a node group recommendation would drain.
+    nodes = any(isinstance(w.rec, model.NodeGroupRecommendation) for w in live)
+    live, cluster = pipeline.cluster_facts(sv, kube_api, live, now, nodes=nodes)
     pipeline.decide(sv, engine, cfg, live, now, cluster=cluster)
     for w in live:
+        if isinstance(w.rec, model.NodeGroupRecommendation):
+            _carry_out_nodes(w, sv, view, kube_api, now, dry_run,
+                             drain_options or drain.DrainOptions())
+            continue
         _carry_out(w, sv, view, kube_api, engine, cfg, read[w.rec.id], now, dry_run)
     return batch
 
@@ -191,8 +200,7 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
 def _read_target(api: kube.Kube, w: pipeline.Work) -> _Live:
     rec = w.rec
     if not isinstance(rec, model.WorkloadRecommendation):
-        w.problem = "node group recommendations are not applied in direct mode"
-        return _Live()
+        return _Live()  # a node group: its facts are the nodes' (pipeline.cluster_facts)
     try:
         w.target = api.workload(rec.targetRef.kind, rec.namespace, rec.targetRef.name)
         hpa = api.hpa_for(rec.targetRef.kind, rec.namespace, rec.targetRef.name)
@@ -441,6 +449,98 @@ def _settle(st: store.Store, w: pipeline.Work, dec: decision.Decision, fact: _Li
     return True
 
 
+def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: kube.Kube,
+                     now: str, dry_run: bool, options: drain.DrainOptions) -> None:
+    """Consolidate a node group: cordon and drain the nodes it names, through the Eviction
+    API so that PodDisruptionBudgets hold (reconciler/drain.py). The empty nodes are then
+    removed by the cluster's autoscaler; nothing here deletes a node or a machine.
+
+    The nodes that will be cordoned are recorded in status first, so a rollback (or the
+    deletion of the recommendation) can make them schedulable again; evicted pods are not
+    restored, their controllers have already replaced them elsewhere."""
+    rec, item, dec = w.rec, w.item, w.item.decision
+    assert isinstance(rec, model.NodeGroupRecommendation) and dec is not None
+    status = model.Status(decision=pipeline.decision_summary(dec), projectedSavings=(
+        rec.projectedSavings.display() if rec.projectedSavings else ""))
+    if not dec.allow or dec.mode == "audit":
+        pipeline.plan_item(st, w, now)  # refused, or recorded only: as in GitOps mode
+        return
+    if dec.mode == "gitops":
+        item.phase = model.APPROVED
+        item.message = ("policy routes this change through a pull request (mode gitops): "
+                        "not applied directly")
+        pipeline.save_status(st, rec, replace(status, phase=model.APPROVED,
+                                              message=item.message))
+        return
+    nodes = list(dict.fromkeys(rec.nodesToRemove))
+    if not nodes:
+        _fail(st, w, "direct mode drains the nodes named in nodesToRemove and this "
+              "recommendation names none; resizing a node group is left to GitOps mode",
+              "NotApplicable", now)
+        return
+    try:
+        if dry_run:
+            plans = [drain.plan_drain(n, api.refresh_pods_on_node(n), options) for n in nodes]
+            item.phase = model.APPROVED
+            item.message = "dry run: " + "; ".join(_describe_drain_plan(p) for p in plans)
+            return
+        schedulable = []
+        for n in nodes:
+            node = api.refresh_node(n)
+            if node is not None and not (node.get("spec") or {}).get("unschedulable"):
+                schedulable.append(n)
+        # The way back is recorded before the first node is cordoned.
+        pipeline.save_status(st, rec, replace(
+            status, phase=model.APPLYING, message="draining",
+            previous={"cordoned": schedulable, "nodes": nodes}).with_condition(
+            pipeline.condition("Applied", False, "Draining",
+                               f"cordoning and draining {', '.join(nodes)}", now)))
+        _ensure_finalizer(view, rec)
+        results_ = drain.drain_nodes(api, nodes, options)
+    except errors.TemporaryError as e:
+        _fail(st, w, f"the API server is unavailable, will retry on the next run: {e}",
+              "Unavailable", now)
+        return
+    except errors.PermanentError as e:
+        _fail(st, w, str(e), type(e).__name__.replace("Error", "") or "Refused", now)
+        return
+    cordoned = [r.node for r in results_ if r.cordoned_by_us]
+    evicted = [f"{ns}/{name}" for r in results_ for ns, name in r.evicted]
+    done = len(results_) == len(nodes) and all(r.complete or not r.node_found
+                                                for r in results_)
+    previous = {"cordoned": cordoned, "nodes": nodes, "evicted": evicted}
+    who = kube.who(api.api_client, api.field_manager)
+    audit_log.info(json.dumps({
+        "event": "change", "action": "drain", "who": who, "recommendationId": rec.id,
+        "decisionId": dec.decision_id, "object": {"kind": "NodeGroup", "name": rec.nodeGroup},
+        "nodes": nodes, "cordoned": cordoned, "evicted": evicted, "complete": done,
+        "at": pipeline.now_rfc3339()}, sort_keys=True))
+    if done:
+        item.phase = model.APPLIED
+        item.message = (f"drained {len(nodes)} node(s), {len(evicted)} pod(s) evicted; the "
+                        "cluster's autoscaler removes the empty nodes")
+        pipeline.save_status(st, rec, replace(
+            status, phase=model.APPLIED, appliedAt=now, message=item.message,
+            previous=previous).with_condition(
+            pipeline.condition("Applied", True, "Drained", item.message, now)))
+        api.event(_rec_ref(view, rec.kind, rec.id, ""), "Drained", item.message)
+        return
+    last = results_[-1].message if results_ else "nothing drained"
+    item.phase, item.message = model.FAILED, f"drain incomplete: {last}"
+    pipeline.save_status(st, rec, replace(
+        status, phase=model.FAILED, message=item.message, previous=previous).with_condition(
+        pipeline.condition("Applied", False, "DrainIncomplete", item.message, now)))
+    api.event(_rec_ref(view, rec.kind, rec.id, ""), "DrainIncomplete", item.message,
+              type_="Warning")
+
+
+def _describe_drain_plan(p: drain.DrainPlan) -> str:
+    if not p.ok:
+        return f"{p.node}: refused ({'; '.join(f'{ns}/{n}: {why}' for ns, n, why in p.blocking)})"
+    return (f"{p.node}: would evict {len(p.evict)} pod(s), skip {len(p.skipped)}"
+            + (f", wait for {len(p.wait)}" if p.wait else ""))
+
+
 def _fail(st: store.Store, w: pipeline.Work, reason: str, code: str, now: str) -> None:
     w.item.phase, w.item.message = model.FAILED, reason
     dec = w.item.decision
@@ -604,6 +704,8 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
         _release(view, kind, rec_id)
         return item
     prev = rec.status.get("previous") or {}
+    if kind == model.NODE_GROUP and prev.get("cordoned"):
+        return _rollback_nodes(view, rec, api, item, now)
     if rec.phase not in (model.APPLIED, model.APPLYING) or not prev.get("set"):
         item.phase = rec.phase
         item.message = (f"nothing to roll back: phase {rec.phase} and no change recorded by "
@@ -645,6 +747,37 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
     api.event(_rec_ref(view, kind, rec_id, ns), "RolledBack", _describe(plan))
     _release(view, kind, rec_id)
     return item
+
+
+def _rollback_nodes(view: BatchStore, rec: store.Record, api: kube.Kube,
+                    item: results.ItemResult, now: str) -> results.ItemResult:
+    """Make the nodes a drain cordoned schedulable again (those still there). Evicted pods
+    are not brought back: their controllers replaced them when they were evicted."""
+    nodes = [str(n) for n in (rec.status.get("previous") or {}).get("cordoned") or []]
+    uncordoned = [n for n in nodes if _uncordon_if_present(api, n)]
+    item.phase = model.ROLLED_BACK
+    item.message = (f"uncordoned {', '.join(uncordoned) or 'no node (none left cordoned)'}; "
+                    "evicted pods are not restored")
+    status = model.Status(**_status_fields(rec.status))
+    pipeline.save_status(view, _stub(rec), replace(
+        status, phase=model.ROLLED_BACK, message=item.message).with_condition(
+        pipeline.condition("RolledBack", True, "Uncordoned", item.message, now)))
+    audit_log.info(json.dumps({
+        "event": "change", "action": "rollback", "who": kube.who(api.api_client,
+                                                                 api.field_manager),
+        "recommendationId": rec.id, "object": {"kind": "NodeGroup",
+                                               "name": str(rec.spec.get("nodeGroup", ""))},
+        "uncordoned": uncordoned, "at": pipeline.now_rfc3339()}, sort_keys=True))
+    api.event(_rec_ref(view, rec.kind, rec.id, ""), "RolledBack", item.message)
+    _release(view, rec.kind, rec.id)
+    return item
+
+
+def _uncordon_if_present(api: kube.Kube, node: str) -> bool:
+    try:
+        return drain.uncordon(api, node)
+    except errors.NotFoundError:
+        return False  # removed by the autoscaler meanwhile: nothing to put back
 
 
 def _status_fields(status: Mapping[str, Any]) -> dict[str, Any]:

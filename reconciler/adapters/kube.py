@@ -263,6 +263,21 @@ def who(api_client: Any, field_manager: str = FIELD_MANAGER) -> str:
     return f"{field_manager} ({sa})" if sa else field_manager
 
 
+EVICTION_DONE = "evicted"        # the server accepted the eviction (the pod terminates)
+EVICTION_GONE = "gone"           # 404: no pod of that name any more
+EVICTION_REPLACED = "replaced"   # 409 on the uid precondition: a new pod has the name
+EVICTION_BLOCKED = "blocked"     # 429: a PodDisruptionBudget allows no disruption now
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What one eviction request came to; ``retry_after`` only when the server sent one."""
+
+    outcome: str
+    message: str = ""
+    retry_after: float | None = None
+
+
 class Kube:
     """The Kubernetes adapter: rate-limited, retried, translated requests and a read cache."""
 
@@ -444,6 +459,33 @@ class Kube:
             self._node_cache[name] = got
         return copy.deepcopy(got) if got is not None else None
 
+    def refresh_node(self, name: str) -> JSON | None:
+        """Read a Node again from the server (a cordon decides on the value it just read) and
+        update the cache; None when it does not exist."""
+        try:
+            got: JSON = self.call(f"get Node {name}", self.core.read_node, name)
+        except errors.NotFoundError:
+            with self._lock:
+                self._node_cache[name] = None
+            return None
+        got.setdefault("apiVersion", "v1")
+        got.setdefault("kind", "Node")
+        with self._lock:
+            self._node_cache[name] = got
+        return copy.deepcopy(got)
+
+    def refresh_pods_on_node(self, node: str) -> list[JSON]:
+        """List the pods bound to a node again (a drain polls until they are gone), bypassing
+        the cache and replacing its entry with the fresh answer."""
+        if not _NODE_NAME.fullmatch(node):
+            raise errors.PermanentError(f"invalid node name {node!r}")
+        answer = self.call(f"list Pod on node {node}", self.core.list_pod_for_all_namespaces,
+                           field_selector=f"spec.nodeName={node}")
+        fresh = _items(answer, "v1", "Pod")
+        with self._lock:
+            self._node_pods_cache[node] = fresh
+        return copy.deepcopy(fresh)
+
     # ------------------------------------------------------------------ writes
 
     def json_patch(self, kind: str, namespace: str, name: str, ops: Sequence[Mapping[str, Any]],
@@ -489,6 +531,59 @@ class Kube:
                     if rv:
                         cached["metadata"]["resourceVersion"] = rv
         return out
+
+    def patch_node(self, name: str, ops: Sequence[Mapping[str, Any]]) -> JSON:
+        """JSON Patch a Node (cordon / uncordon); ``test`` operations make it fail with
+        TestFailed when the node changed since it was read."""
+        guarded = any(op.get("op") == "test" for op in ops)
+        obj: JSON = self.call(f"patch Node {name}", self.core.patch_node, name,
+                              [dict(op) for op in ops], guarded=guarded,
+                              field_manager=self.field_manager,
+                              _content_type="application/json-patch+json")
+        obj.setdefault("apiVersion", "v1")
+        obj.setdefault("kind", "Node")
+        with self._lock:
+            self._node_cache[name] = obj
+        return copy.deepcopy(obj)
+
+    def evict(self, namespace: str, name: str, uid: str | None, *,
+              grace_period_seconds: int | None = None, dry_run: bool = False) -> Eviction:
+        """POST a policy/v1 Eviction for one pod; the outcome says what the server decided.
+
+        A 429 is NOT retried here: it is how the server says a PodDisruptionBudget allows no
+        disruption now, and only the drain knows how long it may wait (its own interval and
+        timeout). 404 means the pod is already gone; a 409 on the ``uid`` precondition means
+        the name now belongs to another pod, which must not be evicted in its place. Other
+        temporary failures raise Unavailable (the caller retries on its schedule), and the
+        "more than one PodDisruptionBudget" 500 raises Invalid: retrying cannot fix it.
+        """
+        options: JSON = {}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = int(grace_period_seconds)
+        if dry_run:
+            options["dryRun"] = ["All"]
+        body: JSON = {"apiVersion": "policy/v1", "kind": "Eviction",
+                      "metadata": {"name": name, "namespace": namespace}}
+        if options:
+            body["deleteOptions"] = options
+        what = f"{'dry-run ' if dry_run else ''}evict Pod {namespace}/{name}"
+        try:
+            self.call(what, self.core.create_namespaced_pod_eviction, name, namespace, body,
+                      retry=False)
+        except NotFound:
+            return Eviction(EVICTION_GONE, f"pod {namespace}/{name} is already gone")
+        except Conflict as e:
+            return Eviction(EVICTION_REPLACED, str(e))
+        except Unavailable as e:
+            detail = "; ".join(str(c.get("message")) for c in e.causes if c.get("message"))
+            if e.code == 429:
+                return Eviction(EVICTION_BLOCKED, detail or str(e), e.retry_after)
+            if e.code == 500 and "more than one PodDisruptionBudget" in str(e):
+                raise Invalid(str(e), e.code, e.reason, e.causes) from e
+            raise
+        return Eviction(EVICTION_DONE, f"evicted pod {namespace}/{name}")
 
     def event(self, involved: Mapping[str, Any], reason: str, message: str, *,
               type_: str = "Normal", namespace: str = "default") -> None:

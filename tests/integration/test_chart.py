@@ -8,10 +8,10 @@ Cases:
 - lint: default values and every override below lint without warnings; lint is shown to be
   real (invalid object names give warnings, a broken CRD file gives an error).
 - RBAC: the ClusterRole grants exactly the expected (group, resource) -> verbs table; no
-  wildcard verbs, resources or groups; nothing for features not built (evictions,
-  pods/resize, node writes, nodes/proxy); pods list and nodes get only with
-  clusterFacts.nodes (and the env that turns node facts on); leases only in a namespaced
-  Role; bindings point at the chart's ServiceAccount;
+  wildcard verbs, resources or groups; nothing for features not built (pods/resize,
+  nodes/proxy); pods list and nodes get only with clusterFacts.nodes (and the env that
+  turns node facts on); evictions and node patch only with nodeDrain.enabled; leases only
+  in a namespaced Role; bindings point at the chart's ServiceAccount;
   rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
 - Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
   port), probes on the diagnostic port; an opa.addr that leaves the pod or an unknown mode
@@ -78,6 +78,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "direct-mode": {"mode": "direct"},
     "node-facts": {"clusterFacts": {"nodes": True}},
+    "node-drain": {"nodeDrain": {"enabled": True}},
     "no-rbac": {"rbac": {"create": False}},
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "existing-sa": {"serviceAccount": {"create": False, "name": "ops"}},
@@ -304,9 +305,23 @@ def test_no_wildcards_in_any_rule(chart: Any, values: dict[str, Any]) -> None:
 def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> None:
     rules = _rules_table(_render(chart, values).one("ClusterRole")) if values.get(
         "rbac", {}).get("create", True) else {}
-    for key in (("", "pods/eviction"), ("", "pods/resize"), ("", "nodes/proxy")):
+    for key in (("", "pods/resize"), ("", "nodes/proxy")):
         assert key not in rules, key
-    assert rules.get(("", "nodes"), frozenset()) <= {"get"}  # never patch (cordon)
+    if not values.get("nodeDrain", {}).get("enabled"):
+        assert ("", "pods/eviction") not in rules
+        assert rules.get(("", "nodes"), frozenset()) <= {"get"}  # no cordon
+
+
+def test_drain_rights_only_with_node_drain(chart: Any) -> None:
+    default = _rules_table(_render(chart).one("ClusterRole"))
+    drain = _rules_table(_render(chart, OVERRIDES["node-drain"]).one("ClusterRole"))
+    assert drain.pop(("", "pods/eviction")) == frozenset({"create"})
+    assert drain.pop(("", "nodes")) == frozenset({"get", "patch"})
+    assert drain.pop(("", "pods")) == frozenset({"list"})
+    assert drain == default
+    env = {e["name"]: e.get("value") for e in _render(chart, OVERRIDES["node-drain"]).one(
+        "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DAKR_CLUSTER_FACTS_NODES"] == "true"
 
 
 def test_pod_list_only_with_node_facts(chart: Any) -> None:
