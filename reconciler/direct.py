@@ -398,12 +398,8 @@ def _carry_out(w: pipeline.Work, st: store.Store, view: BatchStore, api: kube.Ku
                 fact.hpa = _fresh_hpa(api, rec, change.hpa)
             hist = pipeline.history(st, {rec.kind})
             item.decision = engine.decide(_input(w, fact, cfg, now, hist))
-        except errors.TemporaryError as e:
-            _fail(st, w, f"the API server is unavailable, will retry on the next run: {e}",
-                  "Unavailable", now)
-            return
-        except errors.PermanentError as e:
-            _fail(st, w, str(e), type(e).__name__.replace("Error", "") or "Refused", now)
+        except errors.ReconcilerError as e:
+            _fail_for(st, w, e, now)
             return
 
 
@@ -497,12 +493,8 @@ def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: k
                                f"cordoning and draining {', '.join(nodes)}", now)))
         _ensure_finalizer(view, rec)
         results_ = drain.drain_nodes(api, nodes, options)
-    except errors.TemporaryError as e:
-        _fail(st, w, f"the API server is unavailable, will retry on the next run: {e}",
-              "Unavailable", now)
-        return
-    except errors.PermanentError as e:
-        _fail(st, w, str(e), type(e).__name__.replace("Error", "") or "Refused", now)
+    except errors.ReconcilerError as e:
+        _fail_for(st, w, e, now)
         return
     cordoned = [r.node for r in results_ if r.cordoned_by_us]
     evicted = [f"{ns}/{name}" for r in results_ for ns, name in r.evicted]
@@ -539,6 +531,16 @@ def _describe_drain_plan(p: drain.DrainPlan) -> str:
         return f"{p.node}: refused ({'; '.join(f'{ns}/{n}: {why}' for ns, n, why in p.blocking)})"
     return (f"{p.node}: would evict {len(p.evict)} pod(s), skip {len(p.skipped)}"
             + (f", wait for {len(p.wait)}" if p.wait else ""))
+
+
+def _fail_for(st: store.Store, w: pipeline.Work, e: errors.ReconcilerError, now: str) -> None:
+    """Failed, worded by the error class: the API unavailable (tried again next run), or
+    refused for good (403, 404, 422...) with the server's reason."""
+    if isinstance(e, errors.TemporaryError):
+        _fail(st, w, f"the API server is unavailable, will retry on the next run: {e}",
+              "Unavailable", now)
+    else:
+        _fail(st, w, str(e), type(e).__name__.replace("Error", "") or "Refused", now)
 
 
 def _fail(st: store.Store, w: pipeline.Work, reason: str, code: str, now: str) -> None:

@@ -429,18 +429,11 @@ class Kube:
 
     def pods_on_node(self, node: str) -> list[JSON]:
         """The pods bound to a node, all namespaces: one LIST (field selector) per node."""
-        if not _NODE_NAME.fullmatch(node):
-            # A comma or '=' would change the meaning of the field selector.
-            raise errors.PermanentError(f"invalid node name {node!r}")
         with self._lock:
             cached = self._node_pods_cache.get(node)
-        if cached is None:
-            answer = self.call(f"list Pod on node {node}", self.core.list_pod_for_all_namespaces,
-                               field_selector=f"spec.nodeName={node}")
-            cached = _items(answer, "v1", "Pod")
-            with self._lock:
-                self._node_pods_cache[node] = cached
-        return copy.deepcopy(cached)
+        if cached is not None:
+            return copy.deepcopy(cached)
+        return self.refresh_pods_on_node(node)
 
     def node(self, name: str) -> JSON | None:
         """The Node, or None when it does not exist (remembered too: one GET per name)."""
@@ -448,16 +441,7 @@ class Kube:
             if name in self._node_cache:
                 obj = self._node_cache[name]
                 return copy.deepcopy(obj) if obj is not None else None
-        try:
-            got: JSON | None = self.call(f"get Node {name}", self.core.read_node, name)
-        except errors.NotFoundError:
-            got = None
-        if got is not None:
-            got.setdefault("apiVersion", "v1")
-            got.setdefault("kind", "Node")
-        with self._lock:
-            self._node_cache[name] = got
-        return copy.deepcopy(got) if got is not None else None
+        return self.refresh_node(name)
 
     def refresh_node(self, name: str) -> JSON | None:
         """Read a Node again from the server (a cordon decides on the value it just read) and
@@ -478,6 +462,7 @@ class Kube:
         """List the pods bound to a node again (a drain polls until they are gone), bypassing
         the cache and replacing its entry with the fresh answer."""
         if not _NODE_NAME.fullmatch(node):
+            # A comma or '=' would change the meaning of the field selector.
             raise errors.PermanentError(f"invalid node name {node!r}")
         answer = self.call(f"list Pod on node {node}", self.core.list_pod_for_all_namespaces,
                            field_selector=f"spec.nodeName={node}")
