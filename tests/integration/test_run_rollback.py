@@ -28,21 +28,11 @@ import pytest
 from reconciler import cli
 from reconciler.stream import platform
 from reconciler.stream.gen import stream_pb2
-from tests.crds import install_crds
-from tests.integration.test_direct_apply import GROUP, POLICY, VERSION, W, rightsizing
+from tests.integration.test_direct_apply import GROUP, VERSION, W, rightsizing
+from tests.integration.test_direct_cli import setup  # noqa: F401 (the fixture)
 from tests.kubeapi.handle import KubeApi
 
 RECS = Path(__file__).resolve().parents[2] / "examples" / "recommendations.yaml"
-
-
-@pytest.fixture
-def setup(kubeapi: KubeApi, tmp_path: Path) -> tuple[KubeApi, Path]:
-    install_crds(kubeapi)
-    kubeapi.seed(kubeapi.deployment("web", containers=[kubeapi.container("app")]))
-    pol = tmp_path / "policies"
-    pol.mkdir()
-    (pol / "p.rego").write_text(POLICY)
-    return kubeapi, pol
 
 
 def run_once(api: KubeApi, pol: Path, srv: platform.PlatformServer,
@@ -69,7 +59,7 @@ def condition(rec: dict[str, Any]) -> dict[str, Any]:
     return dict(c)
 
 
-def test_platform_rollback_restores(setup: tuple[KubeApi, Path],
+def test_platform_rollback_restores(setup: tuple[KubeApi, Path],  # noqa: F811
                                     capsys: pytest.CaptureFixture[str]) -> None:
     api, pol = setup
     srv = platform.PlatformServer(platform.build_feed(
@@ -100,7 +90,7 @@ def test_platform_rollback_restores(setup: tuple[KubeApi, Path],
         srv.stop(None)
 
 
-def test_unknown_recommendation_is_nacked(setup: tuple[KubeApi, Path],
+def test_unknown_recommendation_is_nacked(setup: tuple[KubeApi, Path],  # noqa: F811
                                           capsys: pytest.CaptureFixture[str]) -> None:
     api, pol = setup
     srv = platform.PlatformServer([]).start()
@@ -114,7 +104,7 @@ def test_unknown_recommendation_is_nacked(setup: tuple[KubeApi, Path],
     assert cpu(api) == "100m"
 
 
-def test_refused_rollback_is_closed_with_the_reason(setup: tuple[KubeApi, Path],
+def test_refused_rollback_is_closed_with_the_reason(setup: tuple[KubeApi, Path],  # noqa: F811
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     api, pol = setup
     srv = platform.PlatformServer(platform.build_feed(
