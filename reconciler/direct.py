@@ -480,10 +480,13 @@ def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: k
             item.phase = model.APPROVED
             item.message = "dry run: " + "; ".join(_describe_drain_plan(p) for p in plans)
             return
-        schedulable = []
+        schedulable, present = [], []
         for n in nodes:
             node = api.refresh_node(n)
-            if node is not None and not (node.get("spec") or {}).get("unschedulable"):
+            if node is None:
+                continue  # already removed (by the autoscaler, say): nothing to drain
+            present.append(n)
+            if not (node.get("spec") or {}).get("unschedulable"):
                 schedulable.append(n)
         # The way back is recorded before the first node is cordoned.
         pipeline.save_status(st, rec, replace(
@@ -492,14 +495,15 @@ def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: k
             pipeline.condition("Applied", False, "Draining",
                                f"cordoning and draining {', '.join(nodes)}", now)))
         _ensure_finalizer(view, rec)
-        results_ = drain.drain_nodes(api, nodes, options)
+        results_ = drain.drain_nodes(api, present, options)
     except errors.ReconcilerError as e:
         _fail_for(st, w, e, now)
         return
     cordoned = [r.node for r in results_ if r.cordoned_by_us]
     evicted = [f"{ns}/{name}" for r in results_ for ns, name in r.evicted]
-    done = len(results_) == len(nodes) and all(r.complete or not r.node_found
-                                                for r in results_)
+    done = len(results_) == len(present) and all(r.complete or not r.node_found
+                                                  for r in results_)
+    gone = [n for n in nodes if n not in present]
     previous = {"cordoned": cordoned, "nodes": nodes, "evicted": evicted}
     who = kube.who(api.api_client, api.field_manager)
     audit_log.info(json.dumps({
@@ -509,8 +513,9 @@ def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: k
         "at": pipeline.now_rfc3339()}, sort_keys=True))
     if done:
         item.phase = model.APPLIED
-        item.message = (f"drained {len(nodes)} node(s), {len(evicted)} pod(s) evicted; the "
-                        "cluster's autoscaler removes the empty nodes")
+        item.message = (f"drained {len(present)} node(s), {len(evicted)} pod(s) evicted; the "
+                        "cluster's autoscaler removes the empty nodes"
+                        + (f" ({', '.join(gone)} already gone)" if gone else ""))
         pipeline.save_status(st, rec, replace(
             status, phase=model.APPLIED, appliedAt=now, message=item.message,
             previous=previous).with_condition(

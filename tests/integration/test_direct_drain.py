@@ -14,6 +14,7 @@ Cases:
   schedulable, phase Failed with the pod named;
 - dry-run: nothing cordoned or evicted, the message says what would be evicted;
 - a scale recommendation naming no node: Failed, not applicable in direct mode;
+- a node that no longer exists is skipped (already removed) and the others are drained;
 - the policy's mode still routes: gitops -> not drained here.
 """
 
@@ -125,3 +126,9 @@ def test_gitops_mode_is_not_drained_here(env: Env, nodes: dict[str, Any]) -> Non
     item = only(env.run(ng("ng-1", ["node-a"], source="gitops")))
     assert item.phase == "Approved" and "pull request" in item.message
     assert not unschedulable(env, "node-a")
+
+
+def test_a_node_already_gone_is_not_in_the_way(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+    item = only(env.run(ng("ng-1", ["node-gone", "node-a"])))
+    assert item.phase == "Applied", item.message
+    assert "node-gone already gone" in item.message and unschedulable(env, "node-a")
