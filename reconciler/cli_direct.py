@@ -32,6 +32,11 @@ def add_direct_args(apply_parser: argparse.ArgumentParser) -> None:
     apply_parser.add_argument("--burst", type=int, default=kube.Options.burst, metavar="N",
                               help="requests allowed at once above --qps "
                                    "(default: %(default)s)")
+    apply_parser.add_argument("--server-dry-run", action=argparse.BooleanOptionalAction,
+                              default=True,
+                              help="direct mode: send each change as a server-side dry-run "
+                                   "before the real (test-guarded) patch; --no-server-dry-run "
+                                   "saves that request (default: on)")
     apply_parser.add_argument("--drain-timeout", type=float,
                               default=drain.DrainOptions.timeout, metavar="SECONDS",
                               help="node group recommendations: how long one node may take "
@@ -73,9 +78,15 @@ def apply_direct(args: argparse.Namespace, docs: list[Any]) -> pipeline.Batch:
     --store says otherwise); deletions waiting for a rollback are handled first."""
     from reconciler import wiring
 
+    timeout = float(getattr(args, "drain_timeout", drain.DrainOptions.timeout))
+    if timeout <= 0:
+        raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")
     cfg = settings.Settings(policy=_policy(args),
                             store=settings.StoreSettings(uri=getattr(args, "store", "") or
                                                          "kube"),
+                            direct=settings.DirectSettings(
+                                server_dry_run=bool(getattr(args, "server_dry_run", True)),
+                                drain_timeout=timeout),
                             now=getattr(args, "now", ""))
     st, api = _open(args)
     engine = wiring.policy_engine(cfg.policy)
@@ -84,11 +95,7 @@ def apply_direct(args: argparse.Namespace, docs: list[Any]) -> pipeline.Batch:
             for item in direct.reconcile_deletions(st, api, now=cfg.now):
                 print(f"deleted recommendation {item.id}: {item.phase}: {item.message}",
                       file=sys.stderr)
-        timeout = float(getattr(args, "drain_timeout", drain.DrainOptions.timeout))
-        if timeout <= 0:
-            raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")
-        return direct.run(docs, cfg, st, engine, api, dry_run=getattr(args, "dry_run", False),
-                          drain_options=drain.DrainOptions(timeout=timeout))
+        return direct.run(docs, cfg, st, engine, api, dry_run=getattr(args, "dry_run", False))
     finally:
         engine.close()
         st.close()

@@ -190,8 +190,8 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     pipeline.decide(sv, engine, cfg, live, now, cluster=cluster)
     for w in live:
         if isinstance(w.rec, model.NodeGroupRecommendation):
-            _carry_out_nodes(w, sv, view, kube_api, now, dry_run,
-                             drain_options or drain.DrainOptions())
+            _carry_out_nodes(w, sv, view, kube_api, now, dry_run, drain_options or
+                             drain.DrainOptions(timeout=cfg.direct.drain_timeout))
             continue
         _carry_out(w, sv, view, kube_api, engine, cfg, read[w.rec.id], now, dry_run)
     return batch
@@ -383,7 +383,7 @@ def _carry_out(w: pipeline.Work, st: store.Store, view: BatchStore, api: kube.Ku
                 item.phase = model.APPROVED
                 item.message = "dry run (server-side): would change " + _describe(item.plan)
                 return
-            _apply(st, view, api, w, change, dec, now)
+            _apply(st, view, api, w, change, dec, now, dry_run_first=cfg.direct.server_dry_run)
             return
         except errors.ConflictError as e:
             log.info("%s: the target changed while applying (%s); reading it again", rec.id, e)
@@ -576,14 +576,16 @@ def _send(api: kube.Kube, rec: model.WorkloadRecommendation, change: Change, *,
 
 
 def _apply(st: store.Store, view: BatchStore, api: kube.Kube, w: pipeline.Work,
-           change: Change, dec: decision.Decision, now: str) -> None:
+           change: Change, dec: decision.Decision, now: str, *,
+           dry_run_first: bool = True) -> None:
     rec, item = w.rec, w.item
     assert isinstance(rec, model.WorkloadRecommendation)
     savings = rec.projectedSavings.display() if rec.projectedSavings else ""
     base = model.Status(decision=pipeline.decision_summary(dec), previous=_previous(change),
                         projectedSavings=savings)
     # Dry-run first: an invalid change or a lost race is found before anything is written.
-    _send(api, rec, change, dry_run=True)
+    if dry_run_first:
+        _send(api, rec, change, dry_run=True)
     # The way back is recorded before the workload moves.
     pipeline.save_status(st, rec, replace(base, phase=model.APPLYING,
                                           message="applying").with_condition(

@@ -63,11 +63,23 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class DirectSettings:
+    """Direct mode. ``server_dry_run``: send each workload change as a server-side dry-run
+    before the real patch (admission refusals found before the status says Applying). The
+    real patch is guarded by `test` operations either way, so turning it off only saves a
+    request per change; a refusal then ends Failed after the way back is recorded."""
+
+    server_dry_run: bool = True
+    drain_timeout: float = 300.0  # node groups: seconds one node may take to drain
+
+
+@dataclass(frozen=True)
 class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     git: GitSettings = field(default_factory=GitSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     forge: ForgeSettings = field(default_factory=ForgeSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    direct: DirectSettings = field(default_factory=DirectSettings)
     operator_namespace: str = "dakr-operator"
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch

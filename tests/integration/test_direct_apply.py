@@ -23,6 +23,8 @@ Cases:
 - dry-run: server-side dry-run requests only, nothing stored, no status, no CR;
 - policy: a denied recommendation is Rejected without touching the workload, an audit one
   is Approved only, a gitops-routed one is not applied directly;
+- without the server-side dry-run (--no-server-dry-run): exactly one status write, the
+  guarded patch and one status write; a refused change still ends Failed with the field;
 - errors: 404 (the workload went away after it was read), 422 (the server's validation
   refuses the result: Failed with the field), 429 and 500 retried then applied, a 5xx that
   does not stop -> Failed as unavailable, 403 under RBAC with the chart's ClusterRole (the
@@ -32,6 +34,7 @@ Cases:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -410,6 +413,28 @@ def test_422_server_validation(env: Env) -> None:
     assert "containers[1].resources.requests" in item.message
     assert env.resources("legacy")["requests"]["cpu"] == "100m"
     assert env.rec("rec-1")["status"]["conditions"][0]["reason"] == "Invalid"
+
+
+def test_without_server_dry_run(env: Env) -> None:
+    """--no-server-dry-run: the guarded patch alone (3 reads/PATCHes/status writes per
+    change); a change the server refuses still ends Failed with the field named, and the
+    way back had been recorded first."""
+    cfg = dataclasses.replace(env.cfg, direct=settings.DirectSettings(server_dry_run=False))
+    env.api.requests.reset()
+    item = only(direct.run([rightsizing("rec-1", requests={"cpu": "250m"})], cfg, env.store(),
+                           env.engine, env.adapter()))
+    assert item.phase == "Applied" and env.resources()["requests"]["cpu"] == "250m"
+    counted = [(r.verb, r.resource, r.subresource) for r in env.api.requests.log
+               if r.verb in ("get", "patch", "update")]
+    assert counted == [("update", "workloadrecommendations", "status"),
+                       ("patch", "deployments", ""),
+                       ("update", "workloadrecommendations", "status")]
+    env.api.seed(env.api.deployment("legacy", containers=[
+        env.api.container("app"), env.api.container("sidecar", cpu="2", cpu_limit="1")]))
+    refused = only(direct.run([rightsizing("rec-2", name="legacy", requests={"cpu": "200m"})],
+                              cfg, env.store(), env.engine, env.adapter()))
+    assert refused.phase == "Failed" and "containers[1].resources.requests" in refused.message
+    assert env.resources("legacy")["requests"]["cpu"] == "100m"
 
 
 @pytest.mark.parametrize("code", [429, 500, 503])

@@ -8,6 +8,7 @@ Cases:
   an unknown id exits 1; a refused rollback (foreign change) exits 1 and says why;
 - a deleted recommendation is rolled back by the next `apply` run before its batch;
 - bad --qps exits 2 naming it; gitops mode without --repo exits 2;
+- --no-server-dry-run sends the guarded patch alone; a bad --drain-timeout exits 2;
 - `run --once --mode direct` with a file source: stored as a CR and applied in the same
   round; the next round has nothing pending and writes nothing.
 """
@@ -126,6 +127,19 @@ def test_bad_rate_limit(setup: tuple[KubeApi, Path],
     api, pol = setup
     assert _apply(api, pol, "--qps", "0", docs=[]) == 2
     assert "qps" in capsys.readouterr().err
+
+
+def test_no_server_dry_run_flag(setup: tuple[KubeApi, Path],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    api, pol = setup
+    api.requests.reset()
+    assert _apply(api, pol, "--no-server-dry-run",
+                  docs=[rightsizing("rec-n", requests={"cpu": "300m"})]) == 0
+    capsys.readouterr()
+    assert _cpu(api) == "300m"
+    assert api.requests.count("patch", "deployments") == 1  # the guarded patch alone
+    assert _apply(api, pol, "--drain-timeout", "0", docs=[]) == 2
+    assert "--drain-timeout" in capsys.readouterr().err
 
 
 def test_gitops_mode_needs_a_repo(setup: tuple[KubeApi, Path],
