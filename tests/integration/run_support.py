@@ -74,10 +74,15 @@ def run_until(argv: Sequence[str], metrics_port: int, done: Callable[[str], bool
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGTERM)  # cmd_run's handler: stop between rounds
 
+    # While this runs, SIGTERM is harmless to the test process: cmd_run puts its own
+    # handler in place and restores this one, so a signal that arrives after the CLI has
+    # returned (it failed early, say) cannot kill pytest.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
         rc = cli.main(list(argv))
     finally:
         watcher.join(timeout + 10)
+        signal.signal(signal.SIGTERM, previous)
     return rc, seen
