@@ -429,7 +429,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         """The platform's rollback requests: direct mode restores the previous values,
         GitOps mode proposes a revert pull request. A temporary failure leaves the request
         open for the next round; a refusal closes it with the reason."""
-        done: list[results.ItemResult] = []
+        done: list[tuple[run.RollbackRequest, results.ItemResult, bool]] = []
         for req in todo:
             try:
                 if cfg is None:
@@ -446,20 +446,24 @@ def cmd_run(args: argparse.Namespace) -> int:
                 item = results.ItemResult(id=req.id, kind=req.kind,
                                           message=f"rollback refused: {e}")
                 ok = False
-            st = wiring.open_store(store_uri, args.kubeconfig, args.context)
-            try:
+            done.append((req, item, ok))
+        if not done:
+            return
+        # Close the requests with what came of them, in one store session.
+        st = wiring.open_store(store_uri, args.kubeconfig, args.context)
+        try:
+            for req, item, ok in done:
                 if not ok or not item.phase or item.phase == model.PENDING:
                     rec = st.get(req.kind, req.id)
                     item.phase = rec.phase if rec is not None else item.phase
                 run.finish_rollback(st, req, ok, item.message)
-            finally:
-                st.close()
-            metrics.rollbacks.labels("done" if ok else "refused").inc()
-            log.log(logging.INFO if ok else logging.WARNING, "rollback of %s requested by the "
-                    "platform: %s: %s", req.id, item.phase, item.message)
-            done.append(item)
-        if reports_upstream and done:
-            run.report_upstream(stream_path, done)
+                metrics.rollbacks.labels("done" if ok else "refused").inc()
+                log.log(logging.INFO if ok else logging.WARNING, "rollback of %s requested by "
+                        "the platform: %s: %s", req.id, item.phase, item.message)
+        finally:
+            st.close()
+        if reports_upstream:
+            run.report_upstream(stream_path, [item for _, item, _ in done])
 
     def standby() -> None:
         # A standby is ready: readiness gated on leadership would stall every rolling

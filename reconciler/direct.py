@@ -415,16 +415,11 @@ def _settle(st: store.Store, w: pipeline.Work, dec: decision.Decision, fact: _Li
     """What the decision and the live target allow; True when there is a change to send.
     Mirrors ``pipeline.plan_item`` with HPA routing and direct-mode wording."""
     rec, item = w.rec, w.item
-    status = model.Status(decision=pipeline.decision_summary(dec), projectedSavings=(
-        rec.projectedSavings.display() if rec.projectedSavings else ""))
+    status = pipeline.decided_status(rec, dec)
     if not dec.allow or dec.mode == "audit" or w.target is None:
         return pipeline.plan_item(st, w, now)  # refused / audit / not found: same as GitOps
     if dec.mode == "gitops":
-        item.phase = model.APPROVED
-        item.message = "policy routes this change through a pull request (mode gitops): " \
-                       "not applied directly"
-        pipeline.save_status(st, rec, replace(status, phase=model.APPROVED,
-                                              message=item.message))
+        _routed_to_gitops(st, w, status)
         return False
     assert isinstance(rec, model.WorkloadRecommendation)
     try:
@@ -456,17 +451,12 @@ def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: k
     restored, their controllers have already replaced them elsewhere."""
     rec, item, dec = w.rec, w.item, w.item.decision
     assert isinstance(rec, model.NodeGroupRecommendation) and dec is not None
-    status = model.Status(decision=pipeline.decision_summary(dec), projectedSavings=(
-        rec.projectedSavings.display() if rec.projectedSavings else ""))
+    status = pipeline.decided_status(rec, dec)
     if not dec.allow or dec.mode == "audit":
         pipeline.plan_item(st, w, now)  # refused, or recorded only: as in GitOps mode
         return
     if dec.mode == "gitops":
-        item.phase = model.APPROVED
-        item.message = ("policy routes this change through a pull request (mode gitops): "
-                        "not applied directly")
-        pipeline.save_status(st, rec, replace(status, phase=model.APPROVED,
-                                              message=item.message))
+        _routed_to_gitops(st, w, status)
         return
     nodes = list(dict.fromkeys(rec.nodesToRemove))
     if not nodes:
@@ -531,6 +521,15 @@ def _carry_out_nodes(w: pipeline.Work, st: store.Store, view: BatchStore, api: k
               type_="Warning")
 
 
+def _routed_to_gitops(st: store.Store, w: pipeline.Work, status: model.Status) -> None:
+    """Approved, not applied here: the policy wants a reviewed pull request (mode gitops)."""
+    w.item.phase = model.APPROVED
+    w.item.message = ("policy routes this change through a pull request (mode gitops): "
+                      "not applied directly")
+    pipeline.save_status(st, w.rec, replace(status, phase=model.APPROVED,
+                                            message=w.item.message))
+
+
 def _describe_drain_plan(p: drain.DrainPlan) -> str:
     if not p.ok:
         return f"{p.node}: refused ({'; '.join(f'{ns}/{n}: {why}' for ns, n, why in p.blocking)})"
@@ -580,9 +579,7 @@ def _apply(st: store.Store, view: BatchStore, api: kube.Kube, w: pipeline.Work,
            dry_run_first: bool = True) -> None:
     rec, item = w.rec, w.item
     assert isinstance(rec, model.WorkloadRecommendation)
-    savings = rec.projectedSavings.display() if rec.projectedSavings else ""
-    base = model.Status(decision=pipeline.decision_summary(dec), previous=_previous(change),
-                        projectedSavings=savings)
+    base = replace(pipeline.decided_status(rec, dec), previous=_previous(change))
     # Dry-run first: an invalid change or a lost race is found before anything is written.
     if dry_run_first:
         _send(api, rec, change, dry_run=True)

@@ -285,12 +285,17 @@ def decide(st: store.Store, engine: opa.PolicyEngine, cfg: settings.Settings,
         w.item.decision = dec
 
 
+def decided_status(rec: model.Recommendation, dec: decision.Decision) -> model.Status:
+    """The status every outcome of a decision starts from: the decision and the savings."""
+    return model.Status(decision=decision_summary(dec), projectedSavings=(
+        rec.projectedSavings.display() if rec.projectedSavings else ""))
+
+
 def plan_item(st: store.Store, w: Work, now: str) -> bool:
     """Settle what the decision and the target allow; True when there is something to write."""
     rec, item, dec = w.rec, w.item, w.item.decision
     assert dec is not None
-    status = model.Status(decision=decision_summary(dec), projectedSavings=(
-        rec.projectedSavings.display() if rec.projectedSavings else ""))
+    status = decided_status(rec, dec)
     if not dec.allow:
         item.phase, item.message = model.REJECTED, "refused by policy"
         reasons = "; ".join(dec.reasons)

@@ -24,18 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors
+from reconciler.adapters import opa
 
 ROOT = "platform"
 MAX_BYTES = 1 << 20  # one update, as JSON: policy parameters, not a data set
-
-
-def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``update`` deep-merged over ``base``: objects key by key, anything else replaces."""
-    out = dict(base)
-    for k, v in update.items():
-        old = out.get(k)
-        out[k] = merge(old, v) if isinstance(v, Mapping) and isinstance(old, Mapping) else v
-    return out
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -60,7 +52,7 @@ def update(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
     if size > MAX_BYTES:
         raise errors.PermanentError(
             f"policy data update is {size} bytes; at most {MAX_BYTES} are accepted")
-    merged = merge(load(path), data)
+    merged = opa.deep_merge(load(path), data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".platform-data-", dir=path.parent)
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, importers, policy_data
+from reconciler import errors, importers, pipeline, policy_data
 from reconciler import metrics as metrics_mod
 from reconciler.adapters import files, store
 from reconciler.core import model, results, validation
@@ -137,21 +137,18 @@ class RollbackRequest:
     reason: str
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _set_condition(st: store.Store, kind: str, rec_id: str, status_value: str, reason: str,
+def _set_condition(st: store.Store, kind: str, rec_id: str, ok: bool, reason: str,
                    message: str) -> None:
     """Set the RollbackRequested condition on a stored recommendation (CAS, retried)."""
+    cond = pipeline.condition(ROLLBACK_REQUESTED, ok, reason, message,
+                              pipeline.now_rfc3339()).to_dict()
     for _ in range(5):
         rec = st.get(kind, rec_id)
         if rec is None:
             raise errors.NotFoundError(f"{kind} {rec_id} is not known to this operator")
         status = dict(rec.status)
         conds = [c for c in status.get("conditions") or [] if c.get("type") != ROLLBACK_REQUESTED]
-        conds.append({"type": ROLLBACK_REQUESTED, "status": status_value, "reason": reason,
-                      "message": message[:1000], "lastTransitionTime": _now()})
+        conds.append(cond)
         status["conditions"] = conds
         try:
             st.update_status(kind, rec_id, status, rec.resource_version)
@@ -168,7 +165,7 @@ def request_rollback(st: store.Store, kind: str, rec_id: str, reason: str) -> No
     kind = kind or model.WORKLOAD
     if kind not in model.KINDS:
         raise errors.PermanentError(f"unknown recommendation kind {kind!r}")
-    _set_condition(st, kind, rec_id, "True", "PlatformRequest",
+    _set_condition(st, kind, rec_id, True, "PlatformRequest",
                    reason or "rollback requested by the platform")
 
 
@@ -186,7 +183,7 @@ def requested_rollbacks(st: store.Store) -> list[RollbackRequest]:
 def finish_rollback(st: store.Store, req: RollbackRequest, done: bool, message: str) -> None:
     """Close a request with what came of it: ``done`` (rolled back, a revert proposed, or
     nothing to roll back) or refused, with the reason; either way it is not tried again."""
-    _set_condition(st, req.kind, req.id, "False", "Done" if done else "Refused", message)
+    _set_condition(st, req.kind, req.id, False, "Done" if done else "Refused", message)
 
 
 def pending(st: store.Store) -> list[dict[str, Any]]:

@@ -365,11 +365,7 @@ class Kube:
             return cached
         answer = self.call(f"list {kind} in {namespace}", self._list_fn(kind), namespace)
         api_version = "autoscaling/v2" if kind == HPA else "apps/v1"
-        objs: dict[str, JSON] = {}
-        for item in answer.get("items") or []:
-            item.setdefault("apiVersion", api_version)  # list items carry no kind
-            item.setdefault("kind", kind)
-            objs[item["metadata"]["name"]] = item
+        objs = {item["metadata"]["name"]: item for item in _items(answer, api_version, kind)}
         with self._lock:
             self._cache[(kind, namespace)] = objs
         return objs

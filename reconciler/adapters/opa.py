@@ -90,17 +90,18 @@ def merge_data(docs: Sequence[Any]) -> dict[str, Any]:
             continue
         if not isinstance(doc, dict):
             raise ValueError("a data file must hold an object at its top")
-        out = _merge(out, doc)
+        out = deep_merge(out, doc)
     return out
 
 
-def _merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``b`` over ``a``: objects merge key by key, anything else replaces; no input is
+    changed. How data files layer, and how the platform's parameter updates accumulate."""
     out = dict(a)
     for k, v in b.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
+        old = out.get(k)
+        out[k] = deep_merge(old, v) if isinstance(v, Mapping) and isinstance(old, Mapping) \
+            else v
     return out
 
 

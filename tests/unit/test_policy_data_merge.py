@@ -1,4 +1,5 @@
-"""Merging the platform's policy parameters (``reconciler.policy_data.merge``).
+"""Deep merge of policy data (``opa.deep_merge``): how data files layer and how the
+platform's parameter updates accumulate (``reconciler.policy_data``).
 
 Cases: a new key is added; an object merges key by key, at any depth; a scalar, a list or
 null replaces what was there (lists are not concatenated); an object replaces a scalar and
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import policy_data
+from reconciler.adapters import opa
 
 
 @pytest.mark.parametrize(("base", "update", "expected"), [
@@ -28,5 +29,5 @@ from reconciler import policy_data
 ])
 def test_merge(base: dict[str, Any], update: dict[str, Any], expected: dict[str, Any]) -> None:
     b, u = copy.deepcopy(base), copy.deepcopy(update)
-    assert policy_data.merge(base, update) == expected
+    assert opa.deep_merge(base, update) == expected
     assert (base, update) == (b, u)
