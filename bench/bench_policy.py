@@ -4,6 +4,9 @@ Prints, for the same N generated inputs (default 10,000, built from the shared s
 rego-tests/data/samples.json with varied numbers, namespaces and kinds):
 
 - embedded engine, one decide() per input: decisions/s, p50/p99 latency;
+- the engine's floor: a constant policy on the same inputs and on an empty input (the
+  difference is the cost of converting the input), and the evaluation steps OPA traces
+  for one decision of the full library;
 - embedded engine, decide_many() in batches of 1,000 (one engine call per batch);
 - sidecar path: SidecarEngine over loopback HTTP (keep-alive) to the Data API test server
   (tests/opaserver, which runs the same embedded engine in this process);
@@ -101,6 +104,20 @@ def line(name: str, r: dict[str, float]) -> str:
             f"p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms")
 
 
+def _count_values(doc: Any) -> int:
+    """JSON values in a document, containers included: what the engine converts."""
+    if isinstance(doc, dict):
+        return 1 + sum(_count_values(v) for v in doc.values())
+    if isinstance(doc, list):
+        return 1 + sum(_count_values(v) for v in doc)
+    return 1
+
+
+def _trace_events(eng: opa.EmbeddedEngine, inp: dict[str, Any]) -> int:
+    """How many steps OPA's trace records for one decision: the policy's own work."""
+    return len(eng.trace(inp))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000)
@@ -128,8 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             '"warnings": []}\n')
         floor_eng = opa.EmbeddedEngine(Path(tmp), reload_interval=-1)
         floor = time_each(floor_eng.decide, inputs[: min(n, 2000)])
+        empty = time_each(floor_eng.decide, [{}] * min(n, 2000))
         floor_eng.close()
     print(line("floor: constant policy, same inputs", floor))
+    print(line("floor: constant policy, empty input", empty))
+    values = statistics.mean(_count_values(i) for i in inputs[:200])
+    per_value = (floor["p50_ms"] - empty["p50_ms"]) * 1000 / values
+    print(f"  input: {values:.0f} JSON values on average; converting them costs the engine "
+          f"{floor['p50_ms'] - empty['p50_ms']:.3f} ms at p50 (~{per_value:.1f} us per value)")
+    events = _trace_events(eng, inputs[0])
+    print(f"  evaluation steps traced for one rightsizing decision (full library): {events}")
 
     batch_times: list[float] = []
     decided = 0
