@@ -29,8 +29,11 @@ sys.path.insert(0, str(ROOT))
 import kubernetes  # noqa: E402
 import yaml  # noqa: E402
 
-from reconciler import direct, settings  # noqa: E402
-from reconciler.adapters import kube, kube_store, opa  # noqa: E402
+from reconciler.adapters import kube  # noqa: E402
+from reconciler.adapters.opa import engine as opa  # noqa: E402
+from reconciler.adapters.store import kube as kube_store  # noqa: E402
+from reconciler.config import settings  # noqa: E402
+from reconciler.direct import apply as direct  # noqa: E402
 from tests.kubeapi.handle import KubeApi, serve  # noqa: E402
 
 POLICY = """

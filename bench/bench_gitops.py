@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from reconciler import errors, layout
-from reconciler.core import decision, model, planner, validation, yamledit
+from reconciler.domain import decision, errors, model, planner, validation
+from reconciler.gitops import layout
+from reconciler.yamledit import splice as yamledit
 
 ALLOW = decision.Decision(allow=True, mode="gitops")
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -24,9 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconciler import errors, pipeline, settings, wiring  # noqa: E402
+from reconciler import wiring  # noqa: E402
 from reconciler.adapters import git  # noqa: E402
-from reconciler.core import validation  # noqa: E402
+from reconciler.config import settings  # noqa: E402
+from reconciler.domain import errors, validation  # noqa: E402
+from reconciler.gitops import pipeline  # noqa: E402
 
 DEPLOYMENT = """\
 # Copyright 2026 Example Corp. Licensed under the Apache License, Version 2.0.

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from reconciler.adapters import opa  # noqa: E402
+from reconciler.adapters.opa import engine as opa  # noqa: E402
 from tests.opaserver import OpaServer, samples  # noqa: E402
 
 MI = 1048576

@@ -27,7 +27,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconciler.adapters import sqlite_store  # noqa: E402
+from reconciler.adapters.store import sqlite as sqlite_store  # noqa: E402
 from reconciler.stream import client  # noqa: E402
 from reconciler.stream import state as stream_state  # noqa: E402
 
@@ -78,7 +78,7 @@ def main() -> int:
                 f.write(("," if i else "") + json.dumps(_doc(i)))
             f.write("]")
         server = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.stream.platform", "--from", str(src),
+            [sys.executable, "-m", "reconciler.devtools.platform", "--from", str(src),
              "--port", "0", "--acks-out", str(acks), "--batch", str(args.batch),
              "--window", str(args.window), "--heartbeat", "0.5"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from reconciler.core import yamledit
+from reconciler.yamledit import splice as yamledit
 
 DEMO = pathlib.Path("/work/shared/data/microservices-demo/kubernetes-manifests/cartservice.yaml")
 CHANGE = yamledit.WorkloadChange(

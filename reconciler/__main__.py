@@ -1,5 +1,5 @@
 import sys
 
-from reconciler import cli
+from reconciler.cli import main as cli
 
 sys.exit(cli.main())

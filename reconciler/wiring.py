@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reconciler import errors, policy_data, settings
-from reconciler.adapters import forge, git, kube, kube_store, opa, sqlite_store, store
+from reconciler.adapters import git, kube
+from reconciler.adapters.forge import port as forge
+from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import platform_data as policy_data
+from reconciler.adapters.store import kube as kube_store
+from reconciler.adapters.store import port as store
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.config import settings
+from reconciler.domain import errors
 
 log = logging.getLogger(__name__)
 

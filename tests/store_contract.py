@@ -39,8 +39,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors
-from reconciler.adapters import store as store_api
+from reconciler.adapters.store import port as store_api
+from reconciler.domain import errors
 
 Opener = Callable[[], store_api.Store]
 W = store_api.WORKLOAD

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import errors
+from reconciler.domain import errors
 
 MAX_FILE_BYTES = 64 * 2**20
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import git
 
-from reconciler import errors
+from reconciler.domain import errors
 
 AUTHOR_NAME = "dakr-reconciler"
 AUTHOR_EMAIL = "dakr-reconciler@localhost"

@@ -35,7 +35,7 @@ from typing import Any
 import kubernetes
 import urllib3
 
-from reconciler import errors
+from reconciler.domain import errors
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.adapters import store
+from reconciler.adapters.store import port as store
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,8 @@ from typing import Any, Protocol
 import grpc
 
 import reconciler
-from reconciler import errors
-from reconciler.adapters import store
-from reconciler.core import validation
+from reconciler.adapters.store import port as store
+from reconciler.domain import errors, validation
 from reconciler.stream import batch
 from reconciler.stream import state as stream_state
 from reconciler.stream.gen import stream_pb2, stream_pb2_grpc

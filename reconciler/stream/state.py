@@ -21,8 +21,8 @@ import pathlib
 import sqlite3
 import threading
 
-from reconciler import errors
-from reconciler.adapters import sqlite_store
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.domain import errors
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,12 @@ pytestmark = pytest.mark.skipif(
 
 import kubernetes  # noqa: E402
 
-from reconciler import direct, pipeline, settings  # noqa: E402
-from reconciler.adapters import kube, kube_store, opa  # noqa: E402
+from reconciler.adapters import kube  # noqa: E402
+from reconciler.adapters.opa import engine as opa  # noqa: E402
+from reconciler.adapters.store import kube as kube_store  # noqa: E402
+from reconciler.config import settings  # noqa: E402
+from reconciler.direct import apply as direct  # noqa: E402
+from reconciler.gitops import pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "dakr.devzero.io", "v1alpha1"

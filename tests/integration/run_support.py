@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import parser
 
-from reconciler import cli
+from reconciler.cli import main as cli
 
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

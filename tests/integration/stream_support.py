@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.adapters import sqlite_store
-from reconciler.stream import client, platform
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.devtools import platform
+from reconciler.stream import client
 from reconciler.stream import state as stream_state
 
 

@@ -869,7 +869,7 @@ def test_rendered_environment_configures_reconciler_run(chart: Any) -> None:
     """The Deployment runs `reconciler run` configured through DAKR_* variables and probes
     /healthz and /readyz: the CLI reads exactly those variables and serves those paths on
     the health port, so renaming one on either side fails here."""
-    from reconciler import cli
+    from reconciler.cli import main as cli
 
     rendered = _render(chart, OVERRIDES["gitops-configured"])
     pod = rendered.one("Deployment")["spec"]["template"]["spec"]

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import cli
-from reconciler.adapters import sqlite_store
-from reconciler.core import model
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import main as cli
+from reconciler.domain import model
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-24T10:00:00Z"

@@ -45,8 +45,13 @@ from typing import Any
 import kubernetes
 import pytest
 
-from reconciler import direct, errors, pipeline, settings
-from reconciler.adapters import kube, kube_store, opa
+from reconciler.adapters import kube
+from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.store import kube as kube_store
+from reconciler.config import settings
+from reconciler.direct import apply as direct
+from reconciler.domain import errors
+from reconciler.gitops import pipeline
 from tests import chart_rbac
 from tests.crds import install_crds
 from tests.kubeapi.handle import KubeApi

@@ -23,7 +23,7 @@ import kubernetes
 import pytest
 import yaml
 
-from reconciler import cli
+from reconciler.cli import main as cli
 from tests.crds import install_crds
 from tests.integration.test_direct_apply import (
     GROUP,

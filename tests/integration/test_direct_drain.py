@@ -27,7 +27,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from reconciler import direct
+from reconciler.direct import apply as direct
 from tests.integration.test_direct_apply import GROUP, VERSION, Env, env  # noqa: F401
 
 NG = "NodeGroupRecommendation"

@@ -26,9 +26,9 @@ import kubernetes
 import pytest
 import urllib3
 
-from reconciler import direct, errors
 from reconciler.adapters import kube
-from reconciler.core import planner
+from reconciler.direct import apply as direct
+from reconciler.domain import errors, planner
 
 C = "/spec/template/spec/containers"
 

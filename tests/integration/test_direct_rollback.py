@@ -25,7 +25,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from reconciler import direct, errors
+from reconciler.direct import apply as direct
+from reconciler.domain import errors
 from tests.integration.test_direct_apply import (  # the fixture `env` is shared
     GROUP,
     VERSION,

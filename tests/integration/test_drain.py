@@ -36,8 +36,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from reconciler import drain
 from reconciler.adapters import kube
+from reconciler.direct import drain
 from tests.kubeapi.handle import KubeApi, typed_api
 
 FAST = kube.Options(qps=1000, burst=1000, retries=2, backoff=0.01, backoff_max=0.02,

@@ -39,9 +39,10 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors, facts
-from reconciler.adapters import kube, opa
-from reconciler.core import model, policy_input, validation
+from reconciler.adapters import kube
+from reconciler.adapters.opa import engine as opa
+from reconciler.domain import errors, model, policy_input, validation
+from reconciler.flow import facts
 from tests.kubeapi.handle import KubeApi
 
 ROOT = Path(__file__).resolve().parents[2]

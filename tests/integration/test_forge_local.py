@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors
-from reconciler.adapters import forge
-from reconciler.core import model
+from reconciler.adapters.forge import port as forge
+from reconciler.domain import errors, model
 
 GIT = ["git", "-c", "user.name=Reviewer", "-c", "user.email=reviewer@example.com",
        "-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false"]

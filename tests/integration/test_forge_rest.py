@@ -33,9 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors
-from reconciler.adapters import forge
-from reconciler.core import model
+from reconciler.adapters.forge import port as forge
+from reconciler.domain import errors, model
 from tests.forgeserver import GITEA, GITHUB, GITLAB, ForgeServer
 
 TOKEN = "tok-5ecret-a1b2c3d4e5"

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from reconciler import cli
-from reconciler.adapters import sqlite_store
-from reconciler.core import model
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import main as cli
+from reconciler.domain import model
 from tests.kubeapi.handle import KubeApi
 
 NOW = "2026-11-24T10:00:00Z"

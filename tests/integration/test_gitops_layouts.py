@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import cli
 from reconciler.adapters import git
+from reconciler.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "layout"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import cli
-from reconciler.adapters import sqlite_store
-from reconciler.core import model
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import main as cli
+from reconciler.domain import model
 from tests.forgeserver import GITEA, GITHUB, GITLAB, ForgeServer
 
 TOKEN = "tok-lifecycle-77aa"

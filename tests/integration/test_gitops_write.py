@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors, gitops, layout
 from reconciler.adapters import git
-from reconciler.core import planner
+from reconciler.domain import errors, planner
+from reconciler.gitops import layout
+from reconciler.gitops import writer as gitops
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "microservices-demo"
@@ -205,7 +206,7 @@ def test_shallow_clone_writes_and_reruns(origin: Path, tmp_path: Path,
     makes no commit)."""
     import json
 
-    from reconciler import cli
+    from reconciler.cli import main as cli
 
     for i in range(3):  # some history, so that depth 1 really cuts it
         tree = sh("git", "--git-dir", str(origin), "rev-parse", "main^{tree}").strip()

@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors
-from reconciler.adapters import kube, kube_store
-from reconciler.adapters import store as store_api
+from reconciler.adapters import kube
+from reconciler.adapters.store import kube as kube_store
+from reconciler.adapters.store import port as store_api
+from reconciler.domain import errors
 from tests.crds import install_crds
 from tests.kubeapi.handle import KubeApi
 from tests.store_contract import StoreContract

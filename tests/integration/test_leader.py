@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors, leader
+from reconciler.domain import errors
+from reconciler.runtime import leader
 from tests import chart_rbac
 from tests.kubeapi.handle import KubeApi
 
@@ -247,7 +248,7 @@ def test_another_holder_means_lost_at_once(kubeapi: KubeApi,
 
 def test_race_to_create_the_lease(kubeapi: KubeApi, candidates: Callable[..., Candidate],
                                   caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="reconciler.leader")
+    caplog.set_level(logging.DEBUG, logger="reconciler.runtime.leader")
     # a reads "no lease", then its create is held back while b reads and creates.
     kubeapi.faults.delay(0.5, n=1, verb="create", resource="leases")
     a = candidates("a").start()
@@ -265,7 +266,7 @@ def test_race_to_create_the_lease(kubeapi: KubeApi, candidates: Callable[..., Ca
 def test_race_to_take_a_released_lease(kubeapi: KubeApi,
                                        candidates: Callable[..., Candidate],
                                        caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="reconciler.leader")
+    caplog.set_level(logging.DEBUG, logger="reconciler.runtime.leader")
     kubeapi.seed({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                   "metadata": {"name": LEASE, "namespace": "default"},
                   "spec": {"holderIdentity": "", "leaseDurationSeconds": 1,

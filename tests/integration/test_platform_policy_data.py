@@ -23,9 +23,13 @@ from typing import Any
 
 import pytest
 
-from reconciler import cli, policy_data, settings, wiring
-from reconciler.adapters import files, sqlite_store
-from reconciler.stream import platform
+from reconciler import wiring
+from reconciler.adapters import files
+from reconciler.adapters.opa import platform_data as policy_data
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import main as cli
+from reconciler.config import settings
+from reconciler.devtools import platform
 from reconciler.stream.gen import stream_pb2
 from tests.opaserver import OpaServer
 

@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import cli_policy
-from reconciler.adapters import opa, sqlite_store
+from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import policy as cli_policy
 from tests.opaserver import OpaServer, samples
 
 ROOT = samples.ROOT

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.adapters import opa
-from reconciler.core import decision
+from reconciler.adapters.opa import engine as opa
+from reconciler.domain import decision
 from tests.opaserver import OpaServer, samples
 
 MI = 1048576

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from reconciler.adapters import opa
-from reconciler.core import decision
+from reconciler.adapters.opa import engine as opa
+from reconciler.domain import decision
 from tests.opaserver import OpaServer, samples
 
 BROKEN = {

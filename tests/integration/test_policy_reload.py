@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from reconciler.adapters import opa
+from reconciler.adapters.opa import engine as opa
 from tests.opaserver import OpaServer
 
 ALLOW = 'package dakr\ndecision := {"allow": true, "mode": "direct", "deny": [], "warnings": []}\n'
@@ -95,7 +95,7 @@ def test_broken_file_keeps_last_good_set(
     eng = opa.EmbeddedEngine(tmp_path, reload_interval=0)
     assert eng.decide({}).allow
     _write(tmp_path / "dakr" / "decision.rego", broken)
-    with caplog.at_level(logging.ERROR, logger="reconciler.adapters.opa"):
+    with caplog.at_level(logging.ERROR, logger="reconciler.adapters.opa.engine"):
         assert eng.decide({}).allow  # still the last good set
     assert eng.last_error and says in eng.last_error
     assert any(says in r.getMessage() for r in caplog.records)

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.adapters import opa
-from reconciler.core import policy_input, validation
+from reconciler.adapters.opa import engine as opa
+from reconciler.domain import policy_input, validation
 from tests.opaserver import samples
 
 CONTRACT_KEYS = {"recommendation", "target", "normalized", "cluster", "history", "now"}

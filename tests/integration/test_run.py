@@ -24,11 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import cli
-from reconciler.adapters import files, sqlite_store
-from reconciler.adapters import store as store_api
-from reconciler.core import model
-from reconciler.stream import platform
+from reconciler.adapters import files
+from reconciler.adapters.store import port as store_api
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import main as cli
+from reconciler.devtools import platform
+from reconciler.domain import model
 
 ROOT = Path(__file__).resolve().parents[2]
 RECS = ROOT / "examples" / "recommendations.yaml"
@@ -148,7 +149,7 @@ def test_health_endpoints() -> None:
     import urllib.error
     import urllib.request
 
-    from reconciler import run
+    from reconciler.runtime import loop as run
 
     health = run.Health("127.0.0.1:0")
     base = f"http://127.0.0.1:{health.port}"

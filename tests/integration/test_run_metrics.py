@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors, metrics, run
-from reconciler.adapters import sqlite_store
-from reconciler.core import model
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.domain import errors, model
+from reconciler.runtime import loop as run
+from reconciler.runtime import metrics
 from tests.integration.run_support import free_port, get, run_until, samples, value
 
 ROOT = Path(__file__).resolve().parents[2]

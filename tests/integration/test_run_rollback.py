@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import cli
-from reconciler.stream import platform
+from reconciler.cli import main as cli
+from reconciler.devtools import platform
 from reconciler.stream.gen import stream_pb2
 from tests.integration.test_direct_apply import GROUP, VERSION, W, rightsizing
 from tests.integration.test_direct_cli import setup  # noqa: F401 (the fixture)
@@ -130,7 +130,8 @@ def test_gitops_rollback_of_an_open_change_is_refused(origin: Path, tmp_path: Pa
                                                       ) -> None:
     """GitOps mode: the request goes through the same path as `reconciler rollback`; a
     change whose pull request is still open is not rolled back (close the PR instead)."""
-    from reconciler.adapters import files, sqlite_store
+    from reconciler.adapters import files
+    from reconciler.adapters.store import sqlite as sqlite_store
 
     docs = [d for d in files.load_documents(RECS)
             if (d.get("spec") or {}).get("recommendationId") == "rec-0001"]

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from reconciler import errors
-from reconciler.adapters import sqlite_store
-from reconciler.adapters import store as store_api
+from reconciler.adapters.store import port as store_api
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.domain import errors
 
 # pytest's default "prepend" import mode puts only this directory on sys.path (it has no
 # __init__.py), so the repository root is added for the ``tests`` package; spawned child

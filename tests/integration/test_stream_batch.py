@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors
-from reconciler.adapters import sqlite_store, store
+from reconciler.adapters.store import port as store
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.domain import errors
 from reconciler.stream import batch
 
 W, N = store.WORKLOAD, store.NODE_GROUP

@@ -24,7 +24,7 @@ import sys
 import pytest
 import yaml
 
-from reconciler import cli_stream
+from reconciler.cli import stream as cli_stream
 from tests.crds import install_crds
 from tests.integration import stream_support as ss
 from tests.kubeapi.handle import KubeApi
@@ -46,7 +46,7 @@ def test_platform_process_and_ingest(tmp_path: pathlib.Path,
     src.write_text(yaml.safe_dump_all([ss.doc(i) for i in range(60)]))
     acks = tmp_path / "acks.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.stream.platform", "--from", str(src), "--port", "0",
+        [sys.executable, "-m", "reconciler.devtools.platform", "--from", str(src), "--port", "0",
          "--drop-after", "25", "--duplicate-every", "9", "--garbage-every", "20",
          "--heartbeat", "0.2", "--acks-out", str(acks)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import validation
-from reconciler.stream import platform
+from reconciler.devtools import platform
+from reconciler.domain import validation
 from tests.integration import stream_support as ss
 
 N_KILL = 3000

@@ -18,8 +18,9 @@ import pathlib
 
 import pytest
 
-from reconciler import errors
-from reconciler.stream import client, platform
+from reconciler.devtools import platform
+from reconciler.domain import errors
+from reconciler.stream import client
 from tests.integration import stream_support as ss
 
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import kubernetes
 
-from reconciler.stream import client, platform
+from reconciler.devtools import platform
+from reconciler.stream import client
 from reconciler.stream.gen import stream_pb2
 from tests.integration import stream_support as ss
 from tests.kubeapi.fixtures import KubeApi, kubeapi  # noqa: F401

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import opa
+from reconciler.adapters.opa import engine as opa
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from reconciler.adapters import files
-from reconciler.core import model, quantity, validation
+from reconciler.domain import model, quantity, validation
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import decision
+from reconciler.domain import decision
 
 OK: dict[str, Any] = {"allow": True, "mode": "direct", "deny": [], "warnings": []}
 

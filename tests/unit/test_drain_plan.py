@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import drain, errors
+from reconciler.direct import drain
+from reconciler.domain import errors
 
 JSON = dict[str, Any]
 

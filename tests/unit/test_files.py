@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors
 from reconciler.adapters import files
+from reconciler.domain import errors
 
 
 @pytest.mark.parametrize(("text", "docs"), [

@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors, importers
-from reconciler.adapters import files
-from reconciler.core import validation
+from reconciler.adapters import files, importers
+from reconciler.domain import errors, validation
 
 HAMSTER = {
     "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",

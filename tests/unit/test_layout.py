@@ -44,8 +44,9 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors, layout
-from reconciler.core import decision, planner, validation, yamledit
+from reconciler.domain import decision, errors, planner, validation
+from reconciler.gitops import layout
+from reconciler.yamledit import splice as yamledit
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "layout"
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "layouts"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors, leader
+from reconciler.domain import errors
+from reconciler.runtime import leader
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

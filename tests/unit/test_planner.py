@@ -27,8 +27,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors
-from reconciler.core import decision, model, planner, validation
+from reconciler.domain import decision, errors, model, planner, validation
 
 ALLOW = decision.Decision(allow=True, mode="gitops")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.adapters import opa
+from reconciler.adapters.opa import engine as opa
 
 
 @pytest.mark.parametrize(("base", "update", "expected"), [

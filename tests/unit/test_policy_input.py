@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import model, policy_input, validation
+from reconciler.domain import model, policy_input, validation
 
 NOW = "2026-11-24T22:00:00Z"
 

@@ -34,7 +34,7 @@ from fractions import Fraction
 
 import pytest
 
-from reconciler.core import quantity
+from reconciler.domain import quantity
 
 DOC = "k8s Quantity API reference"
 QT = "apimachinery quantity_test.go"

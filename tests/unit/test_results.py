@@ -28,8 +28,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler import errors
-from reconciler.core import decision, model, planner, results
+from reconciler.domain import decision, errors, model, planner, results
 
 ALLOW = decision.Decision(allow=True, mode="gitops", warnings=("window closes at 18:00",),
                           decision_id="dec-42")

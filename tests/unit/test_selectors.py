@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import selectors
+from reconciler.domain import selectors
 
 WEB = {"app": "web", "tier": "front"}
 

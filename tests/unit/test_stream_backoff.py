@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import errors
+from reconciler.domain import errors
 from reconciler.stream import client
 
 

@@ -37,8 +37,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors
-from reconciler.core import model, validation
+from reconciler.domain import errors, model, validation
 
 Doc = dict[str, Any]
 Mutation = Callable[[Doc], None]

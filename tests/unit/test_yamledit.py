@@ -40,8 +40,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import errors
-from reconciler.core import yamledit
+from reconciler.domain import errors
+from reconciler.yamledit import splice as yamledit
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "yamledit"
 DEMO = pathlib.Path("/work/shared/data/microservices-demo")

@@ -39,8 +39,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import errors
-from reconciler.core import quantity, yamledit
+from reconciler.domain import errors, quantity
+from reconciler.yamledit import splice as yamledit
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "layout"
 KEY_ONLY = re.compile(r"^\s*(?:-\s+)?[A-Za-z][\w-]*:\s*(?:#.*)?$")

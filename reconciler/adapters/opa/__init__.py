@@ -1,0 +1,1 @@
+"""The policy engine: embedded OPA, the OPA sidecar, the Rego test runner."""

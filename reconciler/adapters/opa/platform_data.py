@@ -1,0 +1,68 @@
+"""Policy data pushed by the platform (the stream's PolicyUpdate), kept apart from the team's.
+
+The platform may send parameters for policies. They are stored under their own root,
+``data.platform``, never merged over ``data.config`` (the team's ``policies/data.yaml``):
+nothing the platform sends can loosen a guardrail the team set. The default library reads
+nothing under ``data.platform``; a team that wants the platform's parameters refers to
+them in its own Rego, explicitly.
+
+Updates are deep-merged in arrival order (an object merges key by key, anything else
+replaces) into one JSON file in the operator's state directory, written atomically and
+acked only after it is on disk, so a restart keeps them. The embedded engine loads the file
+as an optional data file (and reloads when it changes); the sidecar gets it through OPA's
+Data API (``PUT /v1/data/platform``) whenever an engine is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters.opa import engine as opa
+from reconciler.domain import errors
+
+ROOT = "platform"
+MAX_BYTES = 1 << 20  # one update, as JSON: policy parameters, not a data set
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The platform's parameters (the content under ``data.platform``); {} without a file."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise errors.PermanentError(f"platform policy data {path} is unreadable: {e}") from e
+    inner = doc.get(ROOT) if isinstance(doc, dict) else None
+    return dict(inner) if isinstance(inner, dict) else {}
+
+
+def update(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge one update into the file (atomically: a crash leaves the old or the new
+    file, never half of one) and return the merged parameters."""
+    try:
+        size = len(json.dumps(data))
+    except (TypeError, ValueError) as e:
+        raise errors.PermanentError(f"policy data is not JSON: {e}") from e
+    if size > MAX_BYTES:
+        raise errors.PermanentError(
+            f"policy data update is {size} bytes; at most {MAX_BYTES} are accepted")
+    merged = opa.deep_merge(load(path), data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".platform-data-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({ROOT: merged}, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return merged

@@ -1,0 +1,1 @@
+"""The recommendation store: its interface, SQLite and the custom resources."""

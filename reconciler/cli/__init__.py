@@ -1,0 +1,1 @@
+"""The ``reconciler`` command: argument parsing and output only."""

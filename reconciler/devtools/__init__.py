@@ -1,0 +1,1 @@
+"""Tools for development and demos (the reference platform), not the operator."""

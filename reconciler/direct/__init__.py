@@ -1,0 +1,1 @@
+"""Changes through the Kubernetes API: guarded patches, drains, rollback."""

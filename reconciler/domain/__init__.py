@@ -1,0 +1,1 @@
+"""The pure core: model, validation, quantities, decisions, planner, status. No I/O."""

@@ -1,0 +1,181 @@
+"""Batch results as data, and the three ways they are shown: JSON, a terminal table, and a
+pull-request body. Pure: the same results always render the same bytes, so a rerun that
+changes nothing rewrites nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.domain import decision, errors, model, planner
+
+
+@dataclass
+class ItemResult:
+    """What happened to one recommendation of a batch."""
+
+    id: str
+    kind: str = model.WORKLOAD
+    namespace: str = ""
+    target: str = ""  # "Deployment/cartservice"
+    phase: str = model.PENDING
+    decision: decision.Decision | None = None
+    errors: list[errors.FieldError] = field(default_factory=list)
+    message: str = ""
+    plan: planner.Plan | None = None
+    savings: model.Savings | None = None
+    file: str = ""
+    lines: list[int] = field(default_factory=list)
+    branch: str = ""
+    commit: str = ""
+    pull_request: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "phase": self.phase}
+        if self.namespace:
+            out["namespace"] = self.namespace
+        if self.target:
+            out["target"] = self.target
+        out["decision"] = None if self.decision is None else {
+            "allowed": self.decision.allow,
+            "mode": self.decision.mode,
+            "reasons": self.decision.reasons,
+            "warnings": list(self.decision.warnings),
+        }
+        out["errors"] = [{"field": e.field, "reason": e.reason} for e in self.errors]
+        if self.message:
+            out["message"] = self.message
+        if self.plan is not None and not self.plan.empty:
+            out["changes"] = [
+                {"container": e.container, "field": f"{e.section}.{e.resource}",
+                 "old": e.old, "new": e.new} for e in self.plan.resources
+            ]
+            if self.plan.replicas is not None:
+                out["changes"].append({"field": "replicas", "old": self.plan.replicas[0],
+                                       "new": self.plan.replicas[1]})
+        if self.file:
+            out["file"] = self.file
+            out["lines"] = self.lines
+        if self.branch:
+            out["branch"] = self.branch
+        if self.commit:
+            out["commit"] = self.commit
+        if self.pull_request:
+            out["pullRequest"] = self.pull_request
+        return out
+
+
+def _cell(text: str) -> str:
+    """Markdown table cells: no pipe or newline from any input can break the table."""
+    return _flat(text).replace("|", "\\|")
+
+
+def _flat(text: str) -> str:
+    """One line, whatever the input: CR, LF and tabs become spaces."""
+    return " ".join(text.replace("\r", "\n").replace("\t", " ").split("\n"))
+
+
+def _arrow(old: object, new: object) -> str:
+    return f"{'unset' if old is None else old} → {new}"
+
+
+def summary_table(items: Sequence[ItemResult]) -> str:
+    """The terminal summary: one row per recommendation."""
+    rows = [("ID", "TARGET", "PHASE", "MODE", "CHANGES", "SAVINGS", "REASON")]
+    for it in items:
+        changes = ""
+        if it.plan is not None:
+            parts = [f"{e.container}.{e.section}.{e.resource} {_arrow(e.old, e.new)}"
+                     for e in it.plan.resources]
+            if it.plan.replicas is not None:
+                parts.append(f"replicas {_arrow(*it.plan.replicas)}")
+            changes = f"{len(parts)} value(s)" if parts else "none"
+        reason = it.message
+        if it.errors:
+            reason = "; ".join(str(e) for e in it.errors)
+        elif it.decision is not None and it.decision.deny:
+            reason = "; ".join(it.decision.reasons)
+        reason = _flat(reason)
+        rows.append((
+            _flat(it.id) or "(no id)",
+            f"{it.namespace}/{it.target}" if it.namespace else it.target,
+            it.phase,
+            it.decision.mode if it.decision is not None and it.decision.allow else "-",
+            changes or "-",
+            it.savings.display() if it.savings else "-",
+            (reason[:77] + "...") if len(reason) > 80 else reason or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    return "\n".join(lines)
+
+
+def pull_request_title(items: Sequence[ItemResult]) -> str:
+    changed = [it for it in items if it.plan is not None and not it.plan.empty and it.commit]
+    targets = sorted({it.target.split("/")[-1] for it in changed})
+    head = ", ".join(targets[:3]) + (f" and {len(targets) - 3} more" if len(targets) > 3 else "")
+    return f"dakr: apply {len(changed)} recommendation(s) to {head or 'no workloads'}"
+
+
+def pull_request_body(items: Sequence[ItemResult], *, branch: str, base: str) -> str:
+    """Markdown for reviewers: per workload before -> after, savings, decision, ids, rollback."""
+    changed = [it for it in items if it.plan is not None and not it.plan.empty and it.commit]
+    changed_ids = {id(it) for it in changed}
+    refused = [it for it in items if id(it) not in changed_ids and it.phase in (
+        model.REJECTED, model.FAILED)]
+    total = sum(it.savings.monthly for it in changed if it.savings is not None)
+    out = [
+        "## dakr reconciler: cost recommendations",
+        "",
+        f"This pull request applies **{len(changed)}** recommendation(s) approved by policy "
+        f"(projected savings **${total:,.2f}/month**). Only the changed values move in the diff.",
+        "",
+    ]
+    for it in changed:
+        assert it.plan is not None
+        out += [f"### `{it.namespace}/{it.target}`", ""]
+        if it.plan.resources:
+            out += ["| container | resource | before | after |", "| --- | --- | --- | --- |"]
+            for e in it.plan.resources:
+                before = _cell(e.old) if e.old is not None else "(unset)"
+                out.append(f"| {_cell(e.container)} | {e.section}.{e.resource} | "
+                           f"{before} | {_cell(e.new)} |")
+        if it.plan.replicas is not None:
+            old, new = it.plan.replicas
+            out += ["", f"Replicas: {old if old is not None else '(unset, 1)'} → {new}"]
+        out += [""]
+        facts = [f"recommendation `{it.id}`"]
+        if it.savings is not None:
+            facts.append(f"projected savings {it.savings.display()}")
+        if it.decision is not None:
+            facts.append(f"policy: allowed, mode `{it.decision.mode}`")
+        out.append("- " + "; ".join(facts))
+        if it.decision is not None:
+            out += [f"- warning: {_cell(w)}" for w in it.decision.warnings]
+        if it.file:
+            out.append(f"- file: `{it.file}` (lines {', '.join(map(str, it.lines))})")
+        out.append("")
+    if refused:
+        out += ["### Not applied", "", "| recommendation | target | phase | reason |",
+                "| --- | --- | --- | --- |"]
+        for it in refused:
+            reason = "; ".join(str(e) for e in it.errors) if it.errors else (
+                "; ".join(it.decision.reasons) if it.decision is not None and it.decision.deny
+                else it.message)
+            out.append(f"| `{_cell(it.id or '(no id)')}` | {_cell(it.target or '-')} | "
+                       f"{it.phase} | {_cell(reason)} |")
+        out.append("")
+    out += [
+        "### Rollback",
+        "",
+        f"Close this pull request without merging to reject the change. After merging, revert "
+        f"the merge commit of `{branch}` (for example `git revert -m 1 <merge-sha>` on `{base}`);"
+        " the previous values are also recorded in each recommendation's `status.previous`.",
+        "",
+        "Recommendation ids: " + ", ".join(f"`{it.id}`" for it in changed),
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""The stages both writers share: intake, cluster facts, decide, status writes."""

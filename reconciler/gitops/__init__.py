@@ -1,0 +1,1 @@
+"""The pull-request writer: one GitOps batch, the repository's layout, the writer, reverts."""

@@ -1,0 +1,125 @@
+"""The GitOps writer: render the batch's edits where each value lives, commit, push.
+
+One branch per scope (batch, namespace or workload) and one commit per branch. The branch
+name is derived from the changes (batch scope) or from the scope itself, so a rerun of the
+same recommendations lands on the same branch, finds the same bytes already there and
+makes no commit. Where each value lives (a plain manifest, a Kustomize overlay's patch, a
+Helm values file) is the layout's business (``reconciler.layout``); this module owns the
+branch, the commit and the push.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.adapters import git
+from reconciler.domain import errors, planner
+from reconciler.gitops import layout
+
+
+def branch_name(prefix: str, scope: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """``dakr/<scope>-<hash>``: the same changes always map to the same branch."""
+    h = hashlib.sha256()
+    for rec_id, payload in sorted(items, key=lambda kv: kv[0]):
+        h.update(rec_id.encode())
+        h.update(repr(sorted(payload.items())).encode())
+    return f"{prefix}{scope}-{h.hexdigest()[:10]}"
+
+
+def scope_branch(prefix: str, ident: str) -> str:
+    """``dakr/<ident>-<hash>`` for a namespace or workload scope: stable for the scope, so
+    later changes to the same workload land on the same branch and pull request."""
+    slug = re.sub(r"[^a-z0-9.-]+", "-", ident.lower()).strip("-.")[:80] or "scope"
+    return f"{prefix}{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class Written:
+    branch: str
+    commit: str            # the branch head after the write (new commit or the existing one)
+    created_commit: bool   # False: the branch already held exactly these bytes
+    lines: dict[str, list[tuple[str, list[int]]]]  # rec id -> [(file, changed lines)]
+    failed: Mapping[str, str] = field(default_factory=dict)  # rec id -> why not rendered
+
+
+def _free_branch(ws: git.Workspace, base: str, branch: str) -> str:
+    """``branch``, unless a human has committed on it: then the first ``branch-N`` that is
+    still ours. Once a person touches a branch the writer stops rewriting it (Renovate's
+    rule) and proposes its change on a new one instead."""
+    candidate, n = branch, 1
+    while ws.remote_branch_exists(candidate) and ws.foreign_commits(base, candidate):
+        n += 1
+        candidate = f"{branch}-{n}"
+    return candidate
+
+
+def write(ws: git.Workspace, base: str, branch: str,
+          edits: Sequence[tuple[layout.Source, planner.Plan]], *,
+          message: str, retries: int = 3) -> Written:
+    """Render every plan on ``branch`` (from ``base``), commit once, push; retry a lost race.
+
+    Edits are rendered on the branch as it is, so nobody else's commit on it is undone; a
+    branch a human has committed on is left alone (see ``_free_branch``). A non-fast-forward
+    rejection means someone pushed the branch meanwhile: fetch, start again from their
+    commit, re-render, and push again. Never a force push. A recommendation whose edit
+    cannot be rendered is reported in ``Written.failed`` (by ``plan.rec_id``, as are the
+    lines); the others go ahead.
+    """
+    items = list(edits)
+    attempt = 0
+    while True:
+        branch_now = _free_branch(ws, base, branch)
+        existed = ws.checkout_branch(branch_now, base)
+        rendered = layout.render_many(ws.root, items, base_text=_reader(ws, None))
+        lines = dict(rendered.lines)
+        if existed:
+            # A rerun finds its change already on the branch: report where it is by
+            # rendering on the base.
+            missing = [(s, p) for s, p in items
+                       if p.rec_id not in lines and p.rec_id not in rendered.errors]
+            if missing:
+                on_base = layout.render_many(ws.root, missing,
+                                             base_text=_reader(ws, f"origin/{base}"))
+                lines.update(on_base.lines)
+        touched: list[str] = []
+        for rel, text in sorted(rendered.texts.items()):
+            path = ws.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = text.encode("utf-8")
+            if not path.exists() or path.read_bytes() != new:
+                path.write_bytes(new)
+                touched.append(rel)
+        commit = ws.commit(touched, message) if touched else None
+        if commit is None:
+            if not existed:
+                # Nothing differs from base: no branch, nothing to review.
+                return Written("", "", False, lines, rendered.errors)
+            return Written(branch_now, ws.head(), False, lines, rendered.errors)
+        try:
+            ws.push(branch_now)
+            return Written(branch_now, commit, True, lines, rendered.errors)
+        except errors.ConflictError:
+            attempt += 1
+            if attempt > retries:
+                raise
+            time.sleep(min(2.0, 0.1 * 2**attempt) * (0.8 + 0.4 * random.random()))
+            ws.fetch()
+
+
+def _reader(ws: git.Workspace, ref: str | None) -> Any:
+    """Text of a repository file on the checked-out branch (``ref`` None) or at ``ref``;
+    NotFoundError for a file that does not exist there (a new patch file)."""
+    def read(rel: str) -> str:
+        if ref is not None:
+            return ws.read_at(ref, rel).decode("utf-8")
+        path = ws.root / rel
+        if not path.is_file():
+            raise errors.NotFoundError(f"{rel} does not exist")
+        return path.read_text(encoding="utf-8")
+    return read

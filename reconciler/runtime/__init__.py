@@ -1,0 +1,1 @@
+"""The operator at run time: the loop, leader election, probes and metrics."""

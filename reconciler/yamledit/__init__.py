@@ -1,0 +1,1 @@
+"""The byte-exact YAML editor: only the changed values move."""
