@@ -34,7 +34,7 @@ from reconciler.adapters.opa import engine as opa  # noqa: E402
 from reconciler.adapters.store import kube as kube_store  # noqa: E402
 from reconciler.config import settings  # noqa: E402
 from reconciler.direct import apply as direct  # noqa: E402
-from tests.kubeapi.handle import KubeApi, serve  # noqa: E402
+from tests.fakes.kubeapi.handle import KubeApi, serve  # noqa: E402
 
 POLICY = """
 package dakr

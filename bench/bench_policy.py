@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from reconciler.adapters.opa import engine as opa  # noqa: E402
-from tests.opaserver import OpaServer, samples  # noqa: E402
+from tests.fakes.opaserver import OpaServer, samples  # noqa: E402
 
 MI = 1048576
 

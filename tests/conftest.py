@@ -8,6 +8,6 @@
 
 import pytest
 
-pytest_plugins = ["tests.kubeapi.fixtures"]
+pytest_plugins = ["tests.fakes.kubeapi.fixtures"]
 
 pytest.register_assert_rewrite("tests.store_contract")

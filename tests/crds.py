@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.kubeapi.handle import KubeApi
+from tests.fakes.kubeapi.handle import KubeApi
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = sorted((ROOT / "manifests" / "crds").glob("*.yaml"))

@@ -1,0 +1,1 @@
+"""Real git, gRPC on loopback, the real OPA engine, the test API server."""

@@ -1,0 +1,888 @@
+"""The Helm chart in manifests/, rendered and linted with the real Helm library.
+
+helm-python-sdk (import name ``helm_python``) binds Helm's Go SDK through ctypes; it renders
+and lints offline, with no helm binary and no cluster. If the native library cannot be used
+here, the Helm tests skip with the reason and the CRD file tests still run.
+
+Cases:
+- lint: default values and every override below lint without warnings; lint is shown to be
+  real (invalid object names give warnings, a broken CRD file gives an error).
+- RBAC: the ClusterRole grants exactly the expected (group, resource) -> verbs table; no
+  wildcard verbs, resources or groups; nothing for features not built (pods/resize,
+  nodes/proxy); pods list and nodes get only with clusterFacts.nodes (and the env that
+  turns node facts on); evictions and node patch only with nodeDrain.enabled; leases only
+  in a namespaced Role; bindings point at the chart's ServiceAccount;
+  rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
+- Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
+  port), probes on the diagnostic port; an opa.addr that leaves the pod or an unknown mode
+  fails the render; every container non-root, read-only root filesystem, no privilege
+  escalation, all capabilities dropped; probes on both containers.
+- policies ConfigMap: created empty by default and mounted into OPA; filled from
+  policies.files; not created when policies.existingConfigMap names one.
+- gitops token only from a Secret reference; mode=direct renders no gitops settings.
+- CRDs (from the files and as Helm loads them): group, version, scope, status subresource,
+  printer columns, short names, categories; spec field names, required fields and enums;
+  identical status schemas; metav1.Condition status enum kept as strings; quantity and id
+  patterns (table tests); every openAPIV3Schema is structural, and the structural checker
+  itself rejects non-structural schemas (table test).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CHART_DIR = Path(__file__).resolve().parents[3] / "manifests"
+CRD_DIR = CHART_DIR / "crds"
+RELEASE = "dakr"
+NAMESPACE = "dakr-system"
+GROUP = "dakr.devzero.io"
+
+# (apiGroup, resource) -> verbs. The operator's whole footprint: anything added to the chart
+# must be added here on purpose.
+EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
+    ("apps", "deployments"): frozenset({"get", "list", "watch", "patch", "update"}),
+    ("apps", "statefulsets"): frozenset({"get", "list", "watch", "patch", "update"}),
+    ("apps", "daemonsets"): frozenset({"get", "list", "watch", "patch", "update"}),
+    ("apps", "deployments/scale"): frozenset({"get", "patch", "update"}),
+    ("apps", "statefulsets/scale"): frozenset({"get", "patch", "update"}),
+    ("autoscaling", "horizontalpodautoscalers"): frozenset(
+        {"get", "list", "watch", "patch", "update"}
+    ),
+    (GROUP, "workloadrecommendations"): frozenset(
+        {"get", "list", "watch", "create", "patch", "update"}
+    ),
+    (GROUP, "nodegrouprecommendations"): frozenset(
+        {"get", "list", "watch", "create", "patch", "update"}
+    ),
+    (GROUP, "workloadrecommendations/status"): frozenset({"get", "patch", "update"}),
+    (GROUP, "nodegrouprecommendations/status"): frozenset({"get", "patch", "update"}),
+    (GROUP, "workloadrecommendations/finalizers"): frozenset({"update"}),
+    (GROUP, "nodegrouprecommendations/finalizers"): frozenset({"update"}),
+    ("", "events"): frozenset({"create", "patch"}),
+    ("policy", "poddisruptionbudgets"): frozenset({"list"}),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset(
+        {"get", "list", "create", "patch"}
+    ),
+}
+
+# Overrides that must all render and lint cleanly.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "direct-mode": {"mode": "direct"},
+    "node-facts": {"clusterFacts": {"nodes": True}},
+    "node-drain": {"nodeDrain": {"enabled": True}},
+    "no-rbac": {"rbac": {"create": False}},
+    "no-leader-election": {"leaderElection": {"enabled": False}},
+    "existing-sa": {"serviceAccount": {"create": False, "name": "ops"}},
+    "existing-policies": {"policies": {"existingConfigMap": "team-policies"}},
+    "inline-policies": {"policies": {"files": {"decision.rego": "package dakr\n"}}},
+    "gitops-configured": {
+        "clusterID": "c-123",
+        "apiTokenSecret": {"name": "dakr-api"},
+        "gitops": {"repoURL": "https://example.test/org/repo.git", "tokenSecret": {"name": "gt"}},
+    },
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _load_yaml_docs(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _crd_files() -> dict[str, dict[str, Any]]:
+    """CRDs as written on disk, keyed by kind."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        for doc in _load_yaml_docs(path.read_text()):
+            out[doc["spec"]["names"]["kind"]] = doc
+    return out
+
+
+def _version(crd: dict[str, Any]) -> dict[str, Any]:
+    versions: list[dict[str, Any]] = crd["spec"]["versions"]
+    assert len(versions) == 1
+    return versions[0]
+
+
+def _schema(crd: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = _version(crd)["schema"]["openAPIV3Schema"]
+    return schema
+
+
+_JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
+_FORBIDDEN_IN_JUNCTORS = ("description", "type", "default", "additionalProperties", "nullable")
+
+
+def _structural_violations(node: Any, path: str = "", *, root: bool = True) -> list[str]:
+    """Reasons the schema is not structural, per the apiextensions rules.
+
+    Why a checker of our own: there is no kube-apiserver here to reject a bad CRD, and a
+    non-structural schema is refused by `apiextensions.k8s.io/v1` at install time.
+    """
+    if not isinstance(node, dict):
+        return [f"{path or '<root>'}: schema node is not a mapping"]
+    where = path or "<root>"
+    problems: list[str] = []
+    int_or_string = node.get("x-kubernetes-int-or-string") is True
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    if int_or_string and "type" in node:
+        problems.append(f"{where}: x-kubernetes-int-or-string must not set type")
+    if not node.get("type") and not int_or_string and not preserve:
+        problems.append(f"{where}: no type")
+    if "properties" in node and "additionalProperties" in node:
+        problems.append(f"{where}: properties and additionalProperties together")
+    if ("properties" in node or "additionalProperties" in node) and node.get("type") != "object":
+        problems.append(f"{where}: properties on a non-object")
+    if "items" in node and node.get("type") != "array":
+        problems.append(f"{where}: items on a non-array")
+    if node.get("type") == "array" and "items" not in node:
+        problems.append(f"{where}: array without items")
+    for junctor in _JUNCTORS:
+        if junctor not in node:
+            continue
+        branches = node[junctor] if isinstance(node[junctor], list) else [node[junctor]]
+        for i, branch in enumerate(branches):
+            for key in _FORBIDDEN_IN_JUNCTORS:
+                allowed = (
+                    int_or_string
+                    and junctor == "anyOf"
+                    and key == "type"
+                    and branch.get("type") in ("integer", "string")
+                )
+                if key in branch and not allowed:
+                    problems.append(f"{where}.{junctor}[{i}]: sets {key}")
+    list_type = node.get("x-kubernetes-list-type")
+    if list_type == "map":
+        items = node.get("items", {})
+        keys = node.get("x-kubernetes-list-map-keys") or []
+        if not keys:
+            problems.append(f"{where}: list-type map without list-map-keys")
+        for key in keys:
+            if key not in items.get("required", []):
+                problems.append(f"{where}: list-map key {key!r} is not required")
+            if items.get("properties", {}).get(key, {}).get("type") not in ("string", "integer"):
+                problems.append(f"{where}: list-map key {key!r} is not a scalar")
+    if list_type == "set" and node.get("items", {}).get("type") in ("object", "array"):
+        problems.append(f"{where}: list-type set of non-scalars")
+    for name, child in (node.get("properties") or {}).items():
+        if root and name == "metadata":
+            extra = set(child) - {"type", "description", "properties"}
+            if child.get("type") != "object" or extra:
+                problems.append(f"{where}.metadata: only type object is allowed")
+            if set(child.get("properties", {})) - {"name", "generateName"}:
+                problems.append(f"{where}.metadata: restricts fields other than name")
+            continue
+        problems += _structural_violations(child, f"{path}.{name}", root=False)
+    if isinstance(node.get("additionalProperties"), dict):
+        problems += _structural_violations(node["additionalProperties"], f"{path}.*", root=False)
+    if isinstance(node.get("items"), dict):
+        problems += _structural_violations(node["items"], f"{path}[]", root=False)
+    return problems
+
+
+def _rules_table(role: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    table: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                table.setdefault((group, resource), set()).update(rule["verbs"])
+    return {key: frozenset(verbs) for key, verbs in table.items()}
+
+
+# ---------------------------------------------------------------- Helm fixtures
+
+
+@pytest.fixture(scope="module")
+def helm() -> types.ModuleType:
+    """The helm_python module, or a skip saying exactly why it cannot be used here."""
+    try:
+        import helm_python
+
+        helm_python.helm_sdk_version()  # forces the native library to load
+    except Exception as exc:  # any failure to load the native library means "cannot test"
+        pytest.skip(f"helm-python-sdk not usable offline here: {exc!r}")
+    return helm_python
+
+
+@pytest.fixture(scope="module")
+def chart(helm: types.ModuleType) -> Iterator[Any]:
+    with helm.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+class Rendered:
+    """A render's objects, indexed the way the assertions need them."""
+
+    def __init__(self, manifests: dict[str, str]) -> None:
+        self.notes = ""
+        self.objects: list[dict[str, Any]] = []
+        for name, text in manifests.items():
+            if name.endswith("NOTES.txt"):
+                self.notes = text
+            else:
+                self.objects += _load_yaml_docs(text)
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.all(kind)
+        assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+        return found[0]
+
+    def container(self, name: str) -> dict[str, Any]:
+        pod = self.one("Deployment")["spec"]["template"]["spec"]
+        (found,) = [c for c in pod["containers"] if c["name"] == name]
+        return dict(found)
+
+    def env(self, container: str) -> dict[str, dict[str, Any]]:
+        return {e["name"]: e for e in self.container(container).get("env", [])}
+
+
+def _render(chart: Any, values: dict[str, Any] | None = None) -> Rendered:
+    manifests: dict[str, str] = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    return Rendered(manifests)
+
+
+# ---------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
+def test_chart_lints_without_warnings(helm: types.ModuleType, values: dict[str, Any]) -> None:
+    report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    serious = [m for m in report["messages"] if m["severity"] >= 2]
+    assert serious == []
+
+
+def test_lint_reports_invalid_object_names(helm: types.ModuleType) -> None:
+    report = helm.lint(CHART_DIR, {"fullnameOverride": "Bad_Name"}, namespace=NAMESPACE)
+    paths = {m["path"] for m in report["messages"] if m["severity"] >= 2}
+    assert "templates/deployment.yaml" in paths
+
+
+def test_lint_parses_crd_files(helm: types.ModuleType, tmp_path: Path) -> None:
+    broken = tmp_path / "dakr-reconciler"
+    shutil.copytree(CHART_DIR, broken)
+    crd = broken / "crds" / "workloadrecommendations.yaml"
+    crd.write_text(crd.read_text().replace("scope: Namespaced", "scope: [Namespaced", 1))
+    report = helm.lint(broken)
+    errors = [m for m in report["messages"] if m["severity"] == 3]
+    assert [m["path"] for m in errors] == ["crds/workloadrecommendations.yaml"]
+
+
+# ---------------------------------------------------------------- RBAC
+
+
+def test_cluster_role_grants_exactly_what_the_operator_needs(chart: Any) -> None:
+    rendered = _render(chart)
+    assert _rules_table(rendered.one("ClusterRole")) == EXPECTED_CLUSTER_RULES
+
+
+@pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
+def test_no_wildcards_in_any_rule(chart: Any, values: dict[str, Any]) -> None:
+    rendered = _render(chart, values)
+    for role in rendered.all("ClusterRole") + rendered.all("Role"):
+        for rule in role["rules"]:
+            for field in ("verbs", "resources", "apiGroups"):
+                assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
+            assert "nonResourceURLs" not in rule
+            assert "resourceNames" not in rule or rule["resourceNames"]
+
+
+@pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
+def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> None:
+    rules = _rules_table(_render(chart, values).one("ClusterRole")) if values.get(
+        "rbac", {}).get("create", True) else {}
+    for key in (("", "pods/resize"), ("", "nodes/proxy")):
+        assert key not in rules, key
+    if not values.get("nodeDrain", {}).get("enabled"):
+        assert ("", "pods/eviction") not in rules
+        assert rules.get(("", "nodes"), frozenset()) <= {"get"}  # no cordon
+
+
+def test_drain_rights_only_with_node_drain(chart: Any) -> None:
+    default = _rules_table(_render(chart).one("ClusterRole"))
+    drain = _rules_table(_render(chart, OVERRIDES["node-drain"]).one("ClusterRole"))
+    assert drain.pop(("", "pods/eviction")) == frozenset({"create"})
+    assert drain.pop(("", "nodes")) == frozenset({"get", "patch"})
+    assert drain.pop(("", "pods")) == frozenset({"list"})
+    assert drain == default
+    env = {e["name"]: e.get("value") for e in _render(chart, OVERRIDES["node-drain"]).one(
+        "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DAKR_CLUSTER_FACTS_NODES"] == "true"
+
+
+def test_pod_list_only_with_node_facts(chart: Any) -> None:
+    default = _rules_table(_render(chart).one("ClusterRole"))
+    nodes = _rules_table(_render(chart, OVERRIDES["node-facts"]).one("ClusterRole"))
+    assert ("", "pods") not in default and ("", "nodes") not in default
+    assert nodes.pop(("", "pods")) == frozenset({"list"})
+    assert nodes.pop(("", "nodes")) == frozenset({"get"})
+    assert nodes == default
+    env = {e["name"]: e.get("value") for e in _render(chart, OVERRIDES["node-facts"]).one(
+        "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DAKR_CLUSTER_FACTS"] == "true" and env["DAKR_CLUSTER_FACTS_NODES"] == "true"
+
+
+def test_leases_only_in_a_namespaced_role(chart: Any) -> None:
+    rendered = _render(chart)
+    assert not any(
+        "coordination.k8s.io" in rule.get("apiGroups", [])
+        for rule in rendered.one("ClusterRole")["rules"]
+    )
+    role = rendered.one("Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _rules_table(role) == {
+        ("coordination.k8s.io", "leases"): frozenset(
+            {"get", "list", "watch", "create", "update", "patch"}
+        )
+    }
+    lease_env = rendered.env("reconciler")["DAKR_LEADER_ELECTION_LEASE"]["value"]
+    assert lease_env == f"{RELEASE}-dakr-reconciler-leader"
+
+
+def test_bindings_point_at_the_chart_service_account(chart: Any) -> None:
+    rendered = _render(chart)
+    sa = rendered.one("ServiceAccount")
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        binding = rendered.one(kind)
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+        ]
+        assert binding["roleRef"]["kind"] == role_kind
+        assert binding["roleRef"]["name"] == rendered.one(role_kind)["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("override", "absent", "present"),
+    [
+        ("no-rbac", {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}, set()),
+        ("no-leader-election", {"Role", "RoleBinding"}, {"ClusterRole", "ClusterRoleBinding"}),
+        ("existing-sa", {"ServiceAccount"}, {"ClusterRole", "Role"}),
+        ("existing-policies", {"ConfigMap"}, {"Deployment"}),
+    ],
+)
+def test_toggles_drop_objects(
+    chart: Any, override: str, absent: set[str], present: set[str]
+) -> None:
+    kinds = {o["kind"] for o in _render(chart, OVERRIDES[override]).objects}
+    assert not kinds & absent
+    assert present <= kinds
+
+
+def test_existing_service_account_is_used(chart: Any) -> None:
+    rendered = _render(chart, OVERRIDES["existing-sa"])
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ops"
+    assert rendered.one("ClusterRoleBinding")["subjects"][0]["name"] == "ops"
+
+
+def test_leader_election_off_means_recreate(chart: Any) -> None:
+    rendered = _render(chart, OVERRIDES["no-leader-election"])
+    assert rendered.one("Deployment")["spec"]["strategy"]["type"] == "Recreate"
+    assert rendered.env("reconciler")["DAKR_LEADER_ELECTION"]["value"] == "false"
+    assert _render(chart).one("Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+# ---------------------------------------------------------------- Deployment
+
+
+def test_opa_sidecar_bound_to_localhost(chart: Any) -> None:
+    rendered = _render(chart)
+    opa = rendered.container("opa")
+    assert opa["image"].startswith("openpolicyagent/opa:1.")
+    assert opa["args"][:2] == ["run", "--server"]
+    assert "--addr=localhost:8181" in opa["args"]
+    assert not [a for a in opa["args"] if "0.0.0.0:8181" in a or a == "--addr=:8181"]
+    assert 8181 not in {p["containerPort"] for p in opa.get("ports", [])}
+    # The only listener reachable from outside the pod is the diagnostic one (health, metrics).
+    assert "--diagnostic-addr=0.0.0.0:8282" in opa["args"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert opa[probe]["httpGet"] == {"path": "/health", "port": "opa-diag"}
+    assert {p["name"]: p["containerPort"] for p in opa["ports"]} == {"opa-diag": 8282}
+    assert rendered.env("reconciler")["DAKR_OPA_URL"]["value"] == "http://localhost:8181"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"opa": {"addr": "0.0.0.0:8181"}}, "opa.addr must bind to localhost"),
+        ({"opa": {"addr": ":8181"}}, "opa.addr must bind to localhost"),
+        ({"mode": "yolo"}, "mode must be gitops or direct"),
+    ],
+)
+def test_render_refuses_unsafe_values(
+    helm: types.ModuleType, chart: Any, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        _render(chart, values)
+
+
+@pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
+def test_containers_are_locked_down(chart: Any, values: dict[str, Any]) -> None:
+    rendered = _render(chart, values)
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert [c["name"] for c in pod["containers"]] == ["reconciler", "opa"]
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert "add" not in sc["capabilities"]
+        assert sc.get("privileged", False) is False
+        assert "livenessProbe" in container and "readinessProbe" in container
+        assert container["resources"]["requests"]
+
+
+def test_reconciler_has_writable_scratch_space(chart: Any) -> None:
+    rendered = _render(chart)
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in rendered.container("reconciler")["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert "emptyDir" in volumes[mounts["/var/lib/dakr"]]
+    assert rendered.env("reconciler")["DAKR_WORK_DIR"]["value"] == "/var/lib/dakr"
+
+
+def test_policies_configmap_default_is_empty_and_mounted(chart: Any) -> None:
+    rendered = _render(chart)
+    cm = rendered.one("ConfigMap")
+    assert cm["data"] == {}
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["policies"]["configMap"]["name"] == cm["metadata"]["name"]
+    opa = rendered.container("opa")
+    assert {"name": "policies", "mountPath": "/policies", "readOnly": True} in opa["volumeMounts"]
+    assert opa["args"][-1] == "/policies"
+    assert "no policies are loaded" in rendered.notes
+
+
+def test_policies_from_values_and_checksum_rolls_pods(chart: Any) -> None:
+    rego = 'package dakr\n\ndefault decision := {"allow": false}\n'
+    rendered = _render(chart, {"policies": {"files": {"decision.rego": rego}}})
+    assert rendered.one("ConfigMap")["data"] == {"decision.rego": rego.rstrip("\n")}
+    assert "no policies are loaded" not in rendered.notes
+
+    def checksum(r: Rendered) -> str:
+        annotations = r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return str(annotations["checksum/policies"])
+
+    assert checksum(rendered) != checksum(_render(chart))
+
+
+def test_existing_policies_configmap_is_mounted(chart: Any) -> None:
+    rendered = _render(chart, OVERRIDES["existing-policies"])
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["policies"]["configMap"]["name"] == "team-policies"
+
+
+def test_tokens_come_only_from_secrets(chart: Any) -> None:
+    rendered = _render(chart, OVERRIDES["gitops-configured"])
+    env = rendered.env("reconciler")
+    assert env["DAKR_GITOPS_TOKEN"] == {
+        "name": "DAKR_GITOPS_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "gt", "key": "token"}},
+    }
+    assert env["DAKR_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dakr-api",
+        "key": "token",
+    }
+    assert env["DAKR_GITOPS_REPO_URL"]["value"] == "https://example.test/org/repo.git"
+    assert env["DAKR_CLUSTER_ID"]["value"] == "c-123"
+    for name, entry in env.items():
+        if "TOKEN" in name:
+            assert "value" not in entry
+    # No secret reference and no empty token variable when none is configured.
+    default_env = _render(chart).env("reconciler")
+    assert "DAKR_GITOPS_TOKEN" not in default_env
+    assert "DAKR_API_TOKEN" not in default_env
+
+
+def test_direct_mode_renders_no_gitops_settings(chart: Any) -> None:
+    env = _render(chart, OVERRIDES["direct-mode"]).env("reconciler")
+    assert env["DAKR_MODE"]["value"] == "direct"
+    assert not [name for name in env if name.startswith("DAKR_GITOPS_")]
+
+
+def test_values_defaults(chart: Any) -> None:
+    values = chart.values
+    assert chart.metadata["apiVersion"] == "v2"
+    assert (chart.name, chart.version, chart.metadata["appVersion"]) == (
+        "dakr-reconciler",
+        "0.1.0",
+        "0.1.0",
+    )
+    assert values["mode"] == "gitops"
+    assert values["opa"]["addr"] == "localhost:8181"
+    assert values["rbac"]["create"] is True
+    assert values["leaderElection"]["enabled"] is True
+
+
+# ---------------------------------------------------------------- CRDs
+
+
+CRD_EXPECTATIONS: dict[str, dict[str, Any]] = {
+    "WorkloadRecommendation": {
+        "plural": "workloadrecommendations",
+        "scope": "Namespaced",
+        "short": ["wrec"],
+        "target": ".spec.targetRef.name",
+        "spec_fields": {
+            "recommendationId",
+            "action",
+            "targetRef",
+            "containers",
+            "replicas",
+            "hpa",
+            "confidence",
+            "projectedSavings",
+            "source",
+            "autoApply",
+        },
+        "required": {"recommendationId", "action", "targetRef"},
+        "actions": ["Rightsizing", "ReplicaScaling", "LiveMigration"],
+    },
+    "NodeGroupRecommendation": {
+        "plural": "nodegrouprecommendations",
+        "scope": "Cluster",
+        "short": ["ngrec"],
+        "target": ".spec.nodeGroup",
+        "spec_fields": {
+            "recommendationId",
+            "nodeGroup",
+            "action",
+            "currentNodeCount",
+            "targetNodeCount",
+            "nodesToRemove",
+            "priority",
+            "projectedSavings",
+            "source",
+        },
+        "required": {"recommendationId", "nodeGroup", "action", "targetNodeCount"},
+        "actions": ["consolidate", "scale"],
+    },
+}
+
+STATUS_FIELDS = {
+    "phase",
+    "conditions",
+    "decision",
+    "previous",
+    "pullRequest",
+    "appliedAt",
+    "observedGeneration",
+    "projectedSavings",
+    "message",
+}
+PHASES = [
+    "Pending",
+    "Approved",
+    "Applying",
+    "Applied",
+    "Rejected",
+    "Failed",
+    "RolledBack",
+    "Superseded",
+]
+
+
+def test_crd_files_are_the_two_kinds() -> None:
+    assert set(_crd_files()) == set(CRD_EXPECTATIONS)
+
+
+def test_helm_loads_both_crds_unchanged(chart: Any) -> None:
+    loaded = {Path(c["name"]).name: c["data"] for c in chart.crds}
+    on_disk = {p.name: p.read_text() for p in CRD_DIR.glob("*.yaml")}
+    assert loaded == on_disk
+    # Helm installs crds/ itself; a CRD among the templates would be owned by the release.
+    assert not [o for o in _render(chart).objects if o["kind"] == "CustomResourceDefinition"]
+
+
+@pytest.mark.parametrize("kind", CRD_EXPECTATIONS)
+def test_crd_identity_and_printing(kind: str) -> None:
+    crd = _crd_files()[kind]
+    want = CRD_EXPECTATIONS[kind]
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["metadata"]["name"] == f"{want['plural']}.{GROUP}"
+    spec = crd["spec"]
+    assert spec["group"] == GROUP
+    assert spec["scope"] == want["scope"]
+    assert spec["names"]["plural"] == want["plural"]
+    assert spec["names"]["shortNames"] == want["short"]
+    assert spec["names"]["categories"] == ["dakr"]
+    version = _version(crd)
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    columns = [(c["name"], c["type"], c["jsonPath"]) for c in version["additionalPrinterColumns"]]
+    assert columns == [
+        ("Phase", "string", ".status.phase"),
+        ("Target", "string", want["target"]),
+        ("Action", "string", ".spec.action"),
+        ("Savings", "string", ".status.projectedSavings"),
+        ("Age", "date", ".metadata.creationTimestamp"),
+    ]
+
+
+@pytest.mark.parametrize("kind", CRD_EXPECTATIONS)
+def test_crd_spec_fields(kind: str) -> None:
+    want = CRD_EXPECTATIONS[kind]
+    spec = _schema(_crd_files()[kind])["properties"]["spec"]
+    assert set(spec["properties"]) == want["spec_fields"]
+    assert set(spec["required"]) == want["required"]
+    assert spec["properties"]["action"]["enum"] == want["actions"]
+    rid = spec["properties"]["recommendationId"]
+    assert (rid["type"], rid["maxLength"]) == ("string", 253)
+
+
+def test_workload_spec_details() -> None:
+    spec = _schema(_crd_files()["WorkloadRecommendation"])["properties"]["spec"]["properties"]
+    target = spec["targetRef"]
+    assert target["properties"]["kind"]["enum"] == ["Deployment", "StatefulSet", "DaemonSet"]
+    assert set(target["required"]) == {"kind", "name"}
+    assert set(target["properties"]) == {"apiVersion", "kind", "name"}
+    containers = spec["containers"]
+    assert containers["x-kubernetes-list-type"] == "map"
+    assert containers["x-kubernetes-list-map-keys"] == ["name"]
+    resources = containers["items"]["properties"]["resources"]["properties"]
+    assert set(resources) == {"requests", "limits"}
+    for part in resources.values():
+        assert part["additionalProperties"]["x-kubernetes-int-or-string"] is True
+    assert spec["replicas"]["minimum"] == 0
+    assert {k: v["minimum"] for k, v in spec["hpa"]["properties"].items()} == {
+        "minReplicas": 1,
+        "maxReplicas": 1,
+    }
+    assert (spec["confidence"]["minimum"], spec["confidence"]["maximum"]) == (0, 1)
+    assert set(spec["projectedSavings"]["properties"]) == {"monthly", "currency"}
+    assert spec["autoApply"]["type"] == "boolean"
+
+
+def test_nodegroup_spec_details() -> None:
+    spec = _schema(_crd_files()["NodeGroupRecommendation"])["properties"]["spec"]["properties"]
+    assert spec["currentNodeCount"]["minimum"] == 0
+    assert spec["targetNodeCount"]["minimum"] == 0
+    assert spec["nodesToRemove"]["items"] == {"type": "string"}
+    assert spec["priority"]["type"] == "integer"
+
+
+def test_status_schemas_are_identical_and_complete() -> None:
+    crds = _crd_files()
+    statuses = [_schema(crd)["properties"]["status"] for crd in crds.values()]
+    assert statuses[0] == statuses[1]
+    status = statuses[0]["properties"]
+    assert set(status) == STATUS_FIELDS
+    assert status["phase"]["enum"] == PHASES
+    assert status["previous"] == {
+        "description": status["previous"]["description"],
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert status["decision"]["properties"]["mode"]["enum"] == ["gitops", "direct", "audit"]
+    assert set(status["decision"]["properties"]) == {
+        "allowed",
+        "mode",
+        "reasons",
+        "warnings",
+        "decisionId",
+    }
+    assert set(status["pullRequest"]["properties"]) == {
+        "url",
+        "number",
+        "branch",
+        "commit",
+        "state",
+    }
+    assert status["appliedAt"]["format"] == "date-time"
+    assert status["projectedSavings"]["type"] == "string"
+
+
+def test_conditions_follow_metav1_condition() -> None:
+    status = _schema(_crd_files()["WorkloadRecommendation"])["properties"]["status"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    item = conditions["items"]
+    assert set(item["properties"]) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
+    # Unquoted True/False in YAML would become booleans and never match a string status.
+    assert item["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+    assert item["properties"]["lastTransitionTime"]["format"] == "date-time"
+
+
+@pytest.mark.parametrize("kind", CRD_EXPECTATIONS)
+def test_crd_schema_is_structural(kind: str) -> None:
+    assert _structural_violations(_schema(_crd_files()[kind])) == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "object", "properties": {"a": {"description": "x"}}}, ".a: no type"),
+        (
+            {"type": "object", "properties": {"a": {"type": "array", "items": {}}}},
+            ".a[]: no type",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            },
+            "properties and additionalProperties together",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"q": {"type": "string", "x-kubernetes-int-or-string": True}},
+            },
+            ".q: x-kubernetes-int-or-string must not set type",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            },
+            ".a: no type",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "string", "anyOf": [{"description": "d"}]},
+                },
+            },
+            ".a.anyOf[0]: sets description",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}
+                },
+            },
+            "restricts fields other than name",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "l": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                    }
+                },
+            },
+            "list-map key 'name' is not required",
+        ),
+        ({"type": "object", "properties": {"a": {"type": "array"}}}, ".a: array without items"),
+    ],
+)
+def test_structural_checker_rejects(schema: dict[str, Any], problem: str) -> None:
+    violations = _structural_violations(schema)
+    assert any(problem in v for v in violations), violations
+
+
+QUANTITY_PATTERN = _schema(_crd_files()["WorkloadRecommendation"])["properties"]["spec"][
+    "properties"
+]["containers"]["items"]["properties"]["resources"]["properties"]["requests"][
+    "additionalProperties"
+]["pattern"]
+
+
+@pytest.mark.parametrize(
+    ("quantity", "valid"),
+    [
+        ("100m", True),
+        ("64Mi", True),
+        ("1.5", True),
+        ("2Gi", True),
+        ("1e3", True),
+        (".5", True),
+        ("1 Gi", False),
+        ("64MB", False),
+        ("abc", False),
+        ("", False),
+    ],
+)
+def test_quantity_pattern(quantity: str, valid: bool) -> None:
+    assert bool(re.fullmatch(QUANTITY_PATTERN, quantity)) is valid
+
+
+RECOMMENDATION_ID_PATTERN = _schema(_crd_files()["NodeGroupRecommendation"])["properties"]["spec"][
+    "properties"
+]["recommendationId"]["pattern"]
+
+
+@pytest.mark.parametrize(
+    ("rid", "valid"),
+    [
+        ("rec-0001", True),
+        ("ng-0001", True),
+        ("a", True),
+        ("a.b-c.9", True),
+        ("Rec-1", False),
+        ("-rec", False),
+        ("rec-", False),
+        ("rec_1", False),
+        ("", False),
+    ],
+)
+def test_recommendation_id_pattern(rid: str, valid: bool) -> None:
+    assert bool(re.fullmatch(RECOMMENDATION_ID_PATTERN, rid)) is valid
+
+
+def test_both_crds_share_the_id_pattern() -> None:
+    patterns = {
+        kind: _schema(crd)["properties"]["spec"]["properties"]["recommendationId"]["pattern"]
+        for kind, crd in _crd_files().items()
+    }
+    assert len(set(patterns.values())) == 1
+
+
+def test_rendered_environment_configures_reconciler_run(chart: Any) -> None:
+    """The Deployment runs `reconciler run` configured through DAKR_* variables and probes
+    /healthz and /readyz: the CLI reads exactly those variables and serves those paths on
+    the health port, so renaming one on either side fails here."""
+    from reconciler.cli import main as cli
+
+    rendered = _render(chart, OVERRIDES["gitops-configured"])
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "reconciler"]
+    assert container["args"][0] == "run"
+    env = {n: e["value"] for n, e in rendered.env("reconciler").items() if "value" in e}
+    defaults = cli.run_env_defaults(env)
+    assert defaults["mode"] == "gitops"
+    assert defaults["store"] == "kube"
+    assert defaults["opa_url"] == "http://localhost:8181"
+    assert defaults["repo"] == "https://example.test/org/repo.git"
+    assert str(defaults["state_dir"]) == "/var/lib/dakr"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert defaults["health_addr"] == f":{ports['health']}"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}

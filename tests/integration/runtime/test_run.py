@@ -1,0 +1,189 @@
+"""`reconciler run`: the operator loop over its sources, one round at a time (--once).
+
+Cases:
+- file and VPA sources in one round: both are taken into the store and decided in one
+  batch (the VPA one is refused by the default policy, which wants a confidence VPA does
+  not give); the malformed document of the file is refused on its own;
+- the platform source: recommendations arrive over gRPC from the reference platform on
+  loopback, are acked once stored, and the round's batch proposes them;
+- a second round finds nothing pending and makes no commit;
+- each round's decisions go up the stream (status updates) on the next connection, once,
+  in order;
+- a recommendation whose spec changes (same id, new generation) is decided again;
+- unusable --source values and a missing --repo exit 2;
+- /healthz and /readyz (ready after the first round); the DAKR_* environment the chart
+  sets becomes the defaults of `run` (table).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.adapters import files
+from reconciler.adapters.store import port as store_api
+from reconciler.adapters.store import sqlite as sqlite_store
+from reconciler.cli import main as cli
+from reconciler.devtools import platform
+from reconciler.domain import model
+
+ROOT = Path(__file__).resolve().parents[3]
+RECS = ROOT / "examples" / "recommendations.yaml"
+NOW = "2026-11-24T10:00:00Z"
+
+
+def run_once(tmp: Path, origin: Path, capsys: pytest.CaptureFixture[str],
+             *sources: str) -> dict[str, Any]:
+    argv = ["run", "--once", "--repo", str(origin), "--state-dir", str(tmp / "state"),
+            "--now", NOW, "--output", "json", "--idle", "0.5"]
+    for s in sources:
+        argv += ["--source", s]
+    rc = cli.main(argv)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return json.loads(out.out) if out.out.strip() else {"results": []}
+
+
+def records(tmp: Path) -> dict[str, store_api.Record]:
+    st = sqlite_store.SqliteStore(tmp / "state" / "reconciler.db")
+    try:
+        return {r.id: r for r in st.list()}
+    finally:
+        st.close()
+
+
+def test_file_and_vpa_sources(origin: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    vpa = tmp_path / "vpa.yaml"
+    vpa.write_text(yaml.safe_dump({
+        "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+        "metadata": {"name": "shipping", "namespace": "default"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                               "name": "shippingservice"}},
+        "status": {"recommendation": {"containerRecommendations": [
+            {"containerName": "server", "target": {"cpu": "80m", "memory": "64Mi"}}]}}}))
+    doc = run_once(tmp_path, origin, capsys, f"file:{RECS}", f"vpa:{vpa}")
+    phases = {r["id"]: r["phase"] for r in doc["results"]}
+    assert phases["rec-0001"] == model.APPLYING and phases["rec-0009"] == model.REJECTED
+    (vpa_item,) = [r for r in doc["results"] if r["id"].startswith("vpa-")]
+    # VPA gives no confidence, and the default policy wants one: decided, and refused.
+    assert vpa_item["phase"] == model.REJECTED
+    assert any("MinimumConfidence" in x for x in vpa_item["decision"]["reasons"])
+    assert "rec-0015" not in records(tmp_path)  # malformed: refused, never stored
+    again = run_once(tmp_path, origin, capsys, f"file:{RECS}", f"vpa:{vpa}")
+    assert again == {"results": []}  # nothing pending: no batch, no commit
+
+
+def test_platform_source(origin: Path, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    docs = files.load_documents(RECS)
+    server = platform.PlatformServer(platform.build_feed(docs)).start()
+    try:
+        doc = run_once(tmp_path, origin, capsys, f"platform:127.0.0.1:{server.port}")
+        acked = set(server.state.acked_ids())
+        nacked = {n["id"] for n in server.state.nacks()}
+    finally:
+        server.stop(grace=0.5)
+    assert len(acked) == 14 and nacked == {"rec-0015"}
+    phases = {r["id"]: r["phase"] for r in doc["results"]}
+    assert set(phases) == acked
+    assert phases["rec-0001"] == model.APPLYING
+    assert doc["createdCommit"] is True
+
+
+def test_statuses_go_up_the_stream(origin: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A round's decisions are queued for the platform and sent by the next connection,
+    each once, in order."""
+    docs = files.load_documents(RECS)
+    server = platform.PlatformServer(platform.build_feed(docs)).start()
+    try:
+        first = run_once(tmp_path, origin, capsys, f"platform:127.0.0.1:{server.port}")
+        assert server.state.upstream == []  # decided after the stream went idle
+        run_once(tmp_path, origin, capsys, f"platform:127.0.0.1:{server.port}")
+        assert server.state.wait_for(lambda s: len(s.upstream) >= 14, timeout=10)
+        upstream = list(server.state.upstream)
+    finally:
+        server.stop(grace=0.5)
+    sent = {u["recommendation_id"]: u["phase"] for u in upstream}
+    assert sent == {r["id"]: r["phase"] for r in first["results"]}
+    assert all(u["type"] == "status_update" for u in upstream)
+    seqs = [u["upstream_sequence"] for u in upstream]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+def test_changed_spec_is_decided_again(origin: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    one = tmp_path / "one.yaml"
+    text = ("apiVersion: dakr.devzero.io/v1alpha1\nkind: WorkloadRecommendation\n"
+            "metadata: {namespace: default}\nspec:\n  recommendationId: rec-x\n"
+            "  action: Rightsizing\n  targetRef: {kind: Deployment, name: cartservice}\n"
+            "  containers: [{name: server, resources: {requests: {cpu: 150m}}}]\n"
+            "  confidence: CONF\n")
+    one.write_text(text.replace("CONF", "0.2"))
+    first = run_once(tmp_path, origin, capsys, f"file:{one}")
+    assert [r["phase"] for r in first["results"]] == [model.REJECTED]
+    assert run_once(tmp_path, origin, capsys, f"file:{one}") == {"results": []}
+    one.write_text(text.replace("CONF", "0.95"))
+    third = run_once(tmp_path, origin, capsys, f"file:{one}")
+    assert [r["phase"] for r in third["results"]] == [model.APPLYING]
+    assert records(tmp_path)["rec-x"].generation == 2
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--source", "ftp:somewhere", "--repo", "x"], "expected one of platform"),
+    (["--source", "file:x.yaml"], "--repo is required"),
+])
+def test_unusable_settings(argv: list[str], needle: str,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--once", *argv]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_health_endpoints() -> None:
+    """/healthz answers once the process serves; /readyz only after a first round."""
+    import urllib.error
+    import urllib.request
+
+    from reconciler.runtime import loop as run
+
+    health = run.Health("127.0.0.1:0")
+    base = f"http://127.0.0.1:{health.port}"
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            code = int(e.code)
+            e.close()
+            return code
+
+    try:
+        assert status("/healthz") == 200
+        assert status("/readyz") == 503
+        health.ready.set()
+        assert status("/readyz") == 200
+        assert status("/metrics-or-anything") == 404
+    finally:
+        health.close()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, {}),
+    ({"DAKR_MODE": "direct", "DAKR_STORE": "kubernetes"}, {"mode": "direct", "store": "kube"}),
+    ({"DAKR_WORK_DIR": "/var/lib/dakr", "DAKR_HEALTH_ADDR": ":8081",
+      "DAKR_METRICS_ADDR": ":8080"},
+     {"state_dir": Path("/var/lib/dakr"), "health_addr": ":8081", "metrics_addr": ":8080"}),
+    ({"DAKR_GITOPS_REPO_URL": "https://h/o/r.git", "DAKR_GITOPS_PROVIDER": "gitlab",
+      "DAKR_GITOPS_API_URL": "https://gl"},
+     {"repo": "https://h/o/r.git", "forge": "gitlab", "forge_url": "https://gl"}),
+    ({"DAKR_MODE": ""}, {}),
+])
+def test_run_reads_the_charts_environment(env: dict[str, str],
+                                          expected: dict[str, object]) -> None:
+    assert cli.run_env_defaults(env) == expected

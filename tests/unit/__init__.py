@@ -1,0 +1,1 @@
+"""Pure tests: no I/O, no servers."""
