@@ -30,6 +30,7 @@ import kubernetes  # noqa: E402
 import yaml  # noqa: E402
 
 from reconciler.adapters import kube  # noqa: E402
+from reconciler.adapters.opa import embedded  # noqa: E402
 from reconciler.adapters.opa import engine as opa  # noqa: E402
 from reconciler.adapters.store import kube as kube_store  # noqa: E402
 from reconciler.config import settings  # noqa: E402
@@ -146,7 +147,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "p.rego").write_text(POLICY)
-        engine = opa.EmbeddedEngine(Path(tmp))
+        engine = embedded.EmbeddedEngine(Path(tmp))
         try:
             with serve() as api:
                 docs = seed(api, args.n)

@@ -25,9 +25,11 @@ from typing import Any
 
 import yaml
 
+from reconciler.config import layout
 from reconciler.domain import decision, errors, model, planner, validation
-from reconciler.gitops import layout
-from reconciler.yamledit import splice as yamledit
+from reconciler.gitops import index as repo_index
+from reconciler.gitops import render
+from reconciler.yamledit import workload
 
 ALLOW = decision.Decision(allow=True, mode="gitops")
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -173,9 +175,9 @@ def _git_init(root: Path) -> None:
 
 
 def run_batch(repo: Repo, recs: dict[tuple[str, str, str], model.Recommendation]
-              ) -> tuple[dict[str, str], layout.Stats, int]:
+              ) -> tuple[dict[str, str], repo_index.Stats, int]:
     """The measured path: index, locate, observe, plan, render, write, one commit."""
-    stats = layout.Stats()
+    stats = repo_index.Stats()
     texts: dict[str, str] = {}
     failures = 0
 
@@ -186,12 +188,12 @@ def run_batch(repo: Repo, recs: dict[tuple[str, str, str], model.Recommendation]
             raise errors.NotFoundError(rel) from e
 
     for lay, targets in _layouts(repo):
-        index = layout.Index.build(repo.root, lay, targets)
+        index = repo_index.Index.build(repo.root, lay, targets)
         items = []
         for t in targets:
             plan = planner.plan(recs[t], ALLOW, index.observed(t))
             items.append((index.locate(t), plan))
-        out = layout.render_many(repo.root, items, base_text=base_text)
+        out = render.render_many(repo.root, items, base_text=base_text)
         stats.files_seen += index.stats.files_seen  # patch files are read lazily: count last
         stats.files_parsed += index.stats.files_parsed
         failures += len(out.errors)
@@ -261,7 +263,7 @@ def naive(repo: Repo, recs: list[tuple[tuple[str, str, str], model.Recommendatio
         assert found is not None, t
         plan = planner.plan(rec, ALLOW, found[1])
         text = found[0].read_text(encoding="utf-8")
-        new = yamledit.edit_workload(text, layout.change_of(plan, t[0])).text
+        new = workload.edit_workload(text, render.change_of(plan, t[0])).text
         found[0].write_text(new)
         _git(repo.root, "add", "--", str(found[0].relative_to(repo.root)))
         _git(repo.root, "commit", "-q", "-m", rec.id)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from reconciler.adapters.opa import engine as opa  # noqa: E402
+from reconciler.adapters.opa import embedded, sidecar  # noqa: E402
 from tests.fakes.opaserver import OpaServer, samples  # noqa: E402
 
 MI = 1048576
@@ -113,7 +113,7 @@ def _count_values(doc: Any) -> int:
     return 1
 
 
-def _trace_events(eng: opa.EmbeddedEngine, inp: dict[str, Any]) -> int:
+def _trace_events(eng: embedded.EmbeddedEngine, inp: dict[str, Any]) -> int:
     """How many steps OPA's trace records for one decision: the policy's own work."""
     return len(eng.trace(inp))
 
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = make_inputs(n)
     print(f"policy benchmark: {n} inputs, policies {samples.POLICIES}")
 
-    eng = opa.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+    eng = embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
     assert eng.last_error is None, eng.last_error
     for inp in inputs[:50]:
         eng.decide(inp)  # warm caches
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (Path(tmp) / "constant.rego").write_text(
             'package dakr\n\ndecision := {"allow": true, "mode": "gitops", "deny": [], '
             '"warnings": []}\n')
-        floor_eng = opa.EmbeddedEngine(Path(tmp), reload_interval=-1)
+        floor_eng = embedded.EmbeddedEngine(Path(tmp), reload_interval=-1)
         floor = time_each(floor_eng.decide, inputs[: min(n, 2000)])
         empty = time_each(floor_eng.decide, [{}] * min(n, 2000))
         floor_eng.close()
@@ -185,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'reload (parse + compile + warm-up)':<44} mean {mean_ms:.0f} ms"
           f"  min {min(reloads) * 1000:.0f} ms")
 
-    with OpaServer(engine=opa.EmbeddedEngine(samples.POLICIES, reload_interval=-1)) as srv:
-        side = opa.SidecarEngine(srv.url, timeout=10)
+    with OpaServer(engine=embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)) as srv:
+        side = sidecar.SidecarEngine(srv.url, timeout=10)
         r = time_each(side.decide, inputs[:sidecar_n])
         print(line("sidecar keep-alive (loopback, test server)", r))
         side.close()
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def no_keepalive(inp: dict[str, Any]) -> Any:
             with requests.Session() as s:
-                return opa.SidecarEngine(srv.url, timeout=10, session=s).decide(inp)
+                return sidecar.SidecarEngine(srv.url, timeout=10, session=s).decide(inp)
 
         r2 = time_each(no_keepalive, inputs[:naive_n])
         print(line("naive: sidecar, new connection per call", r2))
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh_n = 10 if args.quick else 30
 
     def fresh(inp: dict[str, Any]) -> Any:
-        e = opa.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+        e = embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
         try:
             return e.decide(inp)
         finally:

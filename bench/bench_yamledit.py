@@ -17,14 +17,14 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from reconciler.yamledit import splice as yamledit
+from reconciler.yamledit import workload
 
 DEMO = pathlib.Path("/work/shared/data/microservices-demo/kubernetes-manifests/cartservice.yaml")
-CHANGE = yamledit.WorkloadChange(
+CHANGE = workload.WorkloadChange(
     "Deployment",
     "redis-cart",
     None,
-    (yamledit.ContainerChange("redis", {"cpu": "90m", "memory": "256Mi"}, {"memory": "512Mi"}),),
+    (workload.ContainerChange("redis", {"cpu": "90m", "memory": "256Mi"}, {"memory": "512Mi"}),),
     replicas=2,
 )
 
@@ -61,7 +61,7 @@ def main() -> None:
     text = DEMO.read_text(encoding="utf-8")
 
     def splice(t: str) -> str:
-        return yamledit.edit_workload(t, CHANGE).text
+        return workload.edit_workload(t, CHANGE).text
 
     # 20 renamed copies (100 documents, 40 Deployments), one of them the target.
     copies = [text.replace("redis-cart", f"redis-{i}").replace("cart", f"c{i}") for i in range(19)]
@@ -77,7 +77,7 @@ def main() -> None:
         )
     start = time.perf_counter()
     for _ in range(rounds):
-        yamledit.scan_workloads(many)
+        workload.scan_workloads(many)
     per_scan = (time.perf_counter() - start) / rounds * 1000
     print(f"scan_workloads     {per_scan:7.2f} ms/scan ({len(many)} B, 100 docs)")
 

@@ -40,11 +40,11 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.store import port as store_api
-from reconciler.domain import errors
+from reconciler.domain import errors, model
 
 Opener = Callable[[], store_api.Store]
-W = store_api.WORKLOAD
-N = store_api.NODE_GROUP
+W = model.WORKLOAD
+N = model.NODE_GROUP
 
 
 def _spec(rec_id: str, cpu: str = "250m") -> dict[str, Any]:

@@ -271,9 +271,3 @@ class Workspace:
             raise errors.NotFoundError(f"{path} does not exist at {ref}") from e
         except (git.GitError, ValueError) as e:
             raise _translate(e, f"read {ref}:{path}") from e
-
-    def diff_stat(self, base: str, branch: str) -> str:
-        try:
-            return str(self.repo.git.diff("--stat", f"origin/{base}", branch))
-        except git.GitError as e:
-            raise _translate(e, "git diff") from e

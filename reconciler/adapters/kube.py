@@ -35,7 +35,8 @@ from typing import Any
 import kubernetes
 import urllib3
 
-from reconciler.domain import errors
+from reconciler.adapters import http
+from reconciler.domain import clock, errors
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +158,8 @@ def translate(e: BaseException, what: str, *, guarded: bool = False) -> errors.R
 
 
 def _retry_after(e: kubernetes.client.ApiException) -> float | None:
-    headers = e.headers
-    if not headers or headers.get("Retry-After") is None:
-        return None
-    try:
-        return float(headers.get("Retry-After"))
-    except (TypeError, ValueError):
-        return None
+    """The server's ``Retry-After``, uncapped: the callers bound the wait themselves."""
+    return http.retry_after((e.headers or {}).get("Retry-After"), cap=float("inf"))
 
 
 # --------------------------------------------------------------------------- rate limit
@@ -212,12 +208,14 @@ def shared_limiter(qps: float, burst: int) -> RateLimiter:
 # --------------------------------------------------------------------------- client
 
 
-def load_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+def load_client(kubeconfig: str | None = None, context: str | None = None, *,
+                in_cluster: bool = False) -> Any:
     """An ApiClient from a kubeconfig (file, or $KUBECONFIG / ~/.kube/config) and context,
-    or the in-cluster service account when no kubeconfig is given and one is mounted."""
+    or the mounted service account when ``in_cluster`` (``config.env.in_cluster``) and no
+    kubeconfig or context is given."""
     cfg = kubernetes.client.Configuration()
     try:
-        if kubeconfig is None and context is None and _in_cluster():
+        if kubeconfig is None and context is None and in_cluster:
             kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=cfg)
         else:
@@ -229,13 +227,6 @@ def load_client(kubeconfig: str | None = None, context: str | None = None) -> An
     return kubernetes.client.ApiClient(cfg)
 
 
-def _in_cluster() -> bool:
-    import os
-
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token")
-
-
 @dataclass(frozen=True)
 class Options:
     qps: float = 50.0
@@ -245,22 +236,7 @@ class Options:
     backoff_max: float = 5.0
     timeout: float = 15.0         # per-request read timeout, seconds
     field_manager: str = FIELD_MANAGER
-
-
-def who(api_client: Any, field_manager: str = FIELD_MANAGER) -> str:
-    """The identity the audit log records: the field manager, and the service account when
-    running in a cluster (its namespace/name come from the mounted token's directory)."""
-    import os
-
-    path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-    sa = os.environ.get("DAKR_SERVICE_ACCOUNT", "")
-    if not sa and os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                sa = f"system:serviceaccount:{f.read().strip()}:dakr-reconciler"
-        except OSError:
-            sa = ""
-    return f"{field_manager} ({sa})" if sa else field_manager
+    service_account: str = ""     # who the audit log names besides the field manager
 
 
 EVICTION_DONE = "evicted"        # the server accepted the eviction (the pod terminates)
@@ -288,6 +264,10 @@ class Kube:
         self.options = options or Options()
         self.limiter = limiter or shared_limiter(self.options.qps, self.options.burst)
         self.field_manager = self.options.field_manager
+        # The identity the audit log records: the field manager, and the service account
+        # when running in a cluster.
+        sa = self.options.service_account
+        self.who = f"{self.field_manager} ({sa})" if sa else self.field_manager
         self._sleep = sleep
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.apps = kubernetes.client.AppsV1Api(api_client)
@@ -572,7 +552,7 @@ class Kube:
         failing to write one must not undo or fail the change it reports)."""
         meta = involved.get("metadata") or {}
         ns = meta.get("namespace") or namespace
-        now = _now_micro()
+        now = clock.rfc3339(micro=True)
         body = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": ns},
@@ -652,9 +632,3 @@ def _items(answer: JSON, api_version: str, kind: str) -> list[JSON]:
 def _snake(kind: str) -> str:
     return {"Deployment": "deployment", "StatefulSet": "stateful_set",
             "DaemonSet": "daemon_set", HPA: "horizontal_pod_autoscaler"}[kind]
-
-
-def _now_micro() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

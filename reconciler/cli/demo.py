@@ -1,135 +1,64 @@
-"""``reconciler demo``: the whole flow on the bundled example, with nothing but local files.
-
-Seeds a Git repository with the Online Boutique manifests behind a bare ``origin``, runs the
-example recommendations through the embedded OPA engine and the GitOps writer, and leaves
-everything where a user can look at it. Reusing ``--workdir`` reuses the origin and the
-store, which is how a second run proves it makes no second commit.
-"""
+"""``reconciler demo``: the whole flow on the bundled example (``devtools.demo``), printed
+for a new user to follow."""
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from reconciler import wiring
-from reconciler.adapters import files, git
-from reconciler.cli import main as cli
-from reconciler.config import settings
-from reconciler.devtools import platform
-from reconciler.domain import errors, validation
-from reconciler.stream import client
-from reconciler.stream import state as stream_state
-
-MANIFEST_DIR = "kubernetes-manifests"
+from reconciler.cli import flags, output
+from reconciler.devtools import demo
 
 
-def seed_origin(workdir: Path, manifests: Path) -> Path:
-    """A bare origin whose ``main`` holds the manifests; left alone if it already exists."""
-    origin = workdir / "origin.git"
-    if (origin / "HEAD").exists():
-        return origin
-    if not manifests.is_dir():
-        raise errors.ConfigError(f"manifest directory {manifests} does not exist")
-    git.init_bare(origin)
-    seed = workdir / "seed"
-    shutil.rmtree(seed, ignore_errors=True)
-    shutil.copytree(manifests, seed / MANIFEST_DIR)
-    env_cmds = [
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "-c", f"user.name={git.AUTHOR_NAME}", "-c", "user.email=demo@localhost",
-         "commit", "-q", "-m", "Online Boutique manifests"],
-        ["git", "push", "-q", str(origin.resolve()), "main"],
-    ]
-    for cmd in env_cmds:
-        subprocess.run(cmd, cwd=seed, check=True, capture_output=True)
-    shutil.rmtree(seed)
-    return origin
+def register(sub: Any) -> None:
+    dp = sub.add_parser(
+        "demo", help="run the whole flow on the bundled example (no cluster, no network)",
+        description="Creates a Git repository with the Online Boutique manifests and a bare "
+                    "origin, runs examples/recommendations.yaml through the embedded OPA engine "
+                    "and the GitOps writer, pushes a branch and writes the pull-request body. "
+                    "Run it twice with the same --workdir: the second run makes no commit.")
+    dp.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                    help="keep everything under DIR (origin at DIR/origin.git, store, "
+                         "DIR/pull-request.md); default: a new temporary directory")
+    dp.add_argument("-f", "--filename", type=Path,
+                    default=flags.PROJECT_ROOT / "examples" / "recommendations.yaml",
+                    metavar="RECS.yaml", help="recommendations to use (default: %(default)s)")
+    dp.add_argument("--manifests", type=Path,
+                    default=flags.PROJECT_ROOT / "examples" / "microservices-demo",
+                    metavar="DIR",
+                    help="manifests that seed the demo repository (default: %(default)s)")
+    dp.add_argument("--source", choices=("stream", "file"), default="stream",
+                    help="stream: serve the file from the reference gRPC platform on "
+                         "loopback and ingest it over the stream; file: read it directly "
+                         "(default: %(default)s)")
+    dp.add_argument("--now", default="", metavar="RFC3339", help="the time policies see")
+    flags.add_policy(dp)
+    flags.add_output(dp)
+    dp.set_defaults(func=cmd_demo)
 
 
-def receive_over_stream(docs: list[Any], store_uri: str,
-                        stream_state_path: Path) -> tuple[list[Any], str]:
-    """Serve ``docs`` from the reference platform on loopback and ingest them over gRPC.
-
-    What the batch then works on is what the stream delivered: the stored recommendations
-    (acked only once durably stored) plus, for the record, the documents the client nacked
-    (they fail validation again in the batch and are reported with their fields).
-    """
-    feed = platform.build_feed(docs)
-    server = platform.PlatformServer(feed).start()
-    st = wiring.open_store(store_uri)
-    state = stream_state.StreamState(stream_state_path)
-    try:
-        cfg = client.ClientConfig(target=f"127.0.0.1:{server.port}", cluster_id="demo",
-                                  backoff_initial=0.2, backoff_max=2.0)
-        stats = client.StreamClient(cfg, st, state).run(until_idle=1.0)
-        acked = set(server.state.acked_ids())
-        nacked = {n["id"] for n in server.state.nacks()}
-        received: list[Any] = []
-        for d in docs:
-            rid = validation.raw_id(d)
-            if rid in nacked:
-                received.append(d)
-                continue
-            kind = d.get("kind") if isinstance(d, dict) else None
-            rec = st.get(str(kind), rid) if rid in acked else None
-            if rec is not None:
-                received.append(rec.to_document())
-    finally:
-        state.close()
-        st.close()
-        server.stop(grace=0.5)
-    summary = (f"received over gRPC from the reference platform on 127.0.0.1:{server.port}: "
-               f"{stats.stored} stored and acked, {stats.duplicates} duplicates, "
-               f"{stats.nacked} nacked")
-    return received, summary
-
-
-def run(args: argparse.Namespace) -> int:
-    workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="dakr-demo-"))
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    origin = seed_origin(workdir, args.manifests)
-    pr_body = workdir / "pull-request.md"
-    cfg = settings.Settings(
-        policy=cli.policy_settings(args),
-        git=settings.GitSettings(repo=str(origin), base="main", clone_dir=workdir / "clone"),
-        store=settings.StoreSettings(uri=f"sqlite:{workdir / 'state' / 'reconciler.db'}"),
-        forge=settings.ForgeSettings(kind="local", state_dir=workdir),
-        now=args.now,
-    )
-    docs = files.load_documents(args.filename)
-    via = ""
-    if args.source == "stream":
-        # Each demo run serves a new platform stream: its cursor starts at zero, so a
-        # rerun redelivers everything, which the store recognises as duplicates.
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            docs, via = receive_over_stream(docs, cfg.store.uri, Path(tmp) / "stream.db")
-    batch = cli.run_batch(cfg, docs)
+def cmd_demo(args: argparse.Namespace) -> int:
+    d = demo.run(args.workdir, args.manifests, args.filename, args.source,
+                 flags.policy_settings(args), args.now)
+    batch, origin = d.batch, d.origin
     if args.output == "json":
-        cli.print_batch(batch, "json")
+        output.print_batch(batch, "json")
         return 0
-    print(f"dakr reconciler demo in {workdir}")
-    print(f"  {len(docs)} recommendations from {args.filename}, policies from {args.policies}")
-    if via:
-        print(f"  {via}")
+    print(f"dakr reconciler demo in {d.workdir}")
+    print(f"  {d.received} recommendations from {args.filename}, policies from {args.policies}")
+    if d.via:
+        print(f"  {d.via}")
     print()
-    cli.print_batch(batch, "text")
+    output.print_batch(batch, "text")
     print()
     if batch.branch:
-        stat = subprocess.run(
-            ["git", "--git-dir", str(origin), "diff", "--stat", "main", batch.branch],
-            capture_output=True, text=True, check=False).stdout.rstrip()
         print(f"Pushed {batch.branch} to {origin}:")
-        print(stat)
+        print(demo.diff_stat(origin, batch.branch))
         print()
         print("Look at it:")
         print(f"  git --git-dir {origin} log --oneline main..{batch.branch}")
         print(f"  git --git-dir {origin} diff main {batch.branch}")
-        print(f"  less {pr_body}")
-        print(f"  reconciler demo --workdir {workdir}   # again: no new commit, no new PR")
+        print(f"  less {d.pull_request_body}")
+        print(f"  reconciler demo --workdir {d.workdir}   # again: no new commit, no new PR")
     return 0

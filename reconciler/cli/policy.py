@@ -9,11 +9,10 @@ taken from OPA's trace and trimmed to the library's own files.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,13 @@ import yaml
 
 from reconciler import wiring
 from reconciler.adapters import files
+from reconciler.adapters.opa import embedded
 from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.opa import regotest as policytest
-from reconciler.domain import decision, errors, model, policy_input, validation
+from reconciler.cli import flags
+from reconciler.config import settings
+from reconciler.domain import clock, decision, errors, model, policy_input, validation
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _OUTPUT_RULES = ("deny", "warnings", "mode", "bounds", "decision", "batch")
 
 
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="bearer token for the sidecar, read from this file")
     ep.add_argument("--output", "-o", choices=("text", "json"), default="text",
                     help="text: decision and reasons; json: the decision document")
-    ep.add_argument("--policies", type=Path, default=PROJECT_ROOT / "policies", metavar="DIR",
+    ep.add_argument("--policies", type=Path, default=flags.DEFAULT_POLICIES, metavar="DIR",
                     help="policy directory for the embedded engine (default: %(default)s)")
     ep.add_argument("--data", action="append", default=None, metavar="FILE",
                     help="data file(s) for the embedded engine (default: DIR/data.yaml)")
@@ -87,7 +88,7 @@ def _from_store(uri: str, rec_id: str) -> list[Any]:
     """The stored recommendation with this id, in its custom-resource form."""
     if not uri:
         raise errors.ConfigError("--id needs --store URI (e.g. sqlite:state/reconciler.db)")
-    st = wiring.open_store(uri)
+    st = wiring.open_store(uri, settings.KubeSettings())
     try:
         for kind in model.KINDS:
             rec = st.get(kind, rec_id)
@@ -98,10 +99,6 @@ def _from_store(uri: str, rec_id: str) -> list[Any]:
     finally:
         st.close()
     raise errors.ConfigError(f"recommendation {rec_id} is not in the store {uri}")
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def build_input(doc: Any, now: str = "") -> dict[str, Any]:
@@ -118,17 +115,16 @@ def build_input(doc: Any, now: str = "") -> dict[str, Any]:
             inp["now"] = now
         return inp
     rec = validation.parse(dict(doc))
-    return policy_input.build(rec, None, now=now or _utc_now())
+    return policy_input.build(rec, None, now=now or clock.rfc3339())
 
 
 def _engine(args: argparse.Namespace) -> opa.PolicyEngine:
-    if args.opa_url:
-        token = None
-        if args.opa_token_file:
-            token = Path(args.opa_token_file).read_text(encoding="utf-8").strip()
-        return opa.SidecarEngine(args.opa_url, timeout=args.opa_timeout, token=token)
-    eng = opa.EmbeddedEngine(args.policies, args.data, reload_interval=-1)
-    if eng.last_error:
+    eng = wiring.policy_engine(settings.PolicySettings(
+        policy_dir=args.policies, opa_url=args.opa_url, timeout=args.opa_timeout,
+        token_file=args.opa_token_file,
+        data_files=tuple(Path(d) for d in args.data) if args.data else None,
+        reload_interval=-1))
+    if isinstance(eng, embedded.EmbeddedEngine) and eng.last_error:
         raise errors.ConfigError(eng.last_error)
     return eng
 
@@ -137,7 +133,7 @@ def _engine(args: argparse.Namespace) -> opa.PolicyEngine:
 _RULE_NODE = re.compile(r"^(?:default\s+)?([A-Za-z_]\w*)(?:\(.*?\)|\[.*?\])?\s*(?::=|=|contains\b)")
 
 
-def fired_rules(eng: opa.EmbeddedEngine, inp: Mapping[str, Any]) -> list[dict[str, Any]]:
+def fired_rules(eng: embedded.EmbeddedEngine, inp: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The policy rules whose bodies succeeded for this input, in evaluation order.
 
     From OPA's trace: an ``Exit`` event whose node is a rule (not an expression such as
@@ -227,7 +223,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for inp in inputs:
             d = eng.decide(inp)
             fired = None
-            if args.explain and isinstance(eng, opa.EmbeddedEngine):
+            if args.explain and isinstance(eng, embedded.EmbeddedEngine):
                 fired = fired_rules(eng, inp)
             results.append((inp, d, fired))
     finally:
@@ -244,16 +240,3 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for inp, d, fired in results:
             _print_text(d, _label(inp), fired)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry for ``python -m reconciler.cli_policy``: the same commands as ``reconciler``."""
-    parser = argparse.ArgumentParser(prog="reconciler")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

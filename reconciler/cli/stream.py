@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import pathlib
 import signal
 import sys
 import threading
@@ -19,33 +18,20 @@ import yaml
 
 from reconciler import wiring
 from reconciler.adapters import importers
+from reconciler.adapters.store import bulk as batch
 from reconciler.adapters.store import port as store
-from reconciler.cli import direct as cli_direct
+from reconciler.cli import flags, output
+from reconciler.config import env
 from reconciler.devtools import platform
-from reconciler.domain import errors, validation
-from reconciler.stream import batch, client
+from reconciler.domain import errors, model, validation
+from reconciler.stream import client
 from reconciler.stream import state as stream_state
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATE = "state/stream.db"
-
-
 def open_store(args: argparse.Namespace) -> store.Store:
     """The store named by ``--store`` (sqlite:PATH, or kube with --kubeconfig/--context)."""
-    return wiring.open_store(args.store, getattr(args, "kubeconfig", None),
-                             getattr(args, "context", None))
-
-
-def state_path(uri: str, explicit: str | None,
-               state_dir: pathlib.Path | None = None) -> pathlib.Path:
-    """Where the stream keeps its cursor and outbox: next to a SQLite store by default, else
-    in the state directory (the CR store lives in the cluster, the cursor on local disk)."""
-    if explicit:
-        return pathlib.Path(explicit)
-    if uri.startswith("sqlite:"):
-        return pathlib.Path(uri[len("sqlite:"):] + ".stream")
-    return state_dir / "stream.db" if state_dir is not None else pathlib.Path(DEFAULT_STATE)
+    return wiring.open_store(args.store, flags.kube_settings(args, env.environ()))
 
 
 def _guarded(func: Any) -> Any:
@@ -76,7 +62,7 @@ def _ingest(args: argparse.Namespace) -> int:
         backoff_initial=min(1.0, args.backoff_max),
         allowed_crd_groups=tuple(args.allow_crd_group or client.DEFAULT_ALLOWED_GROUPS))
     st = open_store(args)
-    state = stream_state.StreamState(state_path(args.store, args.state))
+    state = stream_state.StreamState(stream_state.default_path(args.store, args.state))
     c = client.StreamClient(cfg, st, state)
     if args.until_idle is None:
         def stop(*_: object) -> None:
@@ -102,16 +88,7 @@ def _list(args: argparse.Namespace) -> int:
         records = st.list(kind=args.kind, phase=args.phase)
     finally:
         st.close()
-    if args.output == "json":
-        items = [{"id": r.id, "kind": r.kind, "namespace": r.namespace, "name": r.name,
-                  "phase": r.phase} for r in records]
-        print(json.dumps({"items": items}, indent=2))
-        return 0
-    rows = [("KIND", "NAMESPACE", "ID", "PHASE")] + [
-        (r.kind, r.namespace or "-", r.id, r.phase) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    output.print_records(records, args.output)
     return 0
 
 
@@ -132,7 +109,7 @@ def _import(args: argparse.Namespace) -> int:
             print(f"refused {validation.raw_id(doc) or '(no id)'}: {e}", file=sys.stderr)
             continue
         good.append(doc)
-        items.append(batch.Item(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict()))
+        items.append(batch.Item.of(rec))
     if args.store:
         st = open_store(args)
         try:
@@ -156,7 +133,7 @@ def register(subparsers: Any) -> None:
         "ingest", help="receive recommendations from the platform stream into a store")
     p.add_argument("--platform", required=True, metavar="HOST:PORT")
     p.add_argument("--store", required=True, metavar="URI", help="sqlite:PATH or kube")
-    cli_direct.add_kube_args(p)
+    flags.add_kube(p)
     p.add_argument("--until-idle", type=float, metavar="SECONDS",
                    help="exit once nothing arrived for this long (default: run until stopped)")
     p.add_argument("--tls", action="store_true", help="TLS with the system's trusted roots")
@@ -170,7 +147,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cluster-id", default="default")
     p.add_argument("--state", metavar="FILE",
                    help="cursor and outbox file (default: next to a SQLite store, else "
-                        f"{DEFAULT_STATE})")
+                        f"{stream_state.DEFAULT_PATH})")
     p.add_argument("--keepalive-time-ms", type=int, default=10_000)
     p.add_argument("--keepalive-timeout-ms", type=int, default=5_000)
     p.add_argument("--heartbeat-timeout", type=float, default=20.0, metavar="SECONDS")
@@ -181,9 +158,9 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("list", help="print stored recommendations with their phase")
     p.add_argument("--store", required=True, metavar="URI", help="sqlite:PATH or kube")
-    cli_direct.add_kube_args(p)
+    flags.add_kube(p)
     p.add_argument("--output", choices=("text", "json"), default="text")
-    p.add_argument("--kind", choices=store.KINDS)
+    p.add_argument("--kind", choices=model.KINDS)
     p.add_argument("--phase")
     p.set_defaults(func=_guarded(_list))
 
@@ -201,6 +178,6 @@ def register(subparsers: Any) -> None:
         s.add_argument("file", metavar="FILE")
         s.add_argument("--store", metavar="URI",
                        help="store them (sqlite:PATH); without it they are printed")
-        cli_direct.add_kube_args(s)
+        flags.add_kube(s)
         s.add_argument("--output", choices=("yaml", "json"), default="yaml")
         s.set_defaults(func=_guarded(_import))

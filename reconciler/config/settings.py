@@ -1,13 +1,21 @@
-"""Settings, grouped by the system they configure. Read once at the entry point (the CLI)
-and passed explicitly; nothing below the entry point reads the environment or argv.
+"""Settings, grouped by the system they configure, with defaults.
+
+Built once at the entry point (the CLI, from its flags and ``config.env``) and passed
+explicitly: nothing below the entry point reads the environment or argv, and what a part
+may do is visible from the settings it is given.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.gitops import layout
+from reconciler.config import layout
+from reconciler.domain import errors
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,10 @@ class PolicySettings:
     token_file: str = ""       # bearer token for the sidecar, read at start
     # The platform's policy parameters (data.platform), when `run` receives them.
     platform_data: Path | None = None
+    # Embedded engine: data files (None: DIR/data.yaml), and how often to look for changed
+    # policy files (seconds; negative: never, for one-shot evaluations).
+    data_files: tuple[Path, ...] | None = None
+    reload_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,15 +63,25 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class KubeSettings:
+    """How to reach the API server, and how hard to press it."""
+
+    kubeconfig: str | None = None  # None: $KUBECONFIG, ~/.kube/config or in-cluster
+    context: str | None = None
+    in_cluster: bool = False   # a service account is mounted: use it when nothing is named
+    service_account: str = ""  # who the audit log names besides the field manager
+    qps: float = 50.0          # client-side rate limit shared by every writer
+    burst: int = 100
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
-    """Live cluster facts for the policy input (HPA, PDBs, and with ``nodes`` the pods on
-    the nodes a consolidation would drain). Off: the policy sees none, and refuses what
-    needs them (a node drain); direct mode always reads them."""
+    """Live cluster facts for the policy input in GitOps mode (HPA, PDBs, and with
+    ``nodes`` the pods on the nodes a consolidation would drain). Off: the policy sees none,
+    and refuses what needs them (a node drain); direct mode always reads them."""
 
     facts: bool = False
     nodes: bool = False        # reading pods cluster-wide is a broad right: opt in
-    kubeconfig: str | None = None
-    context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,87 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     forge: ForgeSettings = field(default_factory=ForgeSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    kube: KubeSettings = field(default_factory=KubeSettings)
     direct: DirectSettings = field(default_factory=DirectSettings)
+    mode: str = "gitops"       # gitops | direct: the writer this process was configured for
+    state_dir: Path = Path("state")  # local state: the store file, clones, stream cursor
     operator_namespace: str = "dakr-operator"
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch
+
+
+ENV_ENABLED = "DAKR_LEADER_ELECTION"
+ENV_LEASE = "DAKR_LEADER_ELECTION_LEASE"
+ENV_LEASE_DURATION = "DAKR_LEADER_ELECTION_LEASE_DURATION"
+ENV_RENEW_DEADLINE = "DAKR_LEADER_ELECTION_RENEW_DEADLINE"
+ENV_RETRY_PERIOD = "DAKR_LEADER_ELECTION_RETRY_PERIOD"
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    """What the election needs; durations in seconds. Checked on construction (also after
+    ``dataclasses.replace``) so that flags overriding the environment are checked too."""
+
+    enabled: bool = False
+    lease_name: str = "dakr-reconciler-leader"
+    namespace: str = ""
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        for label, var, value in (
+                ("lease duration", ENV_LEASE_DURATION, self.lease_duration),
+                ("renew deadline", ENV_RENEW_DEADLINE, self.renew_deadline),
+                ("retry period", ENV_RETRY_PERIOD, self.retry_period)):
+            if not value > 0 or math.isinf(value):
+                raise errors.ConfigError(f"leader election: the {label} ({var}) must be a "
+                                         f"positive duration, got {value!r}")
+        if not self.renew_deadline < self.lease_duration:
+            raise errors.ConfigError(
+                f"leader election: the renew deadline ({ENV_RENEW_DEADLINE}, "
+                f"{self.renew_deadline:g}s) must be shorter than the lease duration "
+                f"({ENV_LEASE_DURATION}, {self.lease_duration:g}s): a leader must give up "
+                "before a standby may take over")
+        if not self.retry_period < self.renew_deadline:
+            raise errors.ConfigError(
+                f"leader election: the retry period ({ENV_RETRY_PERIOD}, "
+                f"{self.retry_period:g}s) must be shorter than the renew deadline "
+                f"({ENV_RENEW_DEADLINE}, {self.renew_deadline:g}s): a leader must get at least "
+                "one more try before it gives up")
+        if self.lease_name and (len(self.lease_name) > 253
+                                or not _DNS_SUBDOMAIN.fullmatch(self.lease_name)):
+            raise errors.ConfigError(
+                f"leader election: lease name {self.lease_name!r} ({ENV_LEASE}, "
+                "--leader-elect-lease) is not a valid object name (lower-case DNS subdomain)")
+        if self.namespace and (len(self.namespace) > 63
+                               or not _DNS_LABEL.fullmatch(self.namespace)):
+            raise errors.ConfigError(
+                f"leader election: namespace {self.namespace!r} (POD_NAMESPACE, "
+                "--leader-elect-namespace) is not a valid namespace name")
+
+
+def candidate_identity(pod_name: str = "") -> str:
+    """The pod name (or the hostname) plus a random suffix, like client-go's
+    ``hostname_uuid``: a restarted pod keeps its name but is a new candidate, and must not
+    be mistaken for the previous holder (which would let it skip the lease-duration wait)."""
+    base = pod_name or socket.gethostname() or "reconciler"
+    return f"{base}_{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """`reconciler run`: where recommendations come from, probes, pace, leadership."""
+
+    sources: tuple[str, ...] = ()  # platform:HOST:PORT, file:PATH, vpa:PATH, krr:PATH
+    health_addr: str = ""          # /healthz, /readyz (and /metrics) here
+    metrics_addr: str = ""         # /metrics alone here
+    interval: float = 60.0
+    idle: float = 2.0
+    once: bool = False
+    platform_token_file: str | None = None  # re-read at every connection (rotation)
+    platform_token: str = ""       # from a Secret mounted as a variable; a file wins
+    leader: LeaderSettings = field(default_factory=LeaderSettings)

@@ -117,7 +117,7 @@ def collect(api: kube.Kube, recs: Sequence[model.Recommendation],
 
 
 def cluster_map(facts: Mapping[str, Facts]) -> dict[str, dict[str, Any]]:
-    """The ``cluster`` argument of ``pipeline.decide``: facts of the recommendations that have
+    """The ``cluster`` argument of ``decide.decide``: facts of the recommendations that have
     them (the others must not be decided)."""
     return {rid: f.cluster for rid, f in facts.items() if f.ok}
 

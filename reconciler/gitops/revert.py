@@ -16,8 +16,8 @@ from reconciler.adapters import git
 from reconciler.adapters.forge import port as forge
 from reconciler.adapters.store import port as store
 from reconciler.config import settings
-from reconciler.domain import errors, model, planner, quantity, results
-from reconciler.gitops import layout, pipeline
+from reconciler.domain import errors, model, planner, quantity, results, status
+from reconciler.gitops import index as repo_index
 from reconciler.gitops import writer as gitops
 
 ROLLBACK_PENDING = "RollbackPending"
@@ -93,7 +93,7 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
     with git.repo_lock(cfg.git.clone_dir), \
             git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
                                depth=cfg.git.depth) as ws:
-        index = layout.Index.build(ws.root, cfg.git.layout, [key])
+        index = repo_index.Index.build(ws.root, cfg.git.layout, [key])
         source = index.locate(key)
         observed = index.observed(key)
         if observed is None:
@@ -116,14 +116,12 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
                             labels=(*cfg.forge.labels, "rollback"))
     item.pull_request = pr.url
     item.message = f"revert pull request #{pr.number} open on {written.branch}"
-    status = dict(rec.status)
-    status["pullRequest"] = {"url": pr.url, "number": pr.number, "branch": written.branch,
-                             "commit": written.commit, "state": pr.state}
-    status["message"] = item.message
-    status["conditions"] = [c for c in status.get("conditions", [])
-                            if c.get("type") != ROLLBACK_PENDING] + [
-        pipeline.condition(ROLLBACK_PENDING, True, "RevertOpened", item.message, now).to_dict()]
-    st.update_status(rec.kind, rec.id, status, rec.resource_version)
+    new = status.set_condition(rec.status, status.condition(
+        ROLLBACK_PENDING, True, "RevertOpened", item.message, now))
+    new["pullRequest"] = {"url": pr.url, "number": pr.number, "branch": written.branch,
+                          "commit": written.commit, "state": pr.state}
+    new["message"] = item.message
+    st.update_status(rec.kind, rec.id, new, rec.resource_version)
     return item
 
 
@@ -141,39 +139,3 @@ def _body(item: results.ItemResult, plan: planner.Plan, base: str) -> str:
     out += [f"Merging into `{base}` marks the recommendation RolledBack; closing this pull "
             "request keeps the change.", ""]
     return "\n".join(out)
-
-
-def follow(st: store.Store, prs: forge.Forge, now: str) -> list[results.ItemResult]:
-    """Revert pull requests to their end: merged -> RolledBack; closed -> the change stays."""
-    out: list[results.ItemResult] = []
-    for kind in model.KINDS:
-        for r in st.list(kind=kind, phase=model.APPLIED):
-            conds = r.status.get("conditions", [])
-            if not any(c.get("type") == ROLLBACK_PENDING and c.get("status") == "True"
-                       for c in conds):
-                continue
-            ref = r.status.get("pullRequest") or {}
-            number = ref.get("number")
-            if not isinstance(number, int):
-                continue
-            phase, _ = forge.follow(prs, number)
-            if phase == model.APPLYING:
-                continue
-            status = dict(r.status)
-            merged = phase == model.APPLIED
-            status["phase"] = model.ROLLED_BACK if merged else model.APPLIED
-            status["message"] = (f"rolled back by #{number}" if merged
-                                 else f"revert #{number} closed: the change stays")
-            status["pullRequest"] = {**ref, "state": forge.MERGED if merged else forge.CLOSED}
-            status["conditions"] = [c for c in conds if c.get("type") != ROLLBACK_PENDING] + [
-                pipeline.condition(ROLLBACK_PENDING, False,
-                                   "RevertMerged" if merged else "RevertClosed",
-                                   str(status["message"]), now).to_dict()]
-            try:
-                st.update_status(r.kind, r.id, status, r.resource_version)
-            except errors.ConflictError:
-                continue
-            out.append(results.ItemResult(id=r.id, kind=r.kind, namespace=r.namespace,
-                                          phase=str(status["phase"]),
-                                          message=str(status["message"])))
-    return out

@@ -4,8 +4,8 @@ One branch per scope (batch, namespace or workload) and one commit per branch. T
 name is derived from the changes (batch scope) or from the scope itself, so a rerun of the
 same recommendations lands on the same branch, finds the same bytes already there and
 makes no commit. Where each value lives (a plain manifest, a Kustomize overlay's patch, a
-Helm values file) is the layout's business (``reconciler.layout``); this module owns the
-branch, the commit and the push.
+Helm values file) is the business of the index (``gitops.index``) and rendering
+(``gitops.render``); this module owns the branch, the commit and the push.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 
 from reconciler.adapters import git
 from reconciler.domain import errors, planner
-from reconciler.gitops import layout
+from reconciler.gitops import index as repo_index
+from reconciler.gitops import render
 
 
 def branch_name(prefix: str, scope: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
@@ -60,7 +61,7 @@ def _free_branch(ws: git.Workspace, base: str, branch: str) -> str:
 
 
 def write(ws: git.Workspace, base: str, branch: str,
-          edits: Sequence[tuple[layout.Source, planner.Plan]], *,
+          edits: Sequence[tuple[repo_index.Source, planner.Plan]], *,
           message: str, retries: int = 3) -> Written:
     """Render every plan on ``branch`` (from ``base``), commit once, push; retry a lost race.
 
@@ -76,7 +77,7 @@ def write(ws: git.Workspace, base: str, branch: str,
     while True:
         branch_now = _free_branch(ws, base, branch)
         existed = ws.checkout_branch(branch_now, base)
-        rendered = layout.render_many(ws.root, items, base_text=_reader(ws, None))
+        rendered = render.render_many(ws.root, items, base_text=_reader(ws, None))
         lines = dict(rendered.lines)
         if existed:
             # A rerun finds its change already on the branch: report where it is by
@@ -84,7 +85,7 @@ def write(ws: git.Workspace, base: str, branch: str,
             missing = [(s, p) for s, p in items
                        if p.rec_id not in lines and p.rec_id not in rendered.errors]
             if missing:
-                on_base = layout.render_many(ws.root, missing,
+                on_base = render.render_many(ws.root, missing,
                                              base_text=_reader(ws, f"origin/{base}"))
                 lines.update(on_base.lines)
         touched: list[str] = []

@@ -30,166 +30,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import re
-import secrets
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
 import urllib3
 
 from reconciler.adapters import kube
-from reconciler.domain import errors
+from reconciler.config import settings
+from reconciler.domain import clock, errors
 
 log = logging.getLogger("reconciler.runtime.leader")
 
 JSON = dict[str, Any]
-
-ENV_ENABLED = "DAKR_LEADER_ELECTION"
-ENV_LEASE = "DAKR_LEADER_ELECTION_LEASE"
-ENV_LEASE_DURATION = "DAKR_LEADER_ELECTION_LEASE_DURATION"
-ENV_RENEW_DEADLINE = "DAKR_LEADER_ELECTION_RENEW_DEADLINE"
-ENV_RETRY_PERIOD = "DAKR_LEADER_ELECTION_RETRY_PERIOD"
-SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class LeaderSettings:
-    """What the election needs; durations in seconds. Checked on construction (also after
-    ``dataclasses.replace``) so that flags overriding the environment are checked too."""
-
-    enabled: bool = False
-    lease_name: str = "dakr-reconciler-leader"
-    namespace: str = ""
-    identity: str = ""
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-
-    def __post_init__(self) -> None:
-        for label, var, value in (
-                ("lease duration", ENV_LEASE_DURATION, self.lease_duration),
-                ("renew deadline", ENV_RENEW_DEADLINE, self.renew_deadline),
-                ("retry period", ENV_RETRY_PERIOD, self.retry_period)):
-            if not value > 0 or math.isinf(value):
-                raise errors.ConfigError(f"leader election: the {label} ({var}) must be a "
-                                         f"positive duration, got {value!r}")
-        if not self.renew_deadline < self.lease_duration:
-            raise errors.ConfigError(
-                f"leader election: the renew deadline ({ENV_RENEW_DEADLINE}, "
-                f"{self.renew_deadline:g}s) must be shorter than the lease duration "
-                f"({ENV_LEASE_DURATION}, {self.lease_duration:g}s): a leader must give up "
-                "before a standby may take over")
-        if not self.retry_period < self.renew_deadline:
-            raise errors.ConfigError(
-                f"leader election: the retry period ({ENV_RETRY_PERIOD}, "
-                f"{self.retry_period:g}s) must be shorter than the renew deadline "
-                f"({ENV_RENEW_DEADLINE}, {self.renew_deadline:g}s): a leader must get at least "
-                "one more try before it gives up")
-        if self.lease_name and (len(self.lease_name) > 253
-                                or not _DNS_SUBDOMAIN.fullmatch(self.lease_name)):
-            raise errors.ConfigError(
-                f"leader election: lease name {self.lease_name!r} ({ENV_LEASE}, "
-                "--leader-elect-lease) is not a valid object name (lower-case DNS subdomain)")
-        if self.namespace and (len(self.namespace) > 63
-                               or not _DNS_LABEL.fullmatch(self.namespace)):
-            raise errors.ConfigError(
-                f"leader election: namespace {self.namespace!r} (POD_NAMESPACE, "
-                "--leader-elect-namespace) is not a valid namespace name")
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
-          "m": 60.0, "h": 3600.0}
-_TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str, name: str = "duration") -> float:
-    """Seconds from a Go duration ("15s", "1m30s", "500ms", "1.5h"), as the chart writes
-    them (the same syntax as controller-runtime's flags). ``name`` is the variable or flag
-    the text came from, for the error message. Negative durations are refused: nothing here
-    may be negative."""
-    s = text.strip()
-    example = "e.g. 15s, 1m30s, 500ms"
-    if s.startswith("-"):
-        raise errors.ConfigError(f"{name}: {text!r} is negative; expected a duration "
-                                 f"({example})")
-    s = s.removeprefix("+")
-    if s == "0":
-        return 0.0
-    if not s:
-        raise errors.ConfigError(f"{name}: empty; expected a duration ({example})")
-    total, pos = 0.0, 0
-    while pos < len(s):
-        m = _TERM.match(s, pos)
-        if m is None:
-            hint = "missing unit" if re.fullmatch(r"[\d.]+", s) else "not a duration"
-            raise errors.ConfigError(f"{name}: {text!r}: {hint}; expected a Go duration "
-                                     f"({example})")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return total
-
-
-def _parse_bool(text: str, name: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off", ""):
-        return False
-    raise errors.ConfigError(f"{name}: {text!r} is not a boolean (expected true or false)")
-
-
-def default_identity(env: Mapping[str, str]) -> str:
-    """POD_NAME (or the hostname) plus a random suffix, like client-go's ``hostname_uuid``:
-    a restarted pod keeps its name but is a new candidate, and must not be mistaken for the
-    previous holder (which would let it skip the lease-duration wait)."""
-    base = env.get("POD_NAME") or socket.gethostname() or "reconciler"
-    return f"{base}_{secrets.token_hex(4)}"
-
-
-def settings_from_env(env: Mapping[str, str],
-                      namespace_file: str = SA_NAMESPACE_FILE) -> LeaderSettings:
-    """Settings from the variables the chart sets; the CLI's flags override them.
-
-    The namespace is POD_NAMESPACE (the chart's downward API), else the mounted service
-    account's namespace, else empty: an enabled election then fails with a clear error
-    instead of guessing."""
-    d = LeaderSettings()
-    namespace = env.get("POD_NAMESPACE", "").strip()
-    if not namespace and namespace_file:
-        try:
-            with open(namespace_file, encoding="utf-8") as f:
-                namespace = f.read().strip()
-        except OSError:
-            namespace = ""
-
-    def duration(var: str, default: float) -> float:
-        text = env.get(var, "")
-        return parse_duration(text, var) if text.strip() else default
-
-    return LeaderSettings(
-        enabled=_parse_bool(env.get(ENV_ENABLED, ""), ENV_ENABLED),
-        lease_name=env.get(ENV_LEASE, "").strip() or d.lease_name,
-        namespace=namespace,
-        identity=default_identity(env),
-        lease_duration=duration(ENV_LEASE_DURATION, d.lease_duration),
-        renew_deadline=duration(ENV_RENEW_DEADLINE, d.renew_deadline),
-        retry_period=duration(ENV_RETRY_PERIOD, d.retry_period),
-    )
-
 
 # --------------------------------------------------------------------------- elector
 
@@ -202,11 +58,6 @@ class _LostRace(Exception):
     """409: another candidate created or updated the lease first. Not an error."""
 
 
-def _micro_time(now: float) -> str:
-    """A metav1.MicroTime (RFC 3339 with microseconds, UTC)."""
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class Elector:
     """One candidate for one Lease. ``acquire`` blocks as a follower; once leading, a
     background thread renews every ``retry_period`` and sets ``lost`` when it cannot;
@@ -216,21 +67,22 @@ class Elector:
     this replica is a healthy standby.
     """
 
-    def __init__(self, api_client: Any, settings: LeaderSettings, *,
+    def __init__(self, api_client: Any, cfg: settings.LeaderSettings, *,
                  on_standby: Callable[[], object] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
-        if not settings.namespace:
+        if not cfg.namespace:
             raise errors.ConfigError(
                 "leader election needs a namespace for its lease: set POD_NAMESPACE or "
                 "--leader-elect-namespace (the chart's Role grants leases in the release "
                 "namespace only)")
-        if not settings.lease_name:
+        if not cfg.lease_name:
             raise errors.ConfigError(
-                f"leader election needs a lease name: set {ENV_LEASE} or --leader-elect-lease")
-        self.settings = settings
-        self.identity = settings.identity or default_identity(os.environ)
-        self.name, self.namespace = settings.lease_name, settings.namespace
+                f"leader election needs a lease name: set {settings.ENV_LEASE} or "
+                "--leader-elect-lease")
+        self.settings = cfg
+        self.identity = cfg.identity or settings.candidate_identity()
+        self.name, self.namespace = cfg.lease_name, cfg.namespace
         self.lost = threading.Event()
         self._api = kubernetes.client.CoordinationV1Api(api_client)
         self._clock, self._wall = clock, wall
@@ -323,7 +175,7 @@ class Elector:
     def _try_acquire_or_renew(self, timeout: float) -> bool:
         """One round of client-go's tryAcquireOrRenew: True when we hold the lease after it.
         Raises TemporaryError / PermanentError; a lost race is just False."""
-        now = _micro_time(self._wall())
+        now = clock.rfc3339(self._wall(), micro=True)
         try:
             lease: JSON | None = self._call("get", self._api.read_namespaced_lease,
                                             self.name, self.namespace, timeout=timeout)
@@ -485,7 +337,7 @@ class Elector:
         spec = (lease or {}).get("spec") or {}
         if lease is None or spec.get("holderIdentity") != self.identity:
             return False
-        now = _micro_time(self._wall())
+        now = clock.rfc3339(self._wall(), micro=True)
         new = dict(lease)
         new["spec"] = dict(spec, holderIdentity="", leaseDurationSeconds=1, acquireTime=now,
                            renewTime=now)
@@ -509,7 +361,7 @@ class Elector:
 # --------------------------------------------------------------------------- run
 
 
-def run_as_leader(api_client: Any, cfg: LeaderSettings, stop: threading.Event,
+def run_as_leader(api_client: Any, cfg: settings.LeaderSettings, stop: threading.Event,
                   work: Callable[[threading.Event], object], *,
                   on_standby: Callable[[], object] | None = None,
                   on_lost: Callable[[], object] | None = None) -> int:

@@ -23,7 +23,6 @@ Why it is built the way it is:
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import logging
 import pathlib
@@ -38,9 +37,10 @@ from typing import Any, Protocol
 import grpc
 
 import reconciler
+from reconciler.adapters.store import bulk as batch
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors, validation
-from reconciler.stream import batch
+from reconciler.config import secrets
+from reconciler.domain import clock, errors, validation
 from reconciler.stream import state as stream_state
 from reconciler.stream.gen import stream_pb2, stream_pb2_grpc
 
@@ -154,7 +154,7 @@ def queue_status(state: stream_state.StreamState, kind: str, rec_id: str, phase:
     a batch that ran while no stream was open reports this way)."""
     body = stream_pb2.StatusUpdate(
         kind=kind, recommendation_id=rec_id, phase=phase, message=message,
-        pull_request_url=pull_request_url, time=_now_rfc3339(),
+        pull_request_url=pull_request_url, time=clock.rfc3339(),
         decision_json=json.dumps(decision, sort_keys=True) if decision is not None else "")
     return state.append("status_update", body.SerializeToString())
 
@@ -162,19 +162,18 @@ def queue_status(state: stream_state.StreamState, kind: str, rec_id: str, phase:
 def queue_audit(state: stream_state.StreamState, action: str, *, kind: str = "",
                 rec_id: str = "", details: dict[str, Any] | None = None) -> int:
     body = stream_pb2.AuditEvent(
-        action=action, kind=kind, recommendation_id=rec_id, time=_now_rfc3339(),
+        action=action, kind=kind, recommendation_id=rec_id, time=clock.rfc3339(),
         details_json=json.dumps(details or {}, sort_keys=True))
     return state.append("audit_event", body.SerializeToString())
 
 
 def read_token(path: str | None) -> str:
-    if not path:
-        return ""
+    """The token, re-read at every connection so that a rotated Secret is picked up. A
+    file that cannot be read now (mid-rotation) is a temporary failure: try again."""
     try:
-        return pathlib.Path(path).read_text().strip()
-    except OSError as e:
-        # The path is fine to show; the content is never shown.
-        raise errors.TemporaryError(f"cannot read token file {path}: {e.strerror}") from e
+        return secrets.read_token(path, "token") or ""
+    except errors.ConfigError as e:
+        raise errors.TemporaryError(str(e)) from e
 
 
 def _read(path: str | None) -> bytes | None:
@@ -198,10 +197,6 @@ def make_channel(config: ClientConfig) -> grpc.Channel:
     if config.tls.server_name:
         options.append(("grpc.ssl_target_name_override", config.tls.server_name))
     return grpc.secure_channel(config.target, creds, options=options)
-
-
-def _now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _describe_rpc_error(e: grpc.RpcError) -> str:
@@ -552,7 +547,7 @@ class StreamClient:
             return _nack(r.sequence, r.id, [errors.FieldError(
                 "spec.recommendationId",
                 f"{rec.id!r} does not match the message id {r.id!r}")])
-        return batch.Item(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict())
+        return batch.Item.of(rec)
 
     def _store(self, pairs: list[tuple[tuple[int, int], batch.Item]]
                ) -> list[stream_pb2.Ack | stream_pb2.Nack]:

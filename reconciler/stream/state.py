@@ -131,3 +131,17 @@ class StreamState:
     def close(self) -> None:
         with self._lock, _translated(self.path):
             self._db.close()
+
+
+DEFAULT_PATH = "state/stream.db"
+
+
+def default_path(store_uri: str, explicit: str | None = None,
+                 state_dir: pathlib.Path | None = None) -> pathlib.Path:
+    """Where the stream keeps its cursor and outbox: next to a SQLite store by default, else
+    in the state directory (the CR store lives in the cluster, the cursor on local disk)."""
+    if explicit:
+        return pathlib.Path(explicit)
+    if store_uri.startswith("sqlite:"):
+        return pathlib.Path(store_uri[len("sqlite:"):] + ".stream")
+    return state_dir / "stream.db" if state_dir is not None else pathlib.Path(DEFAULT_PATH)

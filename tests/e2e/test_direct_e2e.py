@@ -38,11 +38,12 @@ pytestmark = pytest.mark.skipif(
 import kubernetes  # noqa: E402
 
 from reconciler.adapters import kube  # noqa: E402
-from reconciler.adapters.opa import engine as opa  # noqa: E402
+from reconciler.adapters.opa import embedded  # noqa: E402
 from reconciler.adapters.store import kube as kube_store  # noqa: E402
 from reconciler.config import settings  # noqa: E402
 from reconciler.direct import apply as direct  # noqa: E402
-from reconciler.gitops import pipeline  # noqa: E402
+from reconciler.direct import cache, rollback  # noqa: E402
+from reconciler.flow import batch as flow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "dakr.devzero.io", "v1alpha1"
@@ -56,7 +57,7 @@ decision := {"allow": true, "mode": "direct", "deny": [], "warnings": []}
 
 
 class Cluster:
-    def __init__(self, client: Any, ns: str, engine: opa.EmbeddedEngine) -> None:
+    def __init__(self, client: Any, ns: str, engine: embedded.EmbeddedEngine) -> None:
         self.client, self.ns, self.engine = client, ns, engine
         self.apps = kubernetes.client.AppsV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
@@ -68,7 +69,7 @@ class Cluster:
         return kube_store.KubeStore(self.adapter(), namespace=self.ns)
 
     def run(self, *docs: dict[str, Any], dry_run: bool = False,
-            api: kube.Kube | None = None) -> pipeline.Batch:
+            api: kube.Kube | None = None) -> flow.Batch:
         cfg = settings.Settings()
         return direct.run(list(docs), cfg, self.store(), self.engine, api or self.adapter(),
                           dry_run=dry_run)
@@ -127,7 +128,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         metadata=kubernetes.client.V1ObjectMeta(name=ns)))
     pol = tmp_path_factory.mktemp("policies")
     (pol / "p.rego").write_text(POLICY)
-    engine = opa.EmbeddedEngine(pol)
+    engine = embedded.EmbeddedEngine(pol)
     c = Cluster(client, ns, engine)
     try:
         yield c
@@ -154,16 +155,16 @@ def test_apply_reapply_rollback(cluster: Cluster) -> None:
     assert cluster.requests("web", "sidecar") == {"cpu": "5m"}
     rec = cluster.rec("e2e-apply")
     assert rec["status"]["previous"]["containers"]["app"]["requests"]["cpu"] == "10m"
-    assert direct.FINALIZER in rec["metadata"]["finalizers"]
+    assert cache.FINALIZER in rec["metadata"]["finalizers"]
     rv_w = cluster.read("web").metadata.resource_version
     rv_r = rec["metadata"]["resourceVersion"]
     assert cluster.run(doc).items[0].phase == "Applied"
     assert cluster.read("web").metadata.resource_version == rv_w
     assert cluster.rec("e2e-apply")["metadata"]["resourceVersion"] == rv_r
-    item = direct.rollback("e2e-apply", cluster.store(), cluster.adapter())
+    item = rollback.rollback("e2e-apply", cluster.store(), cluster.adapter())
     assert item.phase == "RolledBack", item.message
     assert cluster.requests("web")["cpu"] == "10m"
-    assert direct.FINALIZER not in (cluster.rec("e2e-apply")["metadata"].get("finalizers")
+    assert cache.FINALIZER not in (cluster.rec("e2e-apply")["metadata"].get("finalizers")
                                     or [])
 
 
@@ -217,11 +218,11 @@ def test_rollback_refused_after_foreign_change(cluster: Cluster) -> None:
         0].phase == "Applied"
     cluster.apps.patch_namespaced_deployment("foreign", cluster.ns, {"spec": {"template": {
         "spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "40m"}}}]}}}})
-    item = direct.rollback("e2e-foreign", cluster.store(), cluster.adapter())
+    item = rollback.rollback("e2e-foreign", cluster.store(), cluster.adapter())
     assert "rollback refused" in item.message
     assert cluster.requests("foreign")["cpu"] == "40m"
     rec = cluster.rec("e2e-foreign")
-    assert direct.FINALIZER in rec["metadata"]["finalizers"]
+    assert cache.FINALIZER in rec["metadata"]["finalizers"]
     cond = {c["type"]: c for c in rec["status"]["conditions"]}
     assert cond["RolledBack"]["reason"] == "ChangedSince"
 

@@ -16,6 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def origin(tmp_path: Path) -> Path:
-    from reconciler.cli import demo
+    from reconciler.devtools import demo
 
     return demo.seed_origin(tmp_path / "repo", ROOT / "examples" / "microservices-demo")

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from opa_bindings import OpaEngine, OpaError
 
+from reconciler.adapters.opa import embedded
 from reconciler.adapters.opa import engine as opa
 
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIPPED"
@@ -212,7 +213,7 @@ def run(
     runner = (f"{RUNNER_PACKAGE}.rego", runner_module(runnable))
     try:
         data = opa.merge_data([opa.load_data_file(f) for f in data_files])
-        eng = opa.build_engine([*modules, runner], data)
+        eng = embedded.build_engine([*modules, runner], data)
     except (OpaError, OSError, ValueError) as e:
         return Run([], cov, policy, load_error=str(e))
     try:

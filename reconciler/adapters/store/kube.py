@@ -20,7 +20,6 @@ timestamp only has second resolution.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import queue
 import re
@@ -31,13 +30,13 @@ from typing import Any
 
 from reconciler.adapters import kube
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors
+from reconciler.domain import clock, errors, model
 
 GROUP = "dakr.devzero.io"
 VERSION = "v1alpha1"
-PLURALS = {store.WORKLOAD: "workloadrecommendations",
-           store.NODE_GROUP: "nodegrouprecommendations"}
-NAMESPACED = {store.WORKLOAD: True, store.NODE_GROUP: False}
+PLURALS = {model.WORKLOAD: "workloadrecommendations",
+           model.NODE_GROUP: "nodegrouprecommendations"}
+NAMESPACED = {model.WORKLOAD: True, model.NODE_GROUP: False}
 CREATED_ANNOTATION = f"{GROUP}/created"
 ID_LABEL = f"{GROUP}/recommendation-id"
 JSON = dict[str, Any]
@@ -46,7 +45,6 @@ _Anys = list[Any]
 _Kinds = list[str]
 _Seen = list[tuple[int, store.Change]]
 
-_UNKNOWN: Any = object()
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -82,7 +80,9 @@ def to_record(obj: JSON) -> store.Record:
         spec=spec, status=obj.get("status") or {},
         resource_version=str(meta.get("resourceVersion", "")),
         generation=int(meta.get("generation", 1)),
-        created_at=str(meta.get("creationTimestamp", "")))
+        created_at=str(meta.get("creationTimestamp", "")),
+        finalizers=tuple(str(f) for f in meta.get("finalizers") or ()),
+        uid=str(meta.get("uid", "")), deleting=bool(meta.get("deletionTimestamp")))
 
 
 def _order(obj: JSON) -> tuple[str, str, str]:
@@ -150,7 +150,7 @@ class KubeStore:
         return items[0]
 
     def _remember(self, rec: store.Record) -> store.Record:
-        if rec.kind == store.WORKLOAD:
+        if rec.kind == model.WORKLOAD:
             self._ns[rec.id] = rec.namespace
         return rec
 
@@ -170,8 +170,8 @@ class KubeStore:
         return [r for r in out if phase is None or r.phase == phase]
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
-               spec: dict[str, Any], *, current: Any = _UNKNOWN,
-               finalizers: Sequence[str] = ()) -> store.UpsertResult:
+               spec: dict[str, Any], *, finalizers: Sequence[str] = (),
+               current: Any = store.UNREAD) -> store.UpsertResult:
         """Create, or replace a changed spec (the status is kept); the same spec is a replay
         and sends no write. ``name`` is ignored: the object name derives from the id.
 
@@ -182,7 +182,7 @@ class KubeStore:
         """
         plural = _plural(kind)
         for attempt in range(5):
-            if attempt == 0 and current is not _UNKNOWN:
+            if attempt == 0 and current is not store.UNREAD:
                 cur = None if current is None else self._guess(kind, current)
             else:
                 cur = self._get_object(kind, rec_id)
@@ -225,7 +225,7 @@ class KubeStore:
     def _create(self, kind: str, rec_id: str, namespace: str, spec: dict[str, Any],
                 finalizers: Sequence[str] = ()) -> JSON:
         plural = _plural(kind)
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = clock.rfc3339(micro=True)
         meta: JSON = {"name": object_name(rec_id), "annotations": {CREATED_ANNOTATION: now}}
         if finalizers:
             meta["finalizers"] = list(finalizers)
@@ -281,17 +281,23 @@ class KubeStore:
                 f"but the object is at {current} (another writer got there first)") from e
         return self._remember(to_record(new))
 
-    def set_finalizers(self, obj: JSON, finalizers: _Kinds) -> JSON | None:
-        """Replace the finalizers of ``obj`` (as read) with a JSON Patch guarded on its
-        resourceVersion: this is our own object's metadata, so the version is the right
-        guard. Returns the new object, or None when the server deleted it (the last
-        finalizer of an object being deleted went)."""
-        meta = obj["metadata"]
-        kind = str(obj.get("kind"))
-        plural, name, ns = _plural(kind), meta["name"], meta.get("namespace") or ""
+    def set_finalizers(self, kind: str, rec_id: str, finalizers: Sequence[str],
+                       resource_version: str) -> store.Record | None:
+        """See ``store.Store.set_finalizers``: a JSON Patch guarded on the resourceVersion
+        (our own object's metadata, so the version is the right guard). None when the
+        server deleted the object (the last finalizer of an object being deleted went)."""
+        plural, name = _plural(kind), object_name(rec_id)
+        ns = ""
+        if NAMESPACED[kind]:
+            ns = self._ns.get(rec_id, self.namespace or "")
+            if not ns:
+                cur = self._get_object(kind, rec_id)
+                if cur is None:
+                    raise errors.NotFoundError(f"{kind} {rec_id} not found")
+                ns = cur["metadata"]["namespace"]
         ops: _Anys = [{"op": "test", "path": "/metadata/resourceVersion",
-                       "value": meta["resourceVersion"]},
-                      {"op": "add", "path": "/metadata/finalizers", "value": finalizers}]
+                       "value": resource_version},
+                      {"op": "add", "path": "/metadata/finalizers", "value": list(finalizers)}]
         c = self.kube.custom
         kw: JSON = {"_content_type": "application/json-patch+json"}
         if ns:
@@ -305,16 +311,7 @@ class KubeStore:
         if not new.get("metadata") or new.get("kind") == "Status":
             return None
         new.setdefault("kind", kind)
-        if kind == store.WORKLOAD:
-            self._ns[str((new.get("spec") or {}).get("recommendationId"))] = ns
-        return new
-
-    def raw(self, kind: str, rec_id: str) -> JSON | None:
-        """The whole object (metadata included: finalizers, deletionTimestamp)."""
-        return self._get_object(kind, rec_id)
-
-    def raw_list(self, kind: str) -> _Anys:
-        return sorted(self._list_objects(kind)[0], key=_order)
+        return self._remember(to_record(new))
 
     # ------------------------------------------------------------------ watch
 
@@ -496,10 +493,3 @@ def _change(ev: JSON) -> tuple[int, store.Change] | None:
     if typ not in ("ADDED", "MODIFIED"):
         return None
     return int(obj["metadata"]["resourceVersion"]), store.Change(str(typ), to_record(obj))
-
-
-def open_store(kubeconfig: str | None = None, context: str | None = None, *,
-               options: kube.Options | None = None) -> KubeStore:
-    """A KubeStore on its own client (closed with the store)."""
-    client = kube.load_client(kubeconfig, context)
-    return KubeStore(kube.Kube(client, options), owns_client=True)

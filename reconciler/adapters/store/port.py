@@ -11,13 +11,14 @@ writer got there first, instead of silently losing that writer's update.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-WORKLOAD = "WorkloadRecommendation"
-NODE_GROUP = "NodeGroupRecommendation"
-KINDS = (WORKLOAD, NODE_GROUP)
+from reconciler.domain import model
+
+# ``upsert(current=...)``: the caller has not read the record (the store reads it).
+UNREAD: Any = object()
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Record:
     resource_version: str = ""
     generation: int = 1
     created_at: str = ""  # RFC 3339, UTC
+    # Kubernetes metadata direct mode's rollback relies on (a SQLite record has none):
+    finalizers: tuple[str, ...] = ()
+    uid: str = ""
+    deleting: bool = False  # deletion was asked for (deletionTimestamp); finalizers hold it
 
     @property
     def phase(self) -> str:
@@ -49,7 +54,7 @@ class Record:
         meta: dict[str, Any] = {"name": self.name}
         if self.namespace:
             meta["namespace"] = self.namespace
-        return {"apiVersion": "dakr.devzero.io/v1alpha1", "kind": self.kind,
+        return {"apiVersion": model.API_VERSION, "kind": self.kind,
                 "metadata": meta, "spec": self.spec}
 
 
@@ -78,11 +83,16 @@ class Store(Protocol):
         ...
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
-               spec: dict[str, Any]) -> UpsertResult:
+               spec: dict[str, Any], *, finalizers: Sequence[str] = (),
+               current: Any = UNREAD) -> UpsertResult:
         """Store the spec under ``(kind, rec_id)``.
 
         The same spec again changes nothing (no version bump): the id is an idempotency key.
         A different spec replaces the stored one, bumps ``generation`` and keeps the status.
+        ``finalizers``: set on a record this call creates (direct mode's rollback finalizer,
+        so applying it later costs no second write). ``current``: the record as the caller
+        last read it (None: known absent), which a remote store may use to save a read; a
+        wrong guess costs a conflict and a re-read, never a lost write.
         """
         ...
 
@@ -93,6 +103,14 @@ class Store(Protocol):
         Raises ``errors.ConflictError`` when it is stale and ``errors.NotFoundError`` when
         the record does not exist.
         """
+        ...
+
+    def set_finalizers(self, kind: str, rec_id: str, finalizers: Sequence[str],
+                       resource_version: str) -> Record | None:
+        """Replace the record's finalizers if ``resource_version`` is still current
+        (``errors.ConflictError`` when it is not). None when that released a record whose
+        deletion was asked for: it is gone. A store whose records nobody else can delete
+        (a local SQLite file) keeps none and returns the record as it is."""
         ...
 
     def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[Change]:

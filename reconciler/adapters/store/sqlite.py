@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import datetime
 import json
 import os
 import pathlib
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors
+from reconciler.domain import clock, errors, model
 
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
@@ -98,9 +97,9 @@ def translated(what: str = "sqlite store") -> Iterator[None]:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in store.KINDS:
+    if kind not in model.KINDS:
         raise errors.ConfigError(
-            f"unknown recommendation kind {kind!r}: expected one of {', '.join(store.KINDS)}")
+            f"unknown recommendation kind {kind!r}: expected one of {', '.join(model.KINDS)}")
 
 
 def _dump(value: dict[str, Any], what: str) -> str:
@@ -125,7 +124,7 @@ def _load(text: str) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.rfc3339()
 
 
 def _record(row: tuple[Any, ...]) -> store.Record:
@@ -275,11 +274,14 @@ class SqliteStore:
         return [r for r in records if phase is None or r.phase == phase]
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
-               spec: dict[str, Any]) -> store.UpsertResult:
+               spec: dict[str, Any], *, finalizers: Sequence[str] = (),
+               current: Any = store.UNREAD) -> store.UpsertResult:
         """See ``store.Store.upsert``.
 
         ``namespace`` and ``name`` are fixed when the record is created, as a Kubernetes
         object cannot be renamed; later upserts with the same id only carry the spec.
+        ``finalizers`` and ``current`` are not needed here: nobody but this process deletes
+        a record of a local file, and the read happens inside the write transaction anyway.
         """
         _check_kind(kind)
         if not rec_id:
@@ -402,6 +404,15 @@ class SqliteStore:
             rec = self._select(tx, kind, rec_id)
             assert rec is not None  # updated in this transaction
             self._log(tx, MODIFIED, rec)
+        return rec
+
+    def set_finalizers(self, kind: str, rec_id: str, finalizers: Sequence[str],
+                       resource_version: str) -> store.Record | None:
+        """See ``store.Store.set_finalizers``: a local record is deleted by nobody else, so
+        there is nothing for a finalizer to hold; the record is returned as it is."""
+        rec = self.get(kind, rec_id)
+        if rec is None:
+            raise errors.NotFoundError(f"{kind} {rec_id!r} not found")
         return rec
 
     def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[store.Change]:

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from reconciler.adapters.opa import embedded
 from reconciler.adapters.opa import engine as opa
 
 
@@ -54,9 +55,9 @@ class OpaServer:
         *,
         token: str | None = None,
         decision_ids: bool = True,
-        engine: opa.EmbeddedEngine | None = None,
+        engine: embedded.EmbeddedEngine | None = None,
     ) -> None:
-        self.engine = engine or opa.EmbeddedEngine(policy_dir, data_files)
+        self.engine = engine or embedded.EmbeddedEngine(policy_dir, data_files)
         # Documents written with PUT /v1/data/{path}: kept in a data file the engine loads.
         self._put_dir = tempfile.TemporaryDirectory(prefix="opaserver-")
         self._put_file = Path(self._put_dir.name) / "put.json"

@@ -869,14 +869,14 @@ def test_rendered_environment_configures_reconciler_run(chart: Any) -> None:
     """The Deployment runs `reconciler run` configured through DAKR_* variables and probes
     /healthz and /readyz: the CLI reads exactly those variables and serves those paths on
     the health port, so renaming one on either side fails here."""
-    from reconciler.cli import main as cli
+    from reconciler.config import env as config_env
 
     rendered = _render(chart, OVERRIDES["gitops-configured"])
     pod = rendered.one("Deployment")["spec"]["template"]["spec"]
     (container,) = [c for c in pod["containers"] if c["name"] == "reconciler"]
     assert container["args"][0] == "run"
     env = {n: e["value"] for n, e in rendered.env("reconciler").items() if "value" in e}
-    defaults = cli.run_env_defaults(env)
+    defaults = config_env.run_defaults(env)
     assert defaults["mode"] == "gitops"
     assert defaults["store"] == "kube"
     assert defaults["opa_url"] == "http://localhost:8181"

@@ -46,12 +46,13 @@ import kubernetes
 import pytest
 
 from reconciler.adapters import kube
-from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import embedded
 from reconciler.adapters.store import kube as kube_store
 from reconciler.config import settings
 from reconciler.direct import apply as direct
+from reconciler.direct import cache, rollback
 from reconciler.domain import errors
-from reconciler.gitops import pipeline
+from reconciler.flow import batch as flow
 from tests import chart_rbac
 from tests.crds import install_crds
 from tests.fakes.kubeapi.handle import KubeApi
@@ -124,7 +125,7 @@ def hpa_obj(name: str, target: str, lo: int, hi: int) -> dict[str, Any]:
 class Env:
     api: KubeApi
     cfg: settings.Settings
-    engine: opa.EmbeddedEngine
+    engine: embedded.EmbeddedEngine
     client: Any
 
     def adapter(self, options: kube.Options = FAST, client: Any = None) -> kube.Kube:
@@ -135,7 +136,7 @@ class Env:
         return kube_store.KubeStore(self.adapter(client=client))
 
     def run(self, *docs: dict[str, Any], dry_run: bool = False,
-            api: kube.Kube | None = None, client: Any = None) -> pipeline.Batch:
+            api: kube.Kube | None = None, client: Any = None) -> flow.Batch:
         return direct.run(list(docs), self.cfg, self.store(client), self.engine,
                           api or self.adapter(client=client), dry_run=dry_run)
 
@@ -159,7 +160,7 @@ def env(kubeapi: KubeApi, tmp_path: Path) -> Iterator[Env]:
     pol = tmp_path / "policies"
     pol.mkdir()
     (pol / "p.rego").write_text(POLICY)
-    engine = opa.EmbeddedEngine(pol)
+    engine = embedded.EmbeddedEngine(pol)
     cfg = settings.Settings(now="2026-03-01T10:00:00Z")
     kubeapi.seed(kubeapi.deployment("web", replicas=2, containers=[
         kubeapi.container("app", cpu="100m", memory="128Mi", cpu_limit="1",
@@ -171,7 +172,7 @@ def env(kubeapi: KubeApi, tmp_path: Path) -> Iterator[Env]:
         engine.close()
 
 
-def only(batch: pipeline.Batch) -> Any:
+def only(batch: flow.Batch) -> Any:
     assert len(batch.items) == 1, batch.to_json()
     return batch.items[0]
 
@@ -211,7 +212,7 @@ def test_apply_rightsizing(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     assert [(c["type"], c["status"], c["reason"]) for c in st["conditions"]] == [
         ("Applied", "True", "Patched")]
     assert st["decision"]["mode"] == "direct" and st["decision"]["decisionId"]
-    assert direct.FINALIZER in obj["metadata"]["finalizers"]
+    assert cache.FINALIZER in obj["metadata"]["finalizers"]
 
     events = env.api.items("v1", "Event", "default")
     involved = sorted((e["involvedObject"]["kind"], e["reason"]) for e in events)
@@ -482,7 +483,7 @@ def test_timeout_after_the_write_is_not_reapplied(env: Env) -> None:
     st = env.rec("rec-1")["status"]
     assert st["previous"]["containers"]["app"]["requests"]["cpu"] == "100m"
     assert st["previous"]["set"]["containers"]["app"]["requests"]["cpu"] == "250m"
-    assert direct.rollback("rec-1", env.store(), env.adapter()).phase == "RolledBack"
+    assert rollback.rollback("rec-1", env.store(), env.adapter()).phase == "RolledBack"
     assert env.resources()["requests"]["cpu"] == "100m"
 
 

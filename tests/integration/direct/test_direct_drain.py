@@ -27,7 +27,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from reconciler.direct import apply as direct
+from reconciler.direct import deletions
 from tests.integration.direct.test_direct_apply import GROUP, VERSION, Env, env  # noqa: F401
 
 NG = "NodeGroupRecommendation"
@@ -91,7 +91,7 @@ def test_rollback_uncordons(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F
     assert unschedulable(env, "node-a")
     kubernetes.client.CustomObjectsApi(env.client).delete_cluster_custom_object(
         GROUP, VERSION, "nodegrouprecommendations", "ng-1")
-    (item,) = direct.reconcile_deletions(env.store(), env.adapter())
+    (item,) = deletions.reconcile(env.store(), env.adapter())
     assert item.phase == "RolledBack" and "uncordoned node-a" in item.message
     assert "not restored" in item.message
     assert not unschedulable(env, "node-a")

@@ -27,7 +27,7 @@ import pytest
 import urllib3
 
 from reconciler.adapters import kube
-from reconciler.direct import apply as direct
+from reconciler.direct import patches
 from reconciler.domain import errors, planner
 
 C = "/spec/template/spec/containers"
@@ -85,12 +85,12 @@ CASES = [
                          ids=[c[0] for c in CASES])
 def test_container_ops(name: str, target: dict[str, Any], edits: list[Any], values: str,
                        expected: list[dict[str, Any]]) -> None:
-    assert direct._container_ops(target, edits, values) == expected
+    assert patches.container_ops(target, edits, values) == expected
 
 
 def test_container_gone() -> None:
     with pytest.raises(errors.NotFoundError, match="app"):
-        direct._container_ops(_target({"name": "other"}),
+        patches.container_ops(_target({"name": "other"}),
                               [_edit("app", "requests", "cpu", "1", "2")], "new")
 
 
@@ -108,7 +108,7 @@ def test_container_gone() -> None:
 ])
 def test_hpa_ops(start: dict[str, int], goal: dict[str, int], spec: dict[str, Any],
                  expected: list[dict[str, Any]]) -> None:
-    assert direct._hpa_ops(start, goal, {"spec": spec}) == expected
+    assert patches.hpa_ops(start, goal, {"spec": spec}) == expected
 
 
 def _api_error(code: int, reason: str, causes: list[dict[str, str]] | None = None,

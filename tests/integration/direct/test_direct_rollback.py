@@ -25,7 +25,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from reconciler.direct import apply as direct
+from reconciler.direct import cache, deletions, rollback
 from reconciler.domain import errors
 from tests.fakes.kubeapi import status as kubeapi_status
 from tests.integration.direct.test_direct_apply import (  # the fixture `env` is shared
@@ -49,7 +49,7 @@ def test_rollback_restores(env: Env,  # noqa: F811
     assert env.run(rightsizing("rec-1", requests={"cpu": "250m", "memory": "256Mi"},
                                limits={"cpu": "2"})).items[0].phase == "Applied"
     caplog.set_level(logging.INFO, logger="reconciler.audit")
-    item = direct.rollback("rec-1", env.store(), env.adapter())
+    item = rollback.rollback("rec-1", env.store(), env.adapter())
     assert item.phase == "RolledBack", item.message
     assert env.resources() == {"requests": {"cpu": "100m", "memory": "128Mi"},
                                "limits": {"cpu": "1", "memory": "512Mi"}}
@@ -57,7 +57,7 @@ def test_rollback_restores(env: Env,  # noqa: F811
     assert obj["status"]["phase"] == "RolledBack"
     cond = {c["type"]: c for c in obj["status"]["conditions"]}
     assert cond["RolledBack"]["status"] == "True"
-    assert direct.FINALIZER not in (obj["metadata"].get("finalizers") or [])
+    assert cache.FINALIZER not in (obj["metadata"].get("finalizers") or [])
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "reconciler.audit"]
     assert sorted((ln["field"].rsplit(".", 2)[-2:][0] + "." + ln["field"].rsplit(".", 1)[-1],
                    ln["before"], ln["after"]) for ln in lines) == [
@@ -68,7 +68,7 @@ def test_rollback_restores(env: Env,  # noqa: F811
     assert {"DakrRecommendationRolledBack", "RolledBack"} <= reasons
 
     env.api.requests.reset()
-    again = direct.rollback("rec-1", env.store(), env.adapter())
+    again = rollback.rollback("rec-1", env.store(), env.adapter())
     assert again.phase == "RolledBack" and "already" in again.message
     assert env.api.requests.writes() == []
     # A rerun of the batch does not apply it again either.
@@ -84,11 +84,11 @@ def test_delete_rolls_back_through_the_finalizer(env: Env) -> None:  # noqa: F81
     held = env.rec("rec-1")
     assert held["metadata"]["deletionTimestamp"]  # kept by the finalizer
     assert env.resources()["requests"]["cpu"] == "250m"
-    out = direct.reconcile_deletions(env.store(), env.adapter())
+    out = deletions.reconcile(env.store(), env.adapter())
     assert [(i.id, i.phase) for i in out] == [("rec-1", "RolledBack")]
     assert env.resources()["requests"]["cpu"] == "100m"
     assert not env.api.exists(f"{GROUP}/{VERSION}", "WorkloadRecommendation", "rec-1")
-    assert direct.reconcile_deletions(env.store(), env.adapter()) == []
+    assert deletions.reconcile(env.store(), env.adapter()) == []
 
 
 def test_rollback_refused_after_foreign_change(env: Env) -> None:  # noqa: F811
@@ -99,13 +99,13 @@ def test_rollback_refused_after_foreign_change(env: Env) -> None:  # noqa: F811
     env.api.modify("apps/v1", "Deployment", "web", edit)
     _delete(env, "rec-1")
     env.api.requests.reset()
-    out = direct.reconcile_deletions(env.store(), env.adapter())
+    out = deletions.reconcile(env.store(), env.adapter())
     assert len(out) == 1 and out[0].phase == "Applied"
     assert "requests.cpu is 300m, not the 250m" in out[0].message
     assert env.resources()["requests"]["cpu"] == "300m"
     assert env.api.requests.count("patch", "deployments") == 0
     obj = env.rec("rec-1")
-    assert direct.FINALIZER in obj["metadata"]["finalizers"]
+    assert cache.FINALIZER in obj["metadata"]["finalizers"]
     assert obj["metadata"]["deletionTimestamp"]
     cond = {c["type"]: c for c in obj["status"]["conditions"]}
     assert (cond["RolledBack"]["status"], cond["RolledBack"]["reason"]) == (
@@ -121,7 +121,7 @@ def test_rollback_hpa_and_replicas(env: Env) -> None:  # noqa: F811
     assert [i.phase for i in batch.items] == ["Applied", "Applied"]
     assert env.workload("api")["spec"]["replicas"] == 7
     for rec_id in ("rec-h", "rec-s"):
-        assert direct.rollback(rec_id, env.store(), env.adapter()).phase == "RolledBack"
+        assert rollback.rollback(rec_id, env.store(), env.adapter()).phase == "RolledBack"
     hpa = env.api.get("autoscaling/v2", "HorizontalPodAutoscaler", "web-hpa")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
     assert env.workload("api")["spec"]["replicas"] == 2
@@ -130,12 +130,12 @@ def test_rollback_hpa_and_replicas(env: Env) -> None:  # noqa: F811
 def test_nothing_to_roll_back(env: Env) -> None:  # noqa: F811
     env.run(rightsizing("rec-denied", requests={"cpu": "250m"}))
     obj = env.rec("rec-denied")
-    assert obj["metadata"]["finalizers"] == [direct.FINALIZER]
-    item = direct.rollback("rec-denied", env.store(), env.adapter())
+    assert obj["metadata"]["finalizers"] == [cache.FINALIZER]
+    item = rollback.rollback("rec-denied", env.store(), env.adapter())
     assert item.phase == "Rejected" and "nothing to roll back" in item.message
-    assert direct.FINALIZER not in (env.rec("rec-denied")["metadata"].get("finalizers") or [])
+    assert cache.FINALIZER not in (env.rec("rec-denied")["metadata"].get("finalizers") or [])
     with pytest.raises(errors.NotFoundError):
-        direct.rollback("rec-unknown", env.store(), env.adapter())
+        rollback.rollback("rec-unknown", env.store(), env.adapter())
 
 
 def test_delete_never_applied_is_released(env: Env) -> None:  # noqa: F811
@@ -144,7 +144,7 @@ def test_delete_never_applied_is_released(env: Env) -> None:  # noqa: F811
     _delete(env, "rec-denied")
     assert env.rec("rec-denied")["metadata"]["deletionTimestamp"]  # held by the finalizer
     env.api.requests.reset()
-    items = direct.reconcile_deletions(env.store(), env.adapter())
+    items = deletions.reconcile(env.store(), env.adapter())
     assert [(i.id, i.phase) for i in items] == [("rec-denied", "Rejected")]
     assert "nothing to roll back" in items[0].message
     assert [(w.verb, w.resource) for w in env.api.requests.writes()] == [
@@ -162,10 +162,10 @@ def test_delete_node_group_recommendation_is_released(env: Env) -> None:  # noqa
                     "targetNodeCount": 2}}
     env.run(doc)
     ng = env.api.get(f"{GROUP}/{VERSION}", "NodeGroupRecommendation", "ng-1")
-    assert ng["metadata"]["finalizers"] == [direct.FINALIZER]
+    assert ng["metadata"]["finalizers"] == [cache.FINALIZER]
     kubernetes.client.CustomObjectsApi(env.client).delete_cluster_custom_object(
         GROUP, VERSION, "nodegrouprecommendations", "ng-1")
-    items = direct.reconcile_deletions(env.store(), env.adapter())
+    items = deletions.reconcile(env.store(), env.adapter())
     assert [(i.id, i.kind) for i in items] == [("ng-1", "NodeGroupRecommendation")]
     with pytest.raises(kubeapi_status.ApiError) as gone:
         env.api.get(f"{GROUP}/{VERSION}", "NodeGroupRecommendation", "ng-1")

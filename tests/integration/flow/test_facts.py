@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters import kube
-from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import embedded
 from reconciler.domain import errors, model, policy_input, validation
 from reconciler.flow import facts
 from tests.fakes.kubeapi.handle import KubeApi
@@ -437,7 +437,7 @@ def test_rbac_rules_suffice(kubeapi: KubeApi, without_pdbs: bool) -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> Any:
-    eng = opa.EmbeddedEngine(ROOT / "policies")
+    eng = embedded.EmbeddedEngine(ROOT / "policies")
     yield eng
     eng.close()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.adapters.forge import local
 from reconciler.adapters.forge import port as forge
 from reconciler.domain import errors, model
 
@@ -73,7 +74,7 @@ def utc(ts: str) -> str:
     return dt.datetime.fromisoformat(ts).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open(f: forge.LocalForge, branch: str = "dakr/batch-1", title: str = "dakr: 1 change",
+def _open(f: local.LocalForge, branch: str = "dakr/batch-1", title: str = "dakr: 1 change",
           body: str = "| w | cpu |\n") -> forge.PullRequest:
     return f.open_or_update(branch=branch, base="main", title=title, body=body,
                             labels=("dakr",))
@@ -83,7 +84,7 @@ def test_open_writes_the_record_and_the_body(repo: tuple[Path, Path], tmp_path: 
     origin, clone = repo
     tip = push_branch(clone, "dakr/batch-1", "replicas: 2\n")
     state = tmp_path / "state"
-    pr = _open(forge.LocalForge(state, str(origin)))
+    pr = _open(local.LocalForge(state, str(origin)))
     assert (pr.number, pr.state, pr.branch, pr.base, pr.head_sha) == (
         1, "open", "dakr/batch-1", "main", tip)
     md = state / "pull-request-dakr-batch-1.md"
@@ -98,7 +99,7 @@ def test_update_keeps_the_number_and_next_branch_gets_the_next(
         repo: tuple[Path, Path], tmp_path: Path) -> None:
     origin, clone = repo
     push_branch(clone, "dakr/batch-1", "replicas: 2\n")
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     first = _open(f)
     tip2 = push_branch(clone, "dakr/batch-1", "replicas: 1\n", on_top=True)  # pushed again
     again = _open(f, title="dakr: 2 changes", body="new\n")
@@ -117,7 +118,7 @@ def test_update_keeps_the_number_and_next_branch_gets_the_next(
 def test_unchanged_rerun_leaves_files_alone(repo: tuple[Path, Path], tmp_path: Path) -> None:
     origin, clone = repo
     push_branch(clone, "dakr/batch-1", "replicas: 2\n")
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     _open(f)
     files = sorted((tmp_path / "state").glob("*"))
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
@@ -128,7 +129,7 @@ def test_unchanged_rerun_leaves_files_alone(repo: tuple[Path, Path], tmp_path: P
 def test_merged_with_a_merge_commit_is_applied(repo: tuple[Path, Path], tmp_path: Path) -> None:
     origin, clone = repo
     push_branch(clone, "dakr/batch-1", "replicas: 2\n")
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     pr = _open(f)
     assert forge.follow(f, pr.number) == (model.APPLYING, "")
     when = merge(clone, "dakr/batch-1")
@@ -140,7 +141,7 @@ def test_fast_forward_then_branch_deleted_is_applied(repo: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
     origin, clone = repo
     push_branch(clone, "dakr/batch-1", "replicas: 2\n")
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     pr = _open(f)
     merge(clone, "dakr/batch-1", ff=True)
     git(clone, "push", "--quiet", "origin", "--delete", "dakr/batch-1")
@@ -153,7 +154,7 @@ def test_deleted_without_merge_is_rejected_and_final(repo: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
     origin, clone = repo
     push_branch(clone, "dakr/batch-1", "replicas: 2\n")
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     pr = _open(f)
     git(clone, "push", "--quiet", "origin", "--delete", "dakr/batch-1")
     assert forge.follow(f, pr.number) == (model.REJECTED, "")
@@ -168,7 +169,7 @@ def test_deleted_without_merge_is_rejected_and_final(repo: tuple[Path, Path],
 
 def test_errors(repo: tuple[Path, Path], tmp_path: Path) -> None:
     origin, clone = repo
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     with pytest.raises(errors.NotFoundError):
         _open(f, branch="dakr/never-pushed")
     with pytest.raises(errors.NotFoundError):
@@ -186,7 +187,7 @@ def test_non_local_remote_goes_through_a_cache(repo: tuple[Path, Path], tmp_path
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     origin, clone = repo
     push_branch(clone, "dakr/batch-1", "replicas: 2\n")
-    f = forge.LocalForge(tmp_path / "state", str(origin))
+    f = local.LocalForge(tmp_path / "state", str(origin))
     monkeypatch.setattr(f, "_local_remote", lambda: None)  # as if it were https://...
     pr = _open(f)
     assert (tmp_path / "state/.remote-cache.git/HEAD").exists()
@@ -196,7 +197,7 @@ def test_non_local_remote_goes_through_a_cache(repo: tuple[Path, Path], tmp_path
 
 def test_credentials_in_the_remote_url_stay_hidden(tmp_path: Path) -> None:
     url = "https://x-access-token:ghp_s3cr3tT0ken@127.0.0.1:9/acme/app.git"
-    f = forge.LocalForge(tmp_path / "state", url)
+    f = local.LocalForge(tmp_path / "state", url)
     assert "ghp_s3cr3tT0ken" not in repr(f)
     with pytest.raises(errors.ReconcilerError) as info:
         _open(f)

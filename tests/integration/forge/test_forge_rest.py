@@ -33,13 +33,16 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import wiring
+from reconciler.adapters.forge import gitea, github, gitlab, local
 from reconciler.adapters.forge import port as forge
 from reconciler.domain import errors, model
 from tests.fakes.forgeserver import GITEA, GITHUB, GITLAB, ForgeServer
 
 TOKEN = "tok-5ecret-a1b2c3d4e5"
 KINDS = (GITHUB, GITLAB, GITEA)
-Make = Callable[..., forge.RestForge]
+RestForge = github.GitHubForge | gitlab.GitLabForge | gitea.GiteaForge
+Make = Callable[..., RestForge]
 
 
 @pytest.fixture
@@ -49,21 +52,21 @@ def server() -> Iterator[ForgeServer]:
 
 
 @pytest.fixture
-def make(server: ForgeServer) -> Iterator[Callable[..., forge.RestForge]]:
-    made: list[forge.RestForge] = []
+def make(server: ForgeServer) -> Iterator[Callable[..., RestForge]]:
+    made: list[RestForge] = []
 
     def build(kind: str, *, token: str | None = TOKEN, repo: str = "acme/app",
-              url: str | None = None, retries: int = 4, timeout: float = 5.0) -> forge.RestForge:
+              url: str | None = None, retries: int = 4, timeout: float = 5.0) -> RestForge:
         base = url or server.url
-        f: forge.RestForge
+        f: RestForge
         if kind == GITHUB:
-            f = forge.GitHubForge(base, repo, token, timeout=timeout, retries=retries,
-                                  backoff=0.01)
+            f = github.GitHubForge(base, repo, token, timeout=timeout, retries=retries,
+                                   backoff=0.01)
         elif kind == GITLAB:
-            f = forge.GitLabForge(base, repo, token, timeout=timeout, retries=retries,
-                                  backoff=0.01)
+            f = gitlab.GitLabForge(base, repo, token, timeout=timeout, retries=retries,
+                                   backoff=0.01)
         else:
-            f = forge.GiteaForge(base, repo, token, timeout=timeout, retries=retries,
+            f = gitea.GiteaForge(base, repo, token, timeout=timeout, retries=retries,
                                  backoff=0.01)
         made.append(f)
         return f
@@ -73,7 +76,7 @@ def make(server: ForgeServer) -> Iterator[Callable[..., forge.RestForge]]:
         f.close()
 
 
-def _open(f: forge.RestForge, branch: str = "dakr/batch-1", **kw: object) -> forge.PullRequest:
+def _open(f: RestForge, branch: str = "dakr/batch-1", **kw: object) -> forge.PullRequest:
     args: dict[str, object] = {"branch": branch, "base": "main", "title": "dakr: 2 changes",
                                "body": "| w | cpu |\n|---|---|\n| cart | 1 -> 0.5 |\n"}
     args.update(kw)
@@ -297,24 +300,24 @@ def test_gitea_finds_the_open_pull_request_on_a_later_page(server: ForgeServer,
 
 
 def test_from_settings(tmp_path: Path, server: ForgeServer) -> None:
-    kinds = {"github": forge.GitHubForge, "gitlab": forge.GitLabForge,
-             "gitea": forge.GiteaForge}
+    kinds = {"github": github.GitHubForge, "gitlab": gitlab.GitLabForge,
+             "gitea": gitea.GiteaForge}
     for kind, cls in kinds.items():
-        f = forge.from_settings(kind, server.url, "acme/app", TOKEN, tmp_path, "")
+        f = wiring.from_settings(kind, server.url, "acme/app", TOKEN, tmp_path, "")
         assert isinstance(f, cls) and TOKEN not in repr(f)
-        assert isinstance(f, forge.RestForge)
+        assert isinstance(f, RestForge)
         f.close()
-    assert isinstance(forge.from_settings("local", "", "", None, tmp_path, str(tmp_path)),
-                      forge.LocalForge)
+    assert isinstance(wiring.from_settings("local", "", "", None, tmp_path, str(tmp_path)),
+                      local.LocalForge)
     with pytest.raises(errors.ConfigError):
-        forge.from_settings("bitbucket", "", "acme/app", None, tmp_path, "")
+        wiring.from_settings("bitbucket", "", "acme/app", None, tmp_path, "")
     with pytest.raises(errors.ConfigError):
-        forge.from_settings("gitea", "", "acme/app", None, tmp_path, "")
+        wiring.from_settings("gitea", "", "acme/app", None, tmp_path, "")
     with pytest.raises(errors.ConfigError):
-        forge.from_settings("github", "", "not-a-repo", None, tmp_path, "")
-    derived = forge.from_settings("github", server.url, "", None, tmp_path,
-                                  "git@github.com:acme/app.git")
-    assert isinstance(derived, forge.GitHubForge) and derived.owner == "acme"
+        wiring.from_settings("github", "", "not-a-repo", None, tmp_path, "")
+    derived = wiring.from_settings("github", server.url, "", None, tmp_path,
+                                   "git@github.com:acme/app.git")
+    assert isinstance(derived, github.GitHubForge) and derived.owner == "acme"
     derived.close()
 
 

@@ -27,6 +27,7 @@ import pytest
 
 from reconciler.adapters.store import sqlite as sqlite_store
 from reconciler.cli import main as cli
+from reconciler.config import env as config_env
 from reconciler.domain import model
 from tests.fakes.kubeapi.handle import KubeApi
 
@@ -147,4 +148,4 @@ def test_forbidden_facts_fail_with_the_reason(kubeapi: KubeApi, origin: Path, tm
 ])
 def test_chart_environment_turns_facts_on(env: dict[str, str],
                                           expected: dict[str, object]) -> None:
-    assert cli.run_env_defaults(env) == expected
+    assert config_env.run_defaults(env) == expected

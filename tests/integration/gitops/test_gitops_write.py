@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters import git
+from reconciler.config import layout
 from reconciler.domain import errors, planner
-from reconciler.gitops import layout
+from reconciler.gitops import index as repo_index
 from reconciler.gitops import writer as gitops
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,10 +46,10 @@ def plan_cpu(name: str, container: str, old: str, new: str) -> planner.Plan:
                                                                 old, new),))
 
 
-def loc(name: str) -> layout.Source:
+def loc(name: str) -> repo_index.Source:
     """Where the demo repository defines Deployment ``name``, as the layout index finds it."""
     key = ("default", "Deployment", name)
-    src = layout.Index.build(SEED, layout.Layout(), [key]).locate(key)
+    src = repo_index.Index.build(SEED, layout.Layout(), [key]).locate(key)
     return dataclasses.replace(src, path=f"kubernetes-manifests/{src.path}")
 
 

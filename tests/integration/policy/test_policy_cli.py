@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import embedded
 from reconciler.adapters.store import sqlite as sqlite_store
 from reconciler.cli import policy as cli_policy
 from tests import samples
@@ -184,7 +184,7 @@ def test_eval_full_input_json_matches_engine(
     code, out = run(["policy", "eval", "--input", str(f), "-o", "json"], capsys)
     assert code == 0
     got = json.loads(out)
-    want = opa.EmbeddedEngine(samples.POLICIES).decide(inp).to_dict()
+    want = embedded.EmbeddedEngine(samples.POLICIES).decide(inp).to_dict()
     got.pop("decision_id")
     want.pop("decision_id")
     assert got == want

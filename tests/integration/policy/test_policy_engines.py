@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from reconciler.adapters.opa import embedded as opa_embedded
 from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import sidecar as opa_sidecar
 from reconciler.domain import decision
 from tests import samples
 from tests.fakes.opaserver import OpaServer
@@ -114,16 +116,16 @@ def server() -> Iterator[OpaServer]:
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Iterator[opa.EmbeddedEngine]:
-    eng = opa.EmbeddedEngine(samples.POLICIES)
+def embedded() -> Iterator[opa_embedded.EmbeddedEngine]:
+    eng = opa_embedded.EmbeddedEngine(samples.POLICIES)
     assert eng.last_error is None
     yield eng
     eng.close()
 
 
 @pytest.fixture(scope="module")
-def sidecar(server: OpaServer) -> Iterator[opa.SidecarEngine]:
-    eng = opa.SidecarEngine(server.url, timeout=5.0, token="s3cret")
+def sidecar(server: OpaServer) -> Iterator[opa_sidecar.SidecarEngine]:
+    eng = opa_sidecar.SidecarEngine(server.url, timeout=5.0, token="s3cret")
     yield eng
     eng.close()
 
@@ -169,7 +171,7 @@ def test_replica_step_is_clamped(engine: opa.PolicyEngine) -> None:
 
 
 def test_both_engines_agree_on_the_whole_document(
-    embedded: opa.EmbeddedEngine, sidecar: opa.SidecarEngine
+    embedded: opa_embedded.EmbeddedEngine, sidecar: opa_sidecar.SidecarEngine
 ) -> None:
     for row in TABLE:
         inp = _patched(row[1], row[2])
@@ -191,13 +193,14 @@ def test_decide_many_matches_decide_in_order(engine: opa.PolicyEngine) -> None:
     assert engine.decide_many([]) == []
 
 
-def test_sidecar_records_opa_decision_id(server: OpaServer, sidecar: opa.SidecarEngine) -> None:
+def test_sidecar_records_opa_decision_id(server: OpaServer,
+                                         sidecar: opa_sidecar.SidecarEngine) -> None:
     d = sidecar.decide(samples.sample("rightsizing"))
     assert d.decision_id
     assert d.decision_id == server.seen.decision_ids[-1]
 
 
-def test_embedded_engine_mints_a_decision_id(embedded: opa.EmbeddedEngine) -> None:
+def test_embedded_engine_mints_a_decision_id(embedded: opa_embedded.EmbeddedEngine) -> None:
     a = embedded.decide(samples.sample("rightsizing"))
     b = embedded.decide(samples.sample("rightsizing"))
     assert a.decision_id and b.decision_id and a.decision_id != b.decision_id
@@ -205,7 +208,7 @@ def test_embedded_engine_mints_a_decision_id(embedded: opa.EmbeddedEngine) -> No
 
 def test_sidecar_keeps_one_connection_and_sends_token(tmp_path: Any) -> None:
     with OpaServer(samples.POLICIES, token="t0k") as srv:
-        eng = opa.SidecarEngine(srv.url, token="t0k")
+        eng = opa_sidecar.SidecarEngine(srv.url, token="t0k")
         for _ in range(5):
             assert eng.decide(samples.sample("rightsizing")).allow
         eng.close()

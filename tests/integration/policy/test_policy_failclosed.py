@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 import requests
 
+from reconciler.adapters.opa import embedded as opa_embedded
 from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import sidecar as opa_sidecar
 from reconciler.domain import decision
 from tests import samples
 from tests.fakes.opaserver import OpaServer
@@ -56,20 +58,20 @@ def _assert_unavailable(d: decision.Decision) -> None:
 def test_broken_policy_fails_closed_in_both_engines(tmp_path: Path, case: str) -> None:
     policies = _write_policy(tmp_path / "p", BROKEN[case])
     inp = samples.sample("rightsizing")
-    embedded = opa.EmbeddedEngine(policies)
+    embedded = opa_embedded.EmbeddedEngine(policies)
     assert embedded.last_error is None  # it compiles; the answer is what is wrong
     _assert_unavailable(embedded.decide(inp))
     assert all(not d.allow for d in embedded.decide_many([inp, inp]))
     embedded.close()
     with OpaServer(policies) as srv:
-        sidecar = opa.SidecarEngine(srv.url, timeout=5)
+        sidecar = opa_sidecar.SidecarEngine(srv.url, timeout=5)
         _assert_unavailable(sidecar.decide(inp))
         assert all(not d.allow for d in sidecar.decide_many([inp, inp]))
         sidecar.close()
 
 
 def test_no_policy_at_all_fails_closed(tmp_path: Path) -> None:
-    eng = opa.EmbeddedEngine(tmp_path / "nowhere")
+    eng = opa_embedded.EmbeddedEngine(tmp_path / "nowhere")
     assert eng.last_error and "does not exist" in eng.last_error
     assert not eng.healthy()
     _assert_unavailable(eng.decide(samples.sample("rightsizing")))
@@ -77,7 +79,7 @@ def test_no_policy_at_all_fails_closed(tmp_path: Path) -> None:
 
 def test_policy_that_does_not_compile_fails_closed(tmp_path: Path) -> None:
     policies = _write_policy(tmp_path / "p", "package dakr\ndecision := y\n")
-    eng = opa.EmbeddedEngine(policies)
+    eng = opa_embedded.EmbeddedEngine(policies)
     assert eng.last_error and "unsafe" in eng.last_error
     d = eng.decide(samples.sample("rightsizing"))
     _assert_unavailable(d)
@@ -124,7 +126,7 @@ def test_sidecar_transport_failures_fail_closed(
 ) -> None:
     for k, v in switches.items():
         setattr(faults.faults, k, v)
-    eng = opa.SidecarEngine(faults.url, timeout=0.3)
+    eng = opa_sidecar.SidecarEngine(faults.url, timeout=0.3)
     d = eng.decide(samples.sample("rightsizing"))
     eng.close()
     _assert_unavailable(d)
@@ -134,7 +136,7 @@ def test_sidecar_transport_failures_fail_closed(
 
 
 def test_connection_refused_fails_closed() -> None:
-    eng = opa.SidecarEngine(f"http://127.0.0.1:{_free_port()}", timeout=0.5)
+    eng = opa_sidecar.SidecarEngine(f"http://127.0.0.1:{_free_port()}", timeout=0.5)
     d = eng.decide(samples.sample("rightsizing"))
     _assert_unavailable(d)
     assert "unreachable" in d.deny[0].msg
@@ -144,17 +146,18 @@ def test_connection_refused_fails_closed() -> None:
 
 def test_wrong_token_fails_closed() -> None:
     with OpaServer(samples.POLICIES, token="right") as srv:
-        d = opa.SidecarEngine(srv.url, token="wrong").decide(samples.sample("rightsizing"))
+        d = opa_sidecar.SidecarEngine(srv.url, token="wrong").decide(samples.sample("rightsizing"))
         _assert_unavailable(d)
         assert "401" in d.deny[0].msg
-        assert opa.SidecarEngine(srv.url, token="right").decide(samples.sample("rightsizing")).allow
+        right = opa_sidecar.SidecarEngine(srv.url, token="right")
+        assert right.decide(samples.sample("rightsizing")).allow
 
 
 @pytest.mark.parametrize("engine_kind", ["embedded", "sidecar"])
 def test_unserializable_input_fails_closed(server: OpaServer, engine_kind: str) -> None:
     eng: opa.PolicyEngine = (
-        opa.EmbeddedEngine(samples.POLICIES) if engine_kind == "embedded"
-        else opa.SidecarEngine(server.url)
+        opa_embedded.EmbeddedEngine(samples.POLICIES) if engine_kind == "embedded"
+        else opa_sidecar.SidecarEngine(server.url)
     )
     _assert_unavailable(eng.decide({"now": object()}))
     eng.close()
@@ -185,7 +188,7 @@ def test_data_api_eval_error_is_500_with_errors(tmp_path: Path) -> None:
 
 
 def test_health(faults: OpaServer) -> None:
-    eng = opa.SidecarEngine(faults.url, timeout=1)
+    eng = opa_sidecar.SidecarEngine(faults.url, timeout=1)
     assert eng.healthy()
     faults.faults.healthy = False
     assert not eng.healthy()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.opa import embedded
 from tests.fakes.opaserver import OpaServer
 
 ALLOW = 'package dakr\ndecision := {"allow": true, "mode": "direct", "deny": [], "warnings": []}\n'
@@ -44,7 +44,7 @@ def _write(path: Path, text: str) -> None:
 
 def test_changed_file_is_reloaded(tmp_path: Path) -> None:
     _write(tmp_path / "dakr" / "decision.rego", ALLOW)
-    eng = opa.EmbeddedEngine(tmp_path, reload_interval=-1)
+    eng = embedded.EmbeddedEngine(tmp_path, reload_interval=-1)
     assert eng.decide({}).allow
     _write(tmp_path / "dakr" / "decision.rego", DENY)
     assert eng.decide({}).allow  # automatic reload switched off
@@ -56,7 +56,7 @@ def test_changed_file_is_reloaded(tmp_path: Path) -> None:
 
 def test_decide_reloads_by_itself(tmp_path: Path) -> None:
     _write(tmp_path / "dakr" / "decision.rego", ALLOW)
-    eng = opa.EmbeddedEngine(tmp_path, reload_interval=0)
+    eng = embedded.EmbeddedEngine(tmp_path, reload_interval=0)
     assert eng.decide({}).allow
     _write(tmp_path / "dakr" / "decision.rego", DENY)
     assert not eng.decide({}).allow
@@ -65,7 +65,7 @@ def test_decide_reloads_by_itself(tmp_path: Path) -> None:
 
 def test_reload_check_is_rate_limited(tmp_path: Path) -> None:
     _write(tmp_path / "dakr" / "decision.rego", ALLOW)
-    eng = opa.EmbeddedEngine(tmp_path, reload_interval=3600)
+    eng = embedded.EmbeddedEngine(tmp_path, reload_interval=3600)
     eng.decide({})  # first check happens now; the next one only in an hour
     _write(tmp_path / "dakr" / "decision.rego", DENY)
     assert eng.decide({}).allow
@@ -75,7 +75,7 @@ def test_new_module_loaded_and_tests_ignored(tmp_path: Path) -> None:
     _write(tmp_path / "dakr" / "decision.rego",
            'package dakr\nimport data.extra\ndecision := {"allow": extra.ok, "mode": "direct"}\n')
     _write(tmp_path / "dakr" / "decision_test.rego", "package dakr\nthis is not rego\n")
-    eng = opa.EmbeddedEngine(tmp_path, reload_interval=-1)
+    eng = embedded.EmbeddedEngine(tmp_path, reload_interval=-1)
     assert not eng.decide({}).allow  # data.extra.ok undefined -> decision undefined
     assert eng.last_error is None  # the broken *_test.rego was never loaded
     _write(tmp_path / "deep" / "er" / "extra.rego", "package extra\nok := true\n")
@@ -92,10 +92,10 @@ def test_broken_file_keeps_last_good_set(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, broken: str, says: str
 ) -> None:
     _write(tmp_path / "dakr" / "decision.rego", ALLOW)
-    eng = opa.EmbeddedEngine(tmp_path, reload_interval=0)
+    eng = embedded.EmbeddedEngine(tmp_path, reload_interval=0)
     assert eng.decide({}).allow
     _write(tmp_path / "dakr" / "decision.rego", broken)
-    with caplog.at_level(logging.ERROR, logger="reconciler.adapters.opa.engine"):
+    with caplog.at_level(logging.ERROR, logger="reconciler.adapters.opa.embedded"):
         assert eng.decide({}).allow  # still the last good set
     assert eng.last_error and says in eng.last_error
     assert any(says in r.getMessage() for r in caplog.records)
@@ -109,12 +109,12 @@ def test_data_files_reload_and_override(tmp_path: Path) -> None:
     _write(tmp_path / "p" / "dakr" / "decision.rego", PARAM)
     _write(tmp_path / "p" / "data.yaml", "config:\n  open: false\n  mode: direct\n")
     _write(tmp_path / "site.json", '{"config": {"mode": "gitops"}}')
-    eng = opa.EmbeddedEngine(tmp_path / "p", reload_interval=0)  # data.yaml by default
+    eng = embedded.EmbeddedEngine(tmp_path / "p", reload_interval=0)  # data.yaml by default
     d = eng.decide({})
     assert (d.allow, d.mode) == (False, "direct")
     _write(tmp_path / "p" / "data.yaml", "config:\n  open: true\n  mode: direct\n")
     assert eng.decide({}).allow
-    layered = opa.EmbeddedEngine(
+    layered = embedded.EmbeddedEngine(
         tmp_path / "p", data_files=[tmp_path / "p" / "data.yaml", tmp_path / "site.json"])
     d = layered.decide({})
     assert (d.allow, d.mode) == (True, "gitops")
@@ -122,7 +122,7 @@ def test_data_files_reload_and_override(tmp_path: Path) -> None:
 
 def test_sidecar_server_serves_reloaded_policy(tmp_path: Path) -> None:
     _write(tmp_path / "dakr" / "decision.rego", ALLOW)
-    eng = opa.EmbeddedEngine(tmp_path, reload_interval=0)
+    eng = embedded.EmbeddedEngine(tmp_path, reload_interval=0)
     with OpaServer(engine=eng) as srv:
         url = f"{srv.url}/v1/data/dakr/decision"
         assert requests.post(url, json={"input": {}}, timeout=5).json()["result"]["allow"]

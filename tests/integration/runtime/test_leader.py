@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.config import settings
 from reconciler.domain import errors
 from reconciler.runtime import leader
 from tests import chart_rbac
@@ -42,8 +43,9 @@ LEASE = "test-leader"
 LEASE_DURATION, RENEW_DEADLINE, RETRY = 1.0, 0.6, 0.1
 
 
-def settings(identity: str, namespace: str = "default", **kw: Any) -> leader.LeaderSettings:
-    return leader.LeaderSettings(enabled=True, lease_name=LEASE, namespace=namespace,
+def lease_settings(identity: str, namespace: str = "default",
+                   **kw: Any) -> settings.LeaderSettings:
+    return settings.LeaderSettings(enabled=True, lease_name=LEASE, namespace=namespace,
                                  identity=identity, lease_duration=LEASE_DURATION,
                                  renew_deadline=RENEW_DEADLINE, retry_period=RETRY, **kw)
 
@@ -63,7 +65,7 @@ class Candidate:
     def __init__(self, client: Any, identity: str, namespace: str = "default") -> None:
         self.identity = identity
         self.standby = threading.Event()
-        self.elector = leader.Elector(client, settings(identity, namespace),
+        self.elector = leader.Elector(client, lease_settings(identity, namespace),
                                       on_standby=self.standby.set)
         self.stop = threading.Event()
         self.acquired = threading.Event()
@@ -106,7 +108,7 @@ def candidates(kubeapi: KubeApi) -> Iterator[Callable[..., Candidate]]:
         c.close()
 
 
-def start_run(client: Any, cfg: leader.LeaderSettings, stop: threading.Event,
+def start_run(client: Any, cfg: settings.LeaderSettings, stop: threading.Event,
               work: Callable[[threading.Event], object],
               **kw: Any) -> tuple[threading.Thread, dict[str, int]]:
     """run_as_leader in a daemon thread (a failed test must not hang the run); its return
@@ -205,7 +207,7 @@ def test_failing_renewals_lose_the_lease_and_stop_the_work(kubeapi: KubeApi) -> 
         out["work_running"] = not work_stopped.is_set()
 
     stop = threading.Event()
-    t, rc = start_run(kubeapi.api_client(), settings("a"), stop, work, on_lost=on_lost)
+    t, rc = start_run(kubeapi.api_client(), lease_settings("a"), stop, work, on_lost=on_lost)
     try:
         assert started.wait(3)
         rule = kubeapi.faults.fail_next(10_000, 500, verb="update", resource="leases")
@@ -303,7 +305,7 @@ def test_temporary_errors_while_acquiring_are_retried(
 def test_run_as_leader_disabled_runs_the_work_directly(kubeapi: KubeApi) -> None:
     stop = threading.Event()
     seen: list[threading.Event] = []
-    cfg = leader.LeaderSettings(enabled=False)  # no namespace needed either
+    cfg = settings.LeaderSettings(enabled=False)  # no namespace needed either
     assert leader.run_as_leader(kubeapi.api_client(), cfg, stop, seen.append) == 0
     assert seen == [stop]
     with pytest.raises(errors.ConfigError, match="namespace"):  # enabled: it must know where
@@ -319,7 +321,7 @@ def test_run_as_leader_stopped_while_standing_by(kubeapi: KubeApi,
     assert a.acquired.wait(3), a.error
     stop, standby = threading.Event(), threading.Event()
     ran: list[threading.Event] = []
-    t, out = start_run(kubeapi.api_client(), settings("b"), stop, ran.append,
+    t, out = start_run(kubeapi.api_client(), lease_settings("b"), stop, ran.append,
                        on_standby=standby.set)
     try:
         assert standby.wait(3)
@@ -338,7 +340,7 @@ def test_run_as_leader_normal_stop_releases(kubeapi: KubeApi) -> None:
         assert lease(kubeapi)["holderIdentity"] == "a"  # acting only while holding it
         ev.wait(10)
 
-    t, out = start_run(kubeapi.api_client(), settings("a"), stop, work)
+    t, out = start_run(kubeapi.api_client(), lease_settings("a"), stop, work)
     try:
         assert started.wait(3)
     finally:
@@ -375,4 +377,4 @@ def test_rbac_with_the_charts_role(kubeapi: KubeApi,
     assert not kubeapi.exists("coordination.k8s.io/v1", "Lease", LEASE, "default")
 
     with pytest.raises(errors.PermanentError, match="namespace 'default'"):
-        leader.run_as_leader(sa, settings("c"), threading.Event(), lambda ev: None)
+        leader.run_as_leader(sa, lease_settings("c"), threading.Event(), lambda ev: None)

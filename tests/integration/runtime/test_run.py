@@ -28,6 +28,7 @@ from reconciler.adapters import files
 from reconciler.adapters.store import port as store_api
 from reconciler.adapters.store import sqlite as sqlite_store
 from reconciler.cli import main as cli
+from reconciler.config import env as config_env
 from reconciler.devtools import platform
 from reconciler.domain import model
 
@@ -149,9 +150,9 @@ def test_health_endpoints() -> None:
     import urllib.error
     import urllib.request
 
-    from reconciler.runtime import loop as run
+    from reconciler.runtime import health as health_mod
 
-    health = run.Health("127.0.0.1:0")
+    health = health_mod.Health("127.0.0.1:0")
     base = f"http://127.0.0.1:{health.port}"
 
     def status(path: str) -> int:
@@ -186,4 +187,4 @@ def test_health_endpoints() -> None:
 ])
 def test_run_reads_the_charts_environment(env: dict[str, str],
                                           expected: dict[str, object]) -> None:
-    assert cli.run_env_defaults(env) == expected
+    assert config_env.run_defaults(env) == expected

@@ -26,7 +26,7 @@ import pytest
 from reconciler.adapters.store import sqlite as sqlite_store
 from reconciler.domain import errors, model
 from reconciler.runtime import loop as run
-from reconciler.runtime import metrics
+from reconciler.runtime import metrics, sources
 from tests.integration.run_support import free_port, get, run_until, samples, value
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -94,7 +94,7 @@ def test_temporary_error_is_counted_and_the_loop_goes_on(tmp_path: Path) -> None
         stop.set()
         return None
 
-    rounds = run.loop([run.Source("file", str(RECS))], lambda: sqlite_store.SqliteStore(db),
+    rounds = run.loop([sources.Source("file", str(RECS))], lambda: sqlite_store.SqliteStore(db),
                       tmp_path / "stream.db", batch, interval=0.01, once=False, stop=stop,
                       metrics=m)
     assert rounds == 2
@@ -112,7 +112,7 @@ def test_permanent_error_ends_the_loop(tmp_path: Path) -> None:
         raise errors.ConfigError("no such repository")
 
     with pytest.raises(errors.ConfigError):
-        run.loop([run.Source("file", str(RECS))],
+        run.loop([sources.Source("file", str(RECS))],
                  lambda: sqlite_store.SqliteStore(tmp_path / "s.db"), tmp_path / "stream.db",
                  batch, interval=0.01, once=False, stop=threading.Event(), metrics=m)
     scrape = samples(m.exposition().decode())

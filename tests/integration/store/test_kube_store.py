@@ -43,7 +43,7 @@ FAST = kube.Options(qps=1000, burst=1000, retries=3, backoff=0.01, backoff_max=0
 
 def open_store(kubeconfig: str) -> kube_store.KubeStore:
     """Module level, so that a partial of it pickles into the contract's child processes."""
-    return kube_store.open_store(kubeconfig, options=FAST)
+    return kube_store.KubeStore(kube.Kube(kube.load_client(kubeconfig), FAST), owns_client=True)
 
 
 class TestKubeStoreContract(StoreContract):

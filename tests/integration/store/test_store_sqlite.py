@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from reconciler.adapters.store import port as store_api
 from reconciler.adapters.store import sqlite as sqlite_store
-from reconciler.domain import errors
+from reconciler.domain import errors, model
 
 # pytest's default "prepend" import mode puts only this directory on sys.path (it has no
 # __init__.py), so the repository root is added for the ``tests`` package; spawned child
@@ -39,7 +38,7 @@ if _ROOT not in sys.path:
 
 from tests import store_contract  # noqa: E402
 
-W = store_api.WORKLOAD
+W = model.WORKLOAD
 
 
 @pytest.fixture
@@ -80,7 +79,7 @@ def test_file_created_in_wal_mode(sq: sqlite_store.SqliteStore, db_path: pathlib
 def test_versions_are_one_increasing_counter(sq: sqlite_store.SqliteStore) -> None:
     assert sq.latest_version() == "0"
     a = sq.upsert(W, "a", "default", "a", {"x": 1}).record
-    b = sq.upsert(store_api.NODE_GROUP, "b", "", "b", {"y": 1}).record
+    b = sq.upsert(model.NODE_GROUP, "b", "", "b", {"y": 1}).record
     a2 = sq.update_status(W, "a", {"phase": "Approved"}, a.resource_version)
     a3 = sq.upsert(W, "a", "default", "a", {"x": 2}).record
     versions = [int(r.resource_version) for r in (a, b, a2, a3)]

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from reconciler.adapters.store import bulk as batch
 from reconciler.adapters.store import port as store
 from reconciler.adapters.store import sqlite as sqlite_store
-from reconciler.domain import errors
-from reconciler.stream import batch
+from reconciler.domain import errors, model
 
-W, N = store.WORKLOAD, store.NODE_GROUP
+W, N = model.WORKLOAD, model.NODE_GROUP
 
 
 def _item(kind: str, rec_id: str, value: int) -> batch.Item:

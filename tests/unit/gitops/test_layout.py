@@ -1,4 +1,5 @@
-"""Locating a target's source of truth and rendering the edit there (reconciler.layout).
+"""Locating a target's source of truth and rendering the edit there (reconciler.config.layout,
+reconciler.gitops.index, reconciler.gitops.render).
 
 Cases covered (the repositories are copies of tests/golden/layout/{kustomize,helm,plain,
 nodegroups}: the real microservices-demo Kustomize base with a prod overlay (namespace
@@ -44,9 +45,11 @@ from typing import Any
 
 import pytest
 
+from reconciler.config import layout
 from reconciler.domain import decision, errors, planner, validation
-from reconciler.gitops import layout
-from reconciler.yamledit import splice as yamledit
+from reconciler.gitops import index as repo_index
+from reconciler.gitops import render
+from reconciler.yamledit import splice
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[2] / "golden" / "layout"
 EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples" / "layouts"
@@ -76,7 +79,7 @@ def _repo(tmp_path: pathlib.Path, name: str) -> pathlib.Path:
     return root
 
 
-def _plan(index: layout.Index, target: tuple[str, str, str], rec_id: str,
+def _plan(index: repo_index.Index, target: tuple[str, str, str], rec_id: str,
           containers: list[dict[str, Any]] | None = None,
           replicas: int | None = None) -> planner.Plan:
     """The planner's plan for a recommendation, against what the index observes."""
@@ -104,10 +107,10 @@ def _c(name: str, requests: dict[str, str] | None = None,
     return {"name": name, "resources": {"requests": requests or {}, "limits": limits or {}}}
 
 
-def _node_plan(index: layout.Index, group: str, count: int) -> planner.Plan:
-    obs = index.observed(("", layout.NODE_GROUP, group)) or {}
+def _node_plan(index: repo_index.Index, group: str, count: int) -> planner.Plan:
+    obs = index.observed(("", repo_index.NODE_GROUP, group)) or {}
     old = (obs.get("spec") or {}).get("replicas")
-    return planner.Plan(f"ng-{group}", layout.NODE_GROUP, "", group, replicas=(old, count))
+    return planner.Plan(f"ng-{group}", repo_index.NODE_GROUP, "", group, replicas=(old, count))
 
 
 def _base_text(root: pathlib.Path) -> Any:
@@ -119,7 +122,7 @@ def _base_text(root: pathlib.Path) -> Any:
     return read
 
 
-def _check_scenario(root: pathlib.Path, scenario: str, rendered: layout.Rendered,
+def _check_scenario(root: pathlib.Path, scenario: str, rendered: render.Rendered,
                     plans: list[planner.Plan]) -> None:
     assert rendered.errors == {}
     new_values = {e.new for p in plans for e in p.resources}
@@ -178,7 +181,7 @@ PROD_AD = ("prod", "Deployment", "adservice")
 def test_kustomize_scenario(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "kustomize")
     targets = [PROD_CART, PROD_FRONT, PROD_CHECKOUT, PROD_AD]
-    index = layout.Index.build(root, KUSTOMIZE, targets)
+    index = repo_index.Index.build(root, KUSTOMIZE, targets)
     kinds = {t: index.locate(t).kind for t in targets}
     assert kinds == {PROD_CART: "kustomize-patch", PROD_FRONT: "kustomize-replicas",
                      PROD_CHECKOUT: "kustomize-patch", PROD_AD: "kustomize-new-patch"}
@@ -197,7 +200,7 @@ def test_kustomize_scenario(tmp_path: pathlib.Path) -> None:
     assert items[0][1].resources[0].old == "300m"
     assert items[1][1].replicas == (3, 4)
     assert items[2][1].replicas == (2, 1)
-    rendered = layout.render_many(root, [(index.locate(t), p) for t, p in items],
+    rendered = render.render_many(root, [(index.locate(t), p) for t, p in items],
                                   base_text=_base_text(root))
     _check_scenario(root, "kustomize_prod", rendered, [p for _, p in items])
     assert not any(p.startswith(("base/", "overlays/staging/")) for p in rendered.texts)
@@ -207,7 +210,7 @@ def test_kustomize_scenario(tmp_path: pathlib.Path) -> None:
     for rel, text in rendered.texts.items():
         (root / rel).write_bytes(text.encode("utf-8"))
     staging = ("staging", "Deployment", "cartservice")
-    after = layout.Index.build(root, KUSTOMIZE, targets)
+    after = repo_index.Index.build(root, KUSTOMIZE, targets)
     res = planner.current_resources
     assert res(after.observed(PROD_CART) or {})["server"]["requests"] == {
         "cpu": "250m", "memory": "100Mi"}
@@ -215,19 +218,19 @@ def test_kustomize_scenario(tmp_path: pathlib.Path) -> None:
     assert (after.observed(PROD_FRONT) or {})["spec"]["replicas"] == 4
     assert (after.observed(PROD_CHECKOUT) or {})["spec"]["replicas"] == 1
     assert res(after.observed(PROD_AD) or {})["server"]["requests"]["cpu"] == "120m"
-    stg = layout.Index.build(root, dataclasses.replace(KUSTOMIZE, overlay="overlays/staging"),
-                             [staging])
+    stg = repo_index.Index.build(root, dataclasses.replace(KUSTOMIZE, overlay="overlays/staging"),
+                                 [staging])
     assert res(stg.observed(staging) or {})["server"]["requests"]["cpu"] == "200m"
     # A rerun of the same plans against the new texts changes nothing more.
-    again = layout.render_many(root, [(after.locate(t), p) for t, p in items],
+    again = render.render_many(root, [(after.locate(t), p) for t, p in items],
                                base_text=_base_text(root))
     assert again.texts == {}
 
 
 def test_kustomize_namespace_transformer_and_observed(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "kustomize")
-    index = layout.Index.build(root, KUSTOMIZE, [PROD_CART, PROD_FRONT,
-                                                 ("default", "Deployment", "cartservice")])
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_CART, PROD_FRONT,
+                                                     ("default", "Deployment", "cartservice")])
     obs = index.observed(PROD_CART)
     assert obs is not None and obs["metadata"]["namespace"] == "prod"
     server = planner.current_resources(obs)["server"]
@@ -242,13 +245,13 @@ def test_kustomize_namespace_transformer_and_observed(tmp_path: pathlib.Path) ->
 def test_kustomize_edit_base_only_when_allowed(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "kustomize")
     allowed = dataclasses.replace(KUSTOMIZE, edit_base=True)
-    index = layout.Index.build(root, allowed, [PROD_AD, PROD_CART])
+    index = repo_index.Index.build(root, allowed, [PROD_AD, PROD_CART])
     src = index.locate(PROD_AD)
     assert (src.kind, src.path) == ("manifest", "base/adservice.yaml")
     # An overlay patch that sets the value still wins over the base.
     assert index.locate(PROD_CART).kind == "kustomize-patch"
     plan = _plan(index, PROD_AD, "r1", [_c("server", {"cpu": "150m"})])
-    out = layout.render(root, src, plan, base_text=_base_text(root))
+    out = render.render(root, src, plan, base_text=_base_text(root))
     assert list(out) == ["base/adservice.yaml"]
     old = (root / "base/adservice.yaml").read_text()
     assert out["base/adservice.yaml"] == old.replace("cpu: 200m", "cpu: 150m", 1)
@@ -263,11 +266,11 @@ def test_kustomize_overlay_own_manifest_is_edited_in_place(tmp_path: pathlib.Pat
     (root / "base/kustomization.yaml").write_text(
         (root / "base/kustomization.yaml").read_text().replace("- emailservice.yaml\n", ""))
     target = ("prod", "Deployment", "emailservice")
-    index = layout.Index.build(root, KUSTOMIZE, [target])
+    index = repo_index.Index.build(root, KUSTOMIZE, [target])
     src = index.locate(target)
     assert (src.kind, src.path) == ("manifest", "overlays/prod/emailservice.yaml")
     plan = _plan(index, target, "r1", [_c("server", {"memory": "96Mi"})])
-    out = layout.render(root, src, plan, base_text=_base_text(root))
+    out = render.render(root, src, plan, base_text=_base_text(root))
     assert list(out) == ["overlays/prod/emailservice.yaml"]
 
 
@@ -278,7 +281,7 @@ def test_kustomize_two_own_patches_the_later_one_is_edited(tmp_path: pathlib.Pat
                                                                                 '"350m"'))
     k = root / "overlays/prod/kustomization.yaml"
     k.write_text(k.read_text().replace("replicas:\n", "  - path: cart-more.yaml\nreplicas:\n"))
-    index = layout.Index.build(root, KUSTOMIZE, [PROD_CART])
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_CART])
     assert planner.current_resources(index.observed(PROD_CART) or {})["server"]["requests"][
         "cpu"] == "350m"
     assert index.locate(PROD_CART).path == "overlays/prod/cart-more.yaml"
@@ -293,7 +296,7 @@ def test_kustomize_json6902_patch_setting_resources_is_refused(tmp_path: pathlib
     k.write_text(k.read_text().replace(
         "patches:\n", "patches:\n  - path: ad.json-patch.yaml\n    target:\n"
         "      kind: Deployment\n      name: adservice\n"))
-    index = layout.Index.build(root, KUSTOMIZE, [PROD_AD])
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_AD])
     obs = index.observed(PROD_AD)  # observed still applies it
     assert obs is None or planner.current_resources(obs)["server"]["requests"]["cpu"] == "333m"
     with pytest.raises(errors.PermanentError, match="JSON 6902"):
@@ -305,7 +308,7 @@ def test_kustomize_patches_strategic_merge_field(tmp_path: pathlib.Path) -> None
     k = root / "overlays/prod/kustomization.yaml"
     k.write_text(k.read_text().replace("  - path: cartservice-resources.yaml\n", "")
                  + "patchesStrategicMerge:\n- cartservice-resources.yaml\n")
-    index = layout.Index.build(root, KUSTOMIZE, [PROD_CART])
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_CART])
     assert index.locate(PROD_CART).path == "overlays/prod/cartservice-resources.yaml"
     obs = index.observed(PROD_CART) or {}
     assert planner.current_resources(obs)["server"]["limits"]["cpu"] == "600m"
@@ -318,7 +321,7 @@ def test_helm_scenario(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "helm")
     cart, lg = ("shop", "Deployment", "cartservice"), ("shop", "Deployment", "loadgenerator")
     front = ("shop", "Deployment", "frontend")
-    index = layout.Index.build(root, HELM, [cart, lg, front])
+    index = repo_index.Index.build(root, HELM, [cart, lg, front])
     assert index.stats.files_parsed == 1
     src = index.locate(cart)
     assert (src.kind, src.path, src.values_prefix) == ("helm-values", "helm/values.yaml",
@@ -331,11 +334,11 @@ def test_helm_scenario(tmp_path: pathlib.Path) -> None:
         (lg, _plan(index, lg, "r-lg", [_c("main", limits={"memory": "1Gi"})])),
         (front, _plan(index, front, "r-front", [_c("server", {"memory": "48Mi"})])),
     ]
-    rendered = layout.render_many(root, [(index.locate(t), p) for t, p in items],
+    rendered = render.render_many(root, [(index.locate(t), p) for t, p in items],
                                   base_text=_base_text(root))
     _check_scenario(root, "helm", rendered, [p for _, p in items])
     (root / "helm/values.yaml").write_text(rendered.texts["helm/values.yaml"])
-    after = layout.Index.build(root, HELM, [cart])
+    after = repo_index.Index.build(root, HELM, [cart])
     obs = after.observed(cart) or {}
     assert obs["spec"]["replicas"] == 2
     assert planner.current_resources(obs)["server"]["requests"]["cpu"] == "150m"
@@ -345,7 +348,7 @@ def test_helm_missing_values_path(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "helm")
     other = ("shop", "Deployment", "adservice")
     wrong_ns = ("prod", "Deployment", "frontend")
-    index = layout.Index.build(root, HELM, [other, wrong_ns])
+    index = repo_index.Index.build(root, HELM, [other, wrong_ns])
     with pytest.raises(errors.NotFoundError, match="'adservice'"):
         index.locate(other)
     with pytest.raises(errors.NotFoundError, match="prod/Deployment/frontend"):
@@ -353,7 +356,7 @@ def test_helm_missing_values_path(tmp_path: pathlib.Path) -> None:
     bad = dataclasses.replace(HELM, values_paths={"adservice": layout.ValuesPath(
         "adsService", {"server": "adsService.resources"}, "adsService.replicas")})
     with pytest.raises(errors.NotFoundError, match="adsService"):
-        layout.Index.build(root, bad, [other]).locate(other)
+        repo_index.Index.build(root, bad, [other]).locate(other)
 
 
 # --------------------------------------------------------------------------- plain
@@ -365,7 +368,7 @@ def test_plain_scenario(tmp_path: pathlib.Path) -> None:
     redis = ("default", "Deployment", "redis-cart")
     web_ns = ("web", "Deployment", "web")
     web_default = ("default", "Deployment", "web")
-    index = layout.Index.build(root, layout.Layout(), [cart, redis, web_ns, web_default])
+    index = repo_index.Index.build(root, layout.Layout(), [cart, redis, web_ns, web_default])
     assert index.stats.files_seen == 3 and index.stats.files_parsed == 2
     assert index.locate(web_ns).doc_index == 0 and index.locate(web_default).doc_index == 1
     items = [
@@ -376,7 +379,7 @@ def test_plain_scenario(tmp_path: pathlib.Path) -> None:
                                                    {"memory": "128Mi"})])),
         (web_default, _plan(index, web_default, "r-web2", [_c("nginx", {"cpu": "20m"})])),
     ]
-    rendered = layout.render_many(root, [(index.locate(t), p) for t, p in items],
+    rendered = render.render_many(root, [(index.locate(t), p) for t, p in items],
                                   base_text=_base_text(root))
     _check_scenario(root, "plain", rendered, [p for _, p in items])
     lines = dict(rendered.lines["r-web"])
@@ -388,8 +391,8 @@ def test_plain_ambiguity_names_both_places(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "plain")
     shutil.copy(root / "apps/cartservice.yaml", root / "docs/copy.yaml")
     cart = ("default", "Deployment", "cartservice")
-    index = layout.Index.build(root, layout.Layout(), [cart])
-    with pytest.raises(yamledit.AmbiguousTargetError) as info:
+    index = repo_index.Index.build(root, layout.Layout(), [cart])
+    with pytest.raises(splice.AmbiguousTargetError) as info:
         index.locate(cart)
     assert "apps/cartservice.yaml" in str(info.value) and "docs/copy.yaml" in str(info.value)
     assert index.observed(cart) is None
@@ -400,7 +403,7 @@ def test_plain_not_found_names_the_search(tmp_path: pathlib.Path) -> None:
     target = ("default", "StatefulSet", "cartservice")
     scoped = dataclasses.replace(layout.Layout(), paths=("docs",))
     for lay, where in ((layout.Layout(), "the repository"), (scoped, "docs")):
-        index = layout.Index.build(root, lay, [target])
+        index = repo_index.Index.build(root, lay, [target])
         with pytest.raises(errors.NotFoundError, match=f"StatefulSet/cartservice.*{where}"):
             index.locate(target)
     with pytest.raises(errors.NotFoundError, match="not part of this batch"):
@@ -411,19 +414,19 @@ def test_render_many_isolates_a_failing_recommendation(tmp_path: pathlib.Path) -
     root = _repo(tmp_path, "plain")
     cart = ("default", "Deployment", "cartservice")
     redis = ("default", "Deployment", "redis-cart")
-    index = layout.Index.build(root, layout.Layout(), [cart, redis])
+    index = repo_index.Index.build(root, layout.Layout(), [cart, redis])
     good = _plan(index, cart, "good", [_c("server", {"cpu": "180m"})])
     bad = planner.Plan("bad", "Deployment", "default", "redis-cart",
                        (planner.ValueEdit("nope", "requests", "cpu", None, "1"),))
-    out = layout.render_many(root, [(index.locate(cart), good), (index.locate(redis), bad)],
+    out = render.render_many(root, [(index.locate(cart), good), (index.locate(redis), bad)],
                              base_text=_base_text(root))
     assert set(out.errors) == {"bad"} and "nope" in out.errors["bad"]
     assert list(out.texts) == ["apps/cartservice.yaml"] and "cpu: 180m" in out.texts[
         "apps/cartservice.yaml"]
     with pytest.raises(errors.PermanentError):
-        layout.render(root, index.locate(redis), bad, base_text=_base_text(root))
+        render.render(root, index.locate(redis), bad, base_text=_base_text(root))
     empty = planner.Plan("noop", "Deployment", "default", "cartservice")
-    assert layout.render(root, index.locate(cart), empty, base_text=_base_text(root)) == {}
+    assert render.render(root, index.locate(cart), empty, base_text=_base_text(root)) == {}
 
 
 # --------------------------------------------------------------------------- node groups
@@ -432,8 +435,8 @@ def test_render_many_isolates_a_failing_recommendation(tmp_path: pathlib.Path) -
 def test_node_groups_scenario(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "nodegroups")
     groups = ["workers-a", "workers-b", "default-pool", "gpu-pool"]
-    targets = [("", layout.NODE_GROUP, g) for g in groups]
-    index = layout.Index.build(root, NODES, targets)
+    targets = [("", repo_index.NODE_GROUP, g) for g in groups]
+    index = repo_index.Index.build(root, NODES, targets)
     assert index.locate(targets[0]).path == "capi/machinedeployments.yaml"
     assert index.locate(targets[1]).doc_index == 1
     assert index.locate(targets[2]).values_prefix == "pools.default-pool.size"
@@ -442,11 +445,11 @@ def test_node_groups_scenario(tmp_path: pathlib.Path) -> None:
     assert (index.observed(targets[3]) or {})["spec"]["replicas"] is None
     counts = {"workers-a": 3, "workers-b": 2, "default-pool": 4, "gpu-pool": 1}
     items = [(index.locate(t), _node_plan(index, t[2], counts[t[2]])) for t in targets]
-    rendered = layout.render_many(root, items, base_text=_base_text(root))
+    rendered = render.render_many(root, items, base_text=_base_text(root))
     _check_scenario(root, "nodegroups", rendered, [p for _, p in items])
     with pytest.raises(errors.NotFoundError, match="MachineDeployment named workers-z"):
-        layout.Index.build(root, NODES, [("", layout.NODE_GROUP, "workers-z")]).locate(
-            ("", layout.NODE_GROUP, "workers-z"))
+        repo_index.Index.build(root, NODES, [("", repo_index.NODE_GROUP, "workers-z")]).locate(
+            ("", repo_index.NODE_GROUP, "workers-z"))
 
 
 # --------------------------------------------------------------------------- route
@@ -486,15 +489,15 @@ def test_route(meta: dict[str, Any], expected: tuple[str, str] | None) -> None:
     }})  # fmt: skip
     obj = {"apiVersion": "apps/v1", "kind": "Deployment",
            "metadata": {"name": "cartservice", "namespace": "prod", **meta}}
-    assert layout.route(lay, obj) == expected
-    assert layout.route(lay, None) is None
+    assert repo_index.route(lay, obj) == expected
+    assert repo_index.route(lay, None) is None
 
 
 def test_tracking_id_wins_over_instance_label() -> None:
     lay = layout.parse_layout({"repos": {"a": {"repo": "r1"}, "b": {"repo": "r2"}}})
     obj = {"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": "a:apps/Deployment:x/y"},
                         "labels": {"app.kubernetes.io/instance": "b"}}}
-    assert layout.route(lay, obj) == ("r1", "")
+    assert repo_index.route(lay, obj) == ("r1", "")
 
 
 # --------------------------------------------------------------------------- load_layout
@@ -573,17 +576,17 @@ def test_kustomize_shared_patch_is_overridden_not_edited(tmp_path: pathlib.Path)
     k.write_text(k.read_text().replace(
         "patches:\n",
         "patches:\n  - path: all-servers.yaml\n    target:\n      kind: Deployment\n"))
-    index = layout.Index.build(root, KUSTOMIZE, [PROD_AD, PROD_CART])
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_AD, PROD_CART])
     obs = index.observed(PROD_AD) or {}
     assert planner.current_resources(obs)["server"]["requests"]["cpu"] == "111m"
     src = index.locate(PROD_AD)
     assert src.kind == "kustomize-new-patch"
     plan = _plan(index, PROD_AD, "r1", [_c("server", {"cpu": "99m"})])
-    out = layout.render(root, src, plan, base_text=_base_text(root))
+    out = render.render(root, src, plan, base_text=_base_text(root))
     assert "overlays/prod/all-servers.yaml" not in out
     for rel, text in out.items():
         (root / rel).write_text(text)
-    after = layout.Index.build(root, KUSTOMIZE, [PROD_AD, PROD_CART])
+    after = repo_index.Index.build(root, KUSTOMIZE, [PROD_AD, PROD_CART])
     assert planner.current_resources(after.observed(PROD_AD) or {})["server"]["requests"][
         "cpu"] == "99m"
     # cartservice's own patch comes before the shared one in the list: still its own file.
@@ -601,29 +604,29 @@ def test_kustomize_own_patch_followed_by_a_shared_one_gets_an_override(
     k.write_text(k.read_text().replace(
         "replicas:\n", "  - path: all-servers.yaml\n    target:\n      kind: Deployment\n"
         "replicas:\n"))
-    index = layout.Index.build(root, KUSTOMIZE, [PROD_CART])
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_CART])
     assert planner.current_resources(index.observed(PROD_CART) or {})["server"]["requests"][
         "cpu"] == "111m"
     src = index.locate(PROD_CART)
     assert (src.kind, src.path) == ("kustomize-new-patch",
                                     "overlays/prod/dakr-cartservice-resources.yaml")
     plan = _plan(index, PROD_CART, "r1", [_c("server", {"cpu": "99m"})])
-    for rel, text in layout.render(root, src, plan, base_text=_base_text(root)).items():
+    for rel, text in render.render(root, src, plan, base_text=_base_text(root)).items():
         (root / rel).write_text(text)
-    after = layout.Index.build(root, KUSTOMIZE, [PROD_CART])
+    after = repo_index.Index.build(root, KUSTOMIZE, [PROD_CART])
     assert planner.current_resources(after.observed(PROD_CART) or {})["server"]["requests"][
         "cpu"] == "99m"
 
 
 def test_edit_base_with_replicas_field_splits_the_edit(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path, "kustomize")
-    index = layout.Index.build(root, dataclasses.replace(KUSTOMIZE, edit_base=True),
-                               [PROD_FRONT])
+    index = repo_index.Index.build(root, dataclasses.replace(KUSTOMIZE, edit_base=True),
+                                   [PROD_FRONT])
     src = index.locate(PROD_FRONT)
     assert (src.kind, src.path, src.replicas_in_kustomization) == (
         "manifest", "base/frontend.yaml", True)
     plan = _plan(index, PROD_FRONT, "r1", [_c("server", {"cpu": "90m"})], replicas=5)
-    out = layout.render(root, src, plan, base_text=_base_text(root))
+    out = render.render(root, src, plan, base_text=_base_text(root))
     assert sorted(out) == ["base/frontend.yaml", "overlays/prod/kustomization.yaml"]
     assert "replicas" not in "".join(difflib.ndiff(
         (root / "base/frontend.yaml").read_text().splitlines(),
@@ -642,7 +645,7 @@ def test_missing_overlay_or_values_file_is_a_config_error(
         tmp_path: pathlib.Path, lay: layout.Layout, match: str) -> None:
     root = _repo(tmp_path, "kustomize")
     with pytest.raises(errors.ConfigError, match=match):
-        layout.Index.build(root, lay, [PROD_CART])
+        repo_index.Index.build(root, lay, [PROD_CART])
 
 
 def test_json_and_flow_style_manifests_are_found(tmp_path: pathlib.Path) -> None:
@@ -656,9 +659,9 @@ def test_json_and_flow_style_manifests_are_found(tmp_path: pathlib.Path) -> None
         "kind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  template:\n"
         "    spec:\n      containers: [{name: app}]\n")
     targets = [("default", "Deployment", "api"), ("default", "Deployment", "web")]
-    index = layout.Index.build(root, layout.Layout(), targets)
+    index = repo_index.Index.build(root, layout.Layout(), targets)
     assert [index.locate(t).path for t in targets] == ["json/api.yaml", "json/web.yaml"]
     plan = _plan(index, targets[0], "r1", [_c("app", {"cpu": "50m"})])
-    out = layout.render(root, index.locate(targets[0]), plan, base_text=_base_text(root))
+    out = render.render(root, index.locate(targets[0]), plan, base_text=_base_text(root))
     assert out["json/api.yaml"] == (root / "json/api.yaml").read_text().replace(
         '"100m"', '"50m"')

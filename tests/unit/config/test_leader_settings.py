@@ -1,12 +1,12 @@
-"""Leader election settings (reconciler.leader), pure.
+"""Leader election settings (reconciler.config: settings.LeaderSettings, env), pure.
 
 Cases:
 - parse_duration: Go durations the chart writes (s, ms, m, h, compound, fractions, "0").
 - parse_duration refuses bad text (no unit, unknown unit, negative, empty, junk) with a
   ConfigError naming the variable.
-- settings_from_env: defaults when nothing is set; every chart variable read; booleans.
-- settings_from_env: the namespace comes from POD_NAMESPACE, else the service account file.
-- settings_from_env: identity is POD_NAME (else the hostname) plus a random suffix.
+- leader_settings: defaults when nothing is set; every chart variable read; booleans.
+- leader_settings: the namespace comes from POD_NAMESPACE, else the service account file.
+- leader_settings: identity is POD_NAME (else the hostname) plus a random suffix.
 - bad combinations (renew deadline >= lease duration, retry >= renew deadline, bad boolean,
   bad duration, bad lease name or namespace) are ConfigErrors that name the variable; the
   checks also run after dataclasses.replace (flags overriding the environment).
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.config import env, settings
 from reconciler.domain import errors
-from reconciler.runtime import leader
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -44,7 +44,7 @@ from reconciler.runtime import leader
     ("1m0.5s", 60.5),
 ])
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert leader.parse_duration(text) == pytest.approx(seconds)
+    assert env.parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize(("text", "hint"), [
@@ -60,24 +60,24 @@ def test_parse_duration(text: str, seconds: float) -> None:
 ])
 def test_parse_duration_refuses(text: str, hint: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        leader.parse_duration(text, "DAKR_LEADER_ELECTION_RETRY_PERIOD")
+        env.parse_duration(text, "DAKR_LEADER_ELECTION_RETRY_PERIOD")
     assert "DAKR_LEADER_ELECTION_RETRY_PERIOD" in str(info.value)
     assert hint in str(info.value)
 
 
 def test_defaults_without_environment(tmp_path: Path) -> None:
-    s = leader.settings_from_env({}, namespace_file=str(tmp_path / "absent"))
+    s = env.leader_settings({}, namespace_file=str(tmp_path / "absent"))
     assert (s.enabled, s.lease_name, s.namespace) == (False, "dakr-reconciler-leader", "")
     assert (s.lease_duration, s.renew_deadline, s.retry_period) == (15.0, 10.0, 2.0)
 
 
 def test_chart_environment() -> None:
-    env = {"DAKR_LEADER_ELECTION": "true", "DAKR_LEADER_ELECTION_LEASE": "my-rel-leader",
-           "DAKR_LEADER_ELECTION_LEASE_DURATION": "1m30s",
-           "DAKR_LEADER_ELECTION_RENEW_DEADLINE": "1m",
-           "DAKR_LEADER_ELECTION_RETRY_PERIOD": "500ms",
-           "POD_NAMESPACE": "dakr-operator", "POD_NAME": "dakr-reconciler-7d9f-abcde"}
-    s = leader.settings_from_env(env)
+    variables = {"DAKR_LEADER_ELECTION": "true", "DAKR_LEADER_ELECTION_LEASE": "my-rel-leader",
+                 "DAKR_LEADER_ELECTION_LEASE_DURATION": "1m30s",
+                 "DAKR_LEADER_ELECTION_RENEW_DEADLINE": "1m",
+                 "DAKR_LEADER_ELECTION_RETRY_PERIOD": "500ms",
+                 "POD_NAMESPACE": "dakr-operator", "POD_NAME": "dakr-reconciler-7d9f-abcde"}
+    s = env.leader_settings(variables)
     assert s.enabled is True
     assert (s.lease_name, s.namespace) == ("my-rel-leader", "dakr-operator")
     assert (s.lease_duration, s.renew_deadline, s.retry_period) == (90.0, 60.0, 0.5)
@@ -91,26 +91,26 @@ def test_chart_environment() -> None:
     ("false", False), ("FALSE", False), ("0", False), ("", False),
 ])
 def test_enabled_values(text: str, enabled: bool) -> None:
-    s = leader.settings_from_env({"DAKR_LEADER_ELECTION": text, "POD_NAMESPACE": "ns"})
+    s = env.leader_settings({"DAKR_LEADER_ELECTION": text, "POD_NAMESPACE": "ns"})
     assert s.enabled is enabled
 
 
 def test_namespace_from_service_account_file(tmp_path: Path) -> None:
     f = tmp_path / "namespace"
     f.write_text("from-file\n")
-    assert leader.settings_from_env({}, namespace_file=str(f)).namespace == "from-file"
-    assert leader.settings_from_env({"POD_NAMESPACE": "from-env"},
+    assert env.leader_settings({}, namespace_file=str(f)).namespace == "from-file"
+    assert env.leader_settings({"POD_NAMESPACE": "from-env"},
                                     namespace_file=str(f)).namespace == "from-env"
 
 
 def test_identity_falls_back_to_hostname_and_is_unique() -> None:
-    a = leader.settings_from_env({"POD_NAMESPACE": "ns"}).identity
-    b = leader.settings_from_env({"POD_NAMESPACE": "ns"}).identity
+    a = env.leader_settings({"POD_NAMESPACE": "ns"}).identity
+    b = env.leader_settings({"POD_NAMESPACE": "ns"}).identity
     assert a.rpartition("_")[0] == socket.gethostname()
     assert a != b  # a restarted process is a new candidate
 
 
-@pytest.mark.parametrize(("env", "names"), [
+@pytest.mark.parametrize(("variables", "names"), [
     ({"DAKR_LEADER_ELECTION": "maybe"}, ["DAKR_LEADER_ELECTION"]),
     ({"DAKR_LEADER_ELECTION_LEASE_DURATION": "15"}, ["DAKR_LEADER_ELECTION_LEASE_DURATION"]),
     ({"DAKR_LEADER_ELECTION_RENEW_DEADLINE": "10x"}, ["DAKR_LEADER_ELECTION_RENEW_DEADLINE"]),
@@ -122,15 +122,15 @@ def test_identity_falls_back_to_hostname_and_is_unique() -> None:
     ({"DAKR_LEADER_ELECTION_LEASE": "Not_A_Name"}, ["DAKR_LEADER_ELECTION_LEASE"]),
     ({"POD_NAMESPACE": "bad/ns"}, ["POD_NAMESPACE"]),
 ])
-def test_bad_settings_name_the_variable(env: dict[str, str], names: list[str]) -> None:
+def test_bad_settings_name_the_variable(variables: dict[str, str], names: list[str]) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        leader.settings_from_env(env, namespace_file="")
+        env.leader_settings(variables, namespace_file="")
     for name in names:
         assert name in str(info.value)
 
 
 def test_checks_run_again_after_replace() -> None:
-    s = leader.LeaderSettings(enabled=True, namespace="ns")
+    s = settings.LeaderSettings(enabled=True, namespace="ns")
     assert dataclasses.replace(s, lease_name="other-lease").lease_name == "other-lease"
     with pytest.raises(errors.ConfigError, match="renew deadline"):
         dataclasses.replace(s, lease_duration=5.0)

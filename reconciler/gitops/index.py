@@ -1,39 +1,38 @@
-"""Where a target's values really live in a GitOps repository, and the edit that changes them.
+"""Where a target's values really live in a GitOps repository: the index of one batch.
 
 A recommendation names a live object (namespace, kind, name); the repository may define
 it as a plain manifest, as a Kustomize base changed by an overlay, or only as a few keys
 of a Helm values file. Editing the wrong file is worse than editing none: a change to a
 base shared by staging and prod changes both, a change to a value that an overlay patch
-overrides changes nothing at all. So this module first finds the file that decides the
-value (per the repository's ``Layout``), then renders the smallest edit there.
+overrides changes nothing at all. So the index finds the file that decides each value
+(per the repository's layout file) and tells ``render`` how to change it.
 
 The index is built once per batch: every YAML file is read, but only the files that
-mention a target's name are parsed, and only their candidate documents. Rendering is pure:
-it returns new file texts computed from the base branch's texts (``base_text``), so a
-rerun computes the same bytes, and it never writes.
+mention a target's name are parsed, and only their candidate documents. It also computes
+what the cluster would get from the repository (``Index.observed``: patches and the
+replicas field applied), which is what the policy and the planner judge.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
+from reconciler.config import layout as layoutfile
 from reconciler.domain import errors, planner
-from reconciler.yamledit import splice as yamledit
+from reconciler.yamledit import kustomize, splice, values
 
 log = logging.getLogger(__name__)
 
 Target = tuple[str, str, str]  # (namespace, kind, name)
 
-KINDS = ("plain", "kustomize", "helm")
 SOURCE_KINDS = (
     "manifest", "kustomize-patch", "kustomize-new-patch", "kustomize-replicas",
     "helm-values", "node-group",
@@ -47,7 +46,6 @@ _SKIP_DIRS = {".git", "node_modules", ".venv"}
 # whether a file is parsed at all (it may say yes too often, never no wrongly).
 _NAME = re.compile(r"""(?:^|[\s{,-])["']?name["']?[ \t]*:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9._]*)""",
                    re.MULTILINE)
-_NO_NS = "<none>"  # never a valid namespace: matches only documents without one
 # Argo CD annotation tracking: "<app>:<group>/<Kind>:<namespace>/<name>".
 _ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
 _ARGO_INSTANCE = "app.kubernetes.io/instance"
@@ -55,185 +53,10 @@ _FLUX_LABELS = (
     ("kustomize.toolkit.fluxcd.io/name", "kustomize.toolkit.fluxcd.io/namespace"),
     ("helm.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/namespace"),
 )
-_HEADER = "Written by the dakr reconciler: resource settings for {kind}/{name}."
 
 
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class ValuesPath:
-    """Where one workload's numbers sit in a values file.
-
-    ``containers`` maps a container name to the dotted path of its ``resources``
-    mapping; ``replicas`` is the dotted path of the replica count.
-    """
-
-    prefix: str
-    containers: Mapping[str, str]
-    replicas: str
-
-
-@dataclass(frozen=True)
-class RepoRoute:
-    """Where an Argo CD application or Flux Kustomization takes its manifests from."""
-
-    repo: str
-    path: str = ""
-    layout: str = ""  # a layout file for that repository ("" = plain)
-
-
-@dataclass(frozen=True)
-class Layout:
-    kind: str = "plain"
-    paths: tuple[str, ...] = ("",)
-    overlay: str = ""
-    edit_base: bool = False
-    values_file: str = ""
-    values_paths: Mapping[str, ValuesPath] = field(default_factory=dict)
-    default_namespace: str = "default"
-    repos: Mapping[str, RepoRoute] = field(default_factory=dict)
-    node_groups: Mapping[str, str] = field(default_factory=dict)
-    default_container: str = "server"
-
-
-_LAYOUT_KEYS = {
-    "kind", "paths", "overlay", "editBase", "valuesFile", "valuesPaths",
-    "defaultNamespace", "repos", "nodeGroups", "defaultContainer",
-}  # fmt: skip
-
-
-def _rel(value: object, key: str, *, allow_empty: bool = True) -> str:
-    if not isinstance(value, str):
-        raise errors.ConfigError(f"layout: {key} must be a string path")
-    p = value.strip()
-    if p.startswith("/"):
-        raise errors.ConfigError(f"layout: {key} must be relative to the repository: {value!r}")
-    p = p.rstrip("/")
-    if not p and not allow_empty:
-        raise errors.ConfigError(f"layout: {key} must not be empty")
-    if ".." in PurePosixPath(p).parts or "\\" in p:
-        raise errors.ConfigError(f"layout: {key} must stay inside the repository: {value!r}")
-    return "" if p in ("", ".") else PurePosixPath(p).as_posix()
-
-
-def _dotted(value: object, key: str) -> str:
-    if not isinstance(value, str):
-        raise errors.ConfigError(f"layout: {key} must be a dotted path")
-    try:
-        yamledit.split_path(value)
-    except errors.FieldError as e:
-        raise errors.ConfigError(f"layout: {key}: {e.reason}") from e
-    return value
-
-
-def _values_path(key: str, raw: object, default_container: str) -> ValuesPath:
-    where = f"valuesPaths.{key}"
-    if isinstance(raw, str):
-        prefix = _dotted(raw, where)
-        return ValuesPath(prefix, {default_container: f"{prefix}.resources"}, f"{prefix}.replicas")
-    if not isinstance(raw, Mapping):
-        raise errors.ConfigError(f"layout: {where} must be a prefix or a mapping")
-    unknown = set(raw) - {"prefix", "container", "containers", "replicas"}
-    if unknown:
-        raise errors.ConfigError(f"layout: {where}: unknown key {sorted(unknown)[0]!r}")
-    prefix = _dotted(raw.get("prefix"), f"{where}.prefix")
-    containers: dict[str, str] = {}
-    if "containers" in raw:
-        if not isinstance(raw["containers"], Mapping) or not raw["containers"]:
-            raise errors.ConfigError(f"layout: {where}.containers must map names to paths")
-        for cname, cpath in raw["containers"].items():
-            containers[str(cname)] = _dotted(cpath, f"{where}.containers.{cname}")
-    else:
-        cname = raw.get("container", default_container)
-        if not isinstance(cname, str) or not cname:
-            raise errors.ConfigError(f"layout: {where}.container must be a container name")
-        containers[cname] = f"{prefix}.resources"
-    replicas = _dotted(raw.get("replicas", f"{prefix}.replicas"), f"{where}.replicas")
-    return ValuesPath(prefix, containers, replicas)
-
-
-def parse_layout(data: object) -> Layout:
-    """A Layout from its YAML form (see examples/layouts/README.md)."""
-    if data is None:
-        return Layout()
-    if not isinstance(data, Mapping):
-        raise errors.ConfigError("layout: the file must hold a mapping")
-    unknown = set(data) - _LAYOUT_KEYS
-    if unknown:
-        raise errors.ConfigError(f"layout: unknown key {sorted(map(str, unknown))[0]!r}")
-    kind = data.get("kind", "plain")
-    if kind not in KINDS:
-        raise errors.ConfigError(f"layout: kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    raw_paths = data.get("paths", [""])
-    if isinstance(raw_paths, str):
-        raw_paths = [raw_paths]
-    if not isinstance(raw_paths, list) or not raw_paths:
-        raise errors.ConfigError("layout: paths must be a list of directories")
-    paths = tuple(_rel(p, "paths") for p in raw_paths)
-    overlay = _rel(data.get("overlay", ""), "overlay")
-    if kind == "kustomize" and "overlay" not in data:
-        raise errors.ConfigError("layout: overlay is required for kind kustomize")
-    edit_base = data.get("editBase", False)
-    if not isinstance(edit_base, bool):
-        raise errors.ConfigError("layout: editBase must be true or false")
-    values_file = _rel(data.get("valuesFile", ""), "valuesFile")
-    if kind == "helm" and not values_file:
-        raise errors.ConfigError("layout: valuesFile is required for kind helm")
-    default_container = data.get("defaultContainer", "server")
-    if not isinstance(default_container, str) or not default_container:
-        raise errors.ConfigError("layout: defaultContainer must be a container name")
-    raw_vp = data.get("valuesPaths", {}) or {}
-    if not isinstance(raw_vp, Mapping):
-        raise errors.ConfigError("layout: valuesPaths must be a mapping")
-    values_paths = {str(k): _values_path(str(k), v, default_container) for k, v in raw_vp.items()}
-    ns = data.get("defaultNamespace", "default")
-    if not isinstance(ns, str) or not ns:
-        raise errors.ConfigError("layout: defaultNamespace must be a namespace name")
-    repos: dict[str, RepoRoute] = {}
-    raw_repos = data.get("repos", {}) or {}
-    if not isinstance(raw_repos, Mapping):
-        raise errors.ConfigError("layout: repos must be a mapping")
-    for app, entry in raw_repos.items():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("repo"), str):
-            raise errors.ConfigError(f"layout: repos.{app}.repo must be a repository URL or path")
-        extra = set(entry) - {"repo", "path", "layout"}
-        if extra:
-            raise errors.ConfigError(f"layout: repos.{app}: unknown key {sorted(extra)[0]!r}")
-        layout_ref = entry.get("layout", "")
-        if not isinstance(layout_ref, str):
-            raise errors.ConfigError(f"layout: repos.{app}.layout must be a file path")
-        repos[str(app)] = RepoRoute(entry["repo"], _rel(entry.get("path", ""),
-                                                        f"repos.{app}.path"), layout_ref)
-    node_groups: dict[str, str] = {}
-    raw_ng = data.get("nodeGroups", {}) or {}
-    if not isinstance(raw_ng, Mapping):
-        raise errors.ConfigError("layout: nodeGroups must be a mapping")
-    for ng, ref in raw_ng.items():
-        where = f"nodeGroups.{ng}"
-        if not isinstance(ref, str) or "#" not in ref:
-            raise errors.ConfigError(f"layout: {where} must be 'FILE#dotted.path'")
-        file, _, dotted = ref.partition("#")
-        node_groups[str(ng)] = f"{_rel(file, where, allow_empty=False)}#{_dotted(dotted, where)}"
-    return Layout(kind=kind, paths=paths, overlay=overlay, edit_base=edit_base,
-                  values_file=values_file, values_paths=values_paths, default_namespace=ns,
-                  repos=repos, node_groups=node_groups, default_container=default_container)
-
-
-def load_layout(path: Path | None) -> Layout:
-    """The layout in ``path``; None means a plain layout over the whole repository."""
-    if path is None:
-        return Layout()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise errors.ConfigError(f"layout: cannot read {path}: {e.strerror}") from e
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise errors.ConfigError(f"layout: {path} is not valid YAML: {e}") from e
-    return parse_layout(data)
-
-
-def route(layout: Layout, target_live_object: Mapping[str, Any] | None) -> tuple[str, str] | None:
+def route(layout: layoutfile.Layout,
+          target_live_object: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """(repo, path) of the application that deploys this live object, from its tracking
     annotation or labels and ``layout.repos``; None when nothing tracks it or it is not
     mapped (the caller then uses its default repository)."""
@@ -269,7 +92,8 @@ def tracking_keys(obj: Mapping[str, Any] | None) -> list[str]:
     return keys
 
 
-def route_entry(layout: Layout, obj: Mapping[str, Any] | None) -> RepoRoute | None:
+def route_entry(layout: layoutfile.Layout,
+                obj: Mapping[str, Any] | None) -> layoutfile.RepoRoute | None:
     for key in tracking_keys(obj):
         if key in layout.repos:
             return layout.repos[key]
@@ -334,7 +158,9 @@ class _Kust:
     replicas: dict[str, int]
 
 
-def _join(base: str, rel: str) -> str:
+def join(base: str, rel: str) -> str:
+    """``rel`` resolved against ``base`` inside the repository: a reference that climbs out
+    of it (``../`` too far) is an error, never a path outside the clone."""
     parts: list[str] = []
     for part in PurePosixPath(base, rel).parts:
         if part == "..":
@@ -361,7 +187,7 @@ def _yaml_files(root: Path, under: str) -> Iterable[str]:
 class Index:
     """Every batch target located once: built with ``Index.build``."""
 
-    def __init__(self, root: Path, layout: Layout) -> None:
+    def __init__(self, root: Path, layout: layoutfile.Layout) -> None:
         self.root = root
         self.layout = layout
         self.stats = Stats()
@@ -380,7 +206,7 @@ class Index:
     # ---- building
 
     @classmethod
-    def build(cls, root: Path, layout: Layout, targets: Iterable[Target]) -> Index:
+    def build(cls, root: Path, layout: layoutfile.Layout, targets: Iterable[Target]) -> Index:
         """Scan the repository once for all ``targets``.
 
         Every YAML file in scope is read; only those that mention a target's name are
@@ -404,7 +230,7 @@ class Index:
             text = self._read(layout.values_file, required=True)
             self.stats.files_seen += 1
             self.stats.files_parsed += 1
-            self._values = yamledit.read_values(text)
+            self._values = values.read_values(text)
             if not isinstance(self._values, Mapping):
                 raise errors.PermanentError(f"{layout.values_file} does not hold a mapping")
             workloads = set()
@@ -451,7 +277,7 @@ class Index:
                 continue
             self.stats.files_parsed += 1
             try:
-                found = yamledit.scan_documents(text, kinds, names)
+                found = splice.scan_documents(text, kinds, names)
             except errors.PermanentError as e:
                 log.warning("skipping %s: %s", rel, e)
                 continue
@@ -478,7 +304,7 @@ class Index:
         if rel_dir in seen:
             raise errors.PermanentError(f"kustomization cycle through {rel_dir or '.'}")
         seen = seen | {rel_dir}
-        file = next((_join(rel_dir, n) for n in _KUSTOMIZATION_NAMES
+        file = next((join(rel_dir, n) for n in _KUSTOMIZATION_NAMES
                      if (self.root / rel_dir / n).is_file()), None)
         if file is None:
             raise errors.NotFoundError(
@@ -486,17 +312,17 @@ class Index:
         text = self._read(file, required=True)
         self.stats.files_seen += 1
         self.stats.files_parsed += 1
-        data = yamledit.read_values(text) or {}
+        data = values.read_values(text) or {}
         if not isinstance(data, Mapping):
             raise errors.PermanentError(f"{file} is not a mapping")
         ns = data.get("namespace")
         k = _Kust(rel_dir, file, ns if isinstance(ns, str) and ns else None, [], [], [],
-                  yamledit.kustomize_replicas(text))
+                  kustomize.kustomize_replicas(text))
         chain = [k, *outer]
         for entry in [*(data.get("resources") or []), *(data.get("bases") or [])]:
             if not isinstance(entry, str) or "://" in entry or entry.startswith(("git@", "http")):
                 continue  # remote bases cannot be edited from here
-            rel = _join(rel_dir, entry)
+            rel = join(rel_dir, entry)
             if (self.root / rel).is_dir():
                 k.children.append(self._load_kustomization(rel, chain, seen))
             elif (self.root / rel).is_file():
@@ -504,7 +330,7 @@ class Index:
                 self._levels.setdefault(rel, []).extend(chain)
         for entry in data.get("patchesStrategicMerge") or []:
             if isinstance(entry, str) and "\n" not in entry.strip():
-                k.patches.append(_Patch(file, _join(rel_dir, entry.strip()), "", None))
+                k.patches.append(_Patch(file, join(rel_dir, entry.strip()), "", None))
             elif isinstance(entry, str):
                 k.patches.append(_Patch(file, "", entry, None))
         for entry in data.get("patches") or []:
@@ -512,13 +338,13 @@ class Index:
                 continue
             target = entry.get("target") if isinstance(entry.get("target"), Mapping) else None
             if isinstance(entry.get("path"), str):
-                k.patches.append(_Patch(file, _join(rel_dir, entry["path"]), "", target))
+                k.patches.append(_Patch(file, join(rel_dir, entry["path"]), "", target))
             elif isinstance(entry.get("patch"), str):
                 k.patches.append(_Patch(file, "", entry["patch"], target))
         for entry in data.get("patchesJson6902") or []:
             if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
                 target = entry.get("target") if isinstance(entry.get("target"), Mapping) else None
-                k.patches.append(_Patch(file, _join(rel_dir, entry["path"]), "", target, True))
+                k.patches.append(_Patch(file, join(rel_dir, entry["path"]), "", target, True))
         # Kustomize's order: patchesStrategicMerge, patches, patchesJson6902; and outer
         # levels' patches run after inner ones: record inner first.
         self._patches.extend((k, p) for p in k.patches)
@@ -630,12 +456,12 @@ class Index:
             places = [(f.doc_index, f.line) for f in found]
             shown = " and ".join(f"{f.path} (document {f.doc_index + 1}, line {f.line})"
                                  for f in found)
-            raise yamledit.AmbiguousTargetError(
+            raise splice.AmbiguousTargetError(
                 f"{kind}/{name} in namespace {ns or '-'} is defined more than once: {shown}",
                 places)
         return found[0]
 
-    def _values_path(self, target: Target) -> ValuesPath:
+    def _values_path(self, target: Target) -> layoutfile.ValuesPath:
         ns, kind, name = target
         keys = [f"{ns}/{kind}/{name}", f"{kind}/{name}", name]
         for key in keys:
@@ -647,7 +473,7 @@ class Index:
 
     def _values_at(self, dotted: str) -> Any:
         node = self._values
-        for key in yamledit.split_path(dotted):
+        for key in values.split_path(dotted):
             if not isinstance(node, Mapping):
                 return None
             node = node.get(key)
@@ -655,7 +481,7 @@ class Index:
 
     def locate(self, target: Target) -> Source:
         """The file to edit for ``target``; raises errors.NotFoundError naming what was
-        searched, or yamledit.AmbiguousTargetError naming both places."""
+        searched, or splice.AmbiguousTargetError naming both places."""
         if target not in self._located:
             self._located[target] = self._locate(target)
         return self._located[target]
@@ -714,7 +540,7 @@ class Index:
         if own or self.layout.edit_base:
             return Source(target, "manifest", found.path, found.doc_index, found.line,
                           namespace_in_file=found.namespace, **common)  # type: ignore[arg-type]
-        new = _join(overlay.dir, f"dakr-{name}-resources.yaml")
+        new = join(overlay.dir, f"dakr-{name}-resources.yaml")
         return Source(target, "kustomize-replicas" if replicas_entry else "kustomize-new-patch",
                       new, **common)  # type: ignore[arg-type]
 
@@ -735,7 +561,7 @@ class Index:
     def _doc(self, found: _Found) -> dict[str, Any]:
         key = (found.path, found.doc_index)
         if key not in self._docs:
-            doc = yamledit.read_document(self._read(found.path, required=True), found.doc_index)
+            doc = splice.read_document(self._read(found.path, required=True), found.doc_index)
             if not isinstance(doc, dict):
                 raise errors.PermanentError(f"{found.path}: document {found.doc_index} is gone")
             self._docs[key] = doc
@@ -766,8 +592,8 @@ class Index:
                 text = self._read(source.path)
                 if not text:
                     return None
-                node: Any = yamledit.read_values(text)
-                for key in yamledit.split_path(source.values_prefix):
+                node: Any = values.read_values(text)
+                for key in values.split_path(source.values_prefix):
                     node = node.get(key) if isinstance(node, Mapping) else None
                 count = node if isinstance(node, int) and not isinstance(node, bool) else None
                 return {"kind": NODE_GROUP, "metadata": {"name": name},
@@ -908,269 +734,3 @@ def _apply_json6902(obj: Any, ops: Sequence[Any]) -> None:
                 node[last] = _deep_copy(op.get("value"))
         except (KeyError, IndexError, ValueError, TypeError, AttributeError):
             continue
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-@dataclass
-class Rendered:
-    texts: dict[str, str]  # repo-relative path -> new full text (only files that change)
-    lines: dict[str, list[tuple[str, list[int]]]]  # rec id -> [(path, changed lines)]
-    errors: dict[str, str]  # rec id -> why nothing was rendered for it
-
-
-def change_of(plan: planner.Plan, namespace: str | None) -> yamledit.WorkloadChange:
-    return yamledit.WorkloadChange(
-        kind=plan.kind, name=plan.name, namespace=namespace,
-        containers=tuple(
-            yamledit.ContainerChange(name=c, requests=v["requests"], limits=v["limits"])
-            for c, v in plan.container_changes().items()),
-        replicas=plan.replicas[1] if plan.replicas is not None else None,
-    )
-
-
-def render(root: Path, source: Source, plan: planner.Plan, *,
-           base_text: Callable[[str], str]) -> dict[str, str]:
-    """Repo-relative path -> new full text for every file this plan touches; never writes.
-
-    Empty when nothing changes. Raises the error that stopped it (see ``render_many``
-    for a batch that isolates failures per recommendation).
-    """
-    out = render_many(root, [(source, plan)], base_text=base_text)
-    if out.errors:
-        raise errors.PermanentError(next(iter(out.errors.values())))
-    return out.texts
-
-
-class _Files:
-    """Texts of the batch: the base branch's, then each edit's result."""
-
-    def __init__(self, base_text: Callable[[str], str]) -> None:
-        self.base_text = base_text
-        self.current: dict[str, str] = {}
-        self.base: dict[str, str | None] = {}
-
-    def get(self, path: str, *, may_be_new: bool = False) -> str | None:
-        if path in self.current:
-            return self.current[path]
-        if path not in self.base:
-            try:
-                self.base[path] = self.base_text(path)
-            except (errors.NotFoundError, FileNotFoundError):
-                if not may_be_new:
-                    raise
-                self.base[path] = None
-        return self.base[path]
-
-    def changed(self) -> dict[str, str]:
-        return {p: t for p, t in self.current.items() if t != self.base.get(p)}
-
-
-def render_many(root: Path, items: Sequence[tuple[Source, planner.Plan]], *,
-                base_text: Callable[[str], str]) -> Rendered:
-    """Render a batch: edits to one file are made in one pass (a values file holding a
-    thousand workloads is parsed once, not a thousand times). A recommendation whose edit
-    fails is reported in ``errors`` and left out; the others still render."""
-    files = _Files(base_text)
-    lines: dict[str, list[tuple[str, list[int]]]] = {}
-    problems: dict[str, str] = {}
-    manifests: dict[str, list[tuple[Source, planner.Plan]]] = {}
-    values: dict[str, list[tuple[Source, planner.Plan, dict[str, str | int]]]] = {}
-    patches: list[tuple[Source, planner.Plan]] = []
-    kust_replicas: dict[str, list[tuple[Source, planner.Plan]]] = {}
-    for source, plan in items:
-        if plan.empty:
-            continue
-        if plan.hpa is not None:
-            problems[plan.rec_id] = "HPA changes are not written to the repository"
-            continue
-        if source.kind == "manifest" or (source.kind == "node-group"
-                                         and not source.values_prefix):
-            if source.replicas_in_kustomization and plan.replicas is not None:
-                # The overlay's `replicas:` field runs last: a count in the manifest
-                # would be overridden, so it goes to the field.
-                kust_replicas.setdefault(source.kustomization, []).append((source, plan))
-                plan = dataclasses.replace(plan, replicas=None)
-                if plan.empty:
-                    continue
-            manifests.setdefault(source.path, []).append((source, plan))
-        elif source.kind == "helm-values":
-            try:
-                values.setdefault(source.path, []).append((source, plan, _helm_changes(
-                    source, plan)))
-            except errors.PermanentError as e:
-                problems[plan.rec_id] = str(e)
-        elif source.kind == "node-group":
-            if plan.replicas is None:
-                continue
-            values.setdefault(source.path, []).append(
-                (source, plan, {source.values_prefix: plan.replicas[1]}))
-        elif source.kind in ("kustomize-patch", "kustomize-new-patch", "kustomize-replicas"):
-            if source.replicas_in_kustomization and plan.replicas is not None:
-                kust_replicas.setdefault(source.kustomization, []).append((source, plan))
-            patches.append((source, plan))
-        else:
-            problems[plan.rec_id] = f"unknown source kind {source.kind!r}"
-
-    def note(rec: str, path: str, changed: Iterable[int]) -> None:
-        ls = sorted(set(changed))
-        if not ls:
-            return
-        mine = lines.setdefault(rec, [])
-        for i, (p, old) in enumerate(mine):
-            if p == path:
-                mine[i] = (p, sorted(set(old) | set(ls)))
-                return
-        mine.append((path, ls))
-
-    for path, group in sorted(manifests.items()):
-        _render_manifests(files, path, group, note, problems)
-    for path, vgroup in sorted(values.items()):
-        _render_values(files, path, vgroup, note, problems)
-    _render_patches(files, patches, note, problems)
-    for path, rgroup in sorted(kust_replicas.items()):
-        counts = {}
-        for source, plan in rgroup:
-            if plan.rec_id not in problems and plan.replicas is not None:
-                counts[source.target[2]] = plan.replicas[1]
-        if not counts:
-            continue
-        try:
-            text = files.get(path) or ""
-            res = yamledit.edit_kustomize_replicas(text, counts)
-        except errors.PermanentError as e:
-            for _, plan in rgroup:
-                problems[plan.rec_id] = str(e)
-            continue
-        files.current[path] = res.text
-        for source, plan in rgroup:
-            for c in res.changes:
-                if c.path == f"replicas[{source.target[2]}].count":
-                    note(plan.rec_id, path, [c.line])
-    return Rendered(files.changed(), {r: ls for r, ls in lines.items() if r not in problems},
-                    problems)
-
-
-_Note = Callable[[str, str, Iterable[int]], None]
-_T = TypeVar("_T")
-
-
-def _edit_file(files: _Files, path: str, group: list[_T],
-               attempt: Callable[[str, list[_T]], str], rec_id: Callable[[_T], str],
-               problems: dict[str, str]) -> None:
-    """Edit one file for a group of recommendations in one pass; when that fails, apply
-    them one at a time so that only the failing ones are refused."""
-    try:
-        files.current[path] = attempt(files.get(path) or "", group)
-        return
-    except errors.PermanentError:
-        pass
-    text = files.get(path) or ""
-    for item in group:
-        try:
-            text = attempt(text, [item])
-        except errors.PermanentError as e:
-            problems[rec_id(item)] = f"{path}: {e}"
-    files.current[path] = text
-
-
-def _render_manifests(files: _Files, path: str, group: list[tuple[Source, planner.Plan]],
-                      note: _Note, problems: dict[str, str]) -> None:
-    def changes(g: list[tuple[Source, planner.Plan]]) -> list[yamledit.WorkloadChange]:
-        out = []
-        for s, p in g:
-            change = change_of(p, s.namespace_in_file or _NO_NS)
-            if s.kind == "node-group":  # a Cluster API MachineDeployment's spec.replicas
-                change = yamledit.WorkloadChange(MACHINE_DEPLOYMENT, s.target[2],
-                                                 change.namespace, (), change.replicas)
-            out.append(change)
-        return out
-
-    def attempt(text: str, g: list[tuple[Source, planner.Plan]]) -> str:
-        res = yamledit.edit_many(text, changes(g), default_namespace=_NO_NS)
-        if res.changes:
-            spans = yamledit.document_lines(res.text)
-            for s, p in g:
-                first, last = spans[s.doc_index] if s.doc_index < len(spans) else (0, 0)
-                if s.kind == "manifest" or s.kind == "node-group":
-                    note(p.rec_id, path, [c.line for c in res.changes if first <= c.line <= last])
-        return res.text
-
-    _edit_file(files, path, group, attempt, lambda item: item[1].rec_id, problems)
-
-
-def _helm_changes(source: Source, plan: planner.Plan) -> dict[str, str | int]:
-    paths = dict(source.values_containers)
-    out: dict[str, str | int] = {}
-    for e in plan.resources:
-        if e.container not in paths:
-            raise errors.NotFoundError(
-                f"container {e.container!r} of {plan.kind}/{plan.name} has no values path "
-                f"(configured: {', '.join(sorted(paths)) or 'none'})")
-        out[f"{paths[e.container]}.{e.section}.{e.resource}"] = e.new
-    if plan.replicas is not None:
-        out[source.values_replicas] = plan.replicas[1]
-    return out
-
-
-def _render_values(files: _Files, path: str,
-                   group: list[tuple[Source, planner.Plan, dict[str, str | int]]],
-                   note: _Note, problems: dict[str, str]) -> None:
-    def attempt(text: str, g: list[tuple[Source, planner.Plan, dict[str, str | int]]]) -> str:
-        merged: dict[str, str | int] = {}
-        owner: dict[str, str] = {}
-        for _, p, ch in g:
-            for k, v in ch.items():
-                merged[k] = v
-                owner[k] = p.rec_id
-        res = yamledit.edit_values(text, merged)
-        for c in res.changes:
-            note(owner[c.path], path, [c.line])
-        return res.text
-
-    _edit_file(files, path, group, attempt, lambda item: item[1].rec_id, problems)
-
-
-def _render_patches(files: _Files, group: list[tuple[Source, planner.Plan]], note: _Note,
-                    problems: dict[str, str]) -> None:
-    new_entries: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for source, plan in group:
-        change = change_of(plan, None)
-        if source.replicas_in_kustomization:
-            change = yamledit.WorkloadChange(change.kind, change.name, None, change.containers)
-        if not change.containers and change.replicas is None:
-            continue
-        try:
-            existing = files.get(source.path, may_be_new=source.kind != "kustomize-patch")
-            if source.kind == "kustomize-patch" or (existing is not None
-                                                    and source.path in files.current):
-                res = yamledit.edit_patch(existing or "", change)
-                files.current[source.path] = res.text
-                note(plan.rec_id, source.path, [c.line for c in res.changes])
-                continue
-            kust = files.get(source.kustomization) or ""
-            eol = "\r\n" if "\r\n" in kust else "\n"
-            text = yamledit.new_patch(source.api_version or "apps/v1", change, eol=eol,
-                                      header=_HEADER.format(kind=plan.kind, name=plan.name))
-            files.current[source.path] = text
-            note(plan.rec_id, source.path, range(1, text.count("\n") + 1))
-            rel = PurePosixPath(source.path).relative_to(
-                PurePosixPath(source.kustomization).parent).as_posix()
-            new_entries.setdefault(source.kustomization, []).append(
-                (plan.rec_id, {"path": rel, "target": {"kind": plan.kind, "name": plan.name}}))
-        except (errors.PermanentError, ValueError) as e:
-            problems[plan.rec_id] = f"{source.path}: {e}"
-    for kpath, entries in sorted(new_entries.items()):
-        try:
-            res = yamledit.add_kustomize_patches(files.get(kpath) or "", [e for _, e in entries])
-        except errors.PermanentError as e:
-            for rec, entry in entries:
-                problems[rec] = f"{kpath}: {e}"
-                files.current.pop(_join(str(PurePosixPath(kpath).parent), entry["path"]), None)
-            continue
-        files.current[kpath] = res.text
-        by_path = {e["path"]: rec for rec, e in entries}
-        for c in res.changes:
-            if c.new in by_path:
-                note(by_path[c.new], kpath, [c.line])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.adapters.store import port as store
+from reconciler.domain import model
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class Item:
     namespace: str
     name: str
     spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, rec: model.Recommendation) -> Item:
+        """The store item of a validated recommendation (the one conversion every source
+        uses: the stream, files, VPA and KRR imports)."""
+        return cls(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict())
 
 
 def upsert_many(st: store.Store, items: Sequence[Item]) -> list[store.UpsertResult]:

@@ -1,4 +1,4 @@
-"""Byte-exact YAML edits of Kubernetes manifests (reconciler.core.yamledit).
+"""Byte-exact YAML edits of Kubernetes workload manifests (reconciler.yamledit.workload).
 
 Cases covered:
 - golden files in tests/golden/yamledit (NAME.in.yaml + NAME.changes.json -> NAME.out.yaml):
@@ -41,7 +41,7 @@ import pytest
 import yaml
 
 from reconciler.domain import errors
-from reconciler.yamledit import splice as yamledit
+from reconciler.yamledit import splice, workload
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[2] / "golden" / "yamledit"
 DEMO = pathlib.Path("/work/shared/data/microservices-demo")
@@ -53,15 +53,15 @@ def _read(path: pathlib.Path) -> str:
     return path.read_bytes().decode("utf-8")  # keeps CRLF and BOM exactly
 
 
-def _changes(name: str) -> list[yamledit.WorkloadChange]:
+def _changes(name: str) -> list[workload.WorkloadChange]:
     raw = json.loads(_read(GOLDEN / f"{name}.changes.json"))
     return [
-        yamledit.WorkloadChange(
+        workload.WorkloadChange(
             kind=c["kind"],
             name=c["name"],
             namespace=c.get("namespace"),
             containers=tuple(
-                yamledit.ContainerChange(cc["name"], cc.get("requests", {}), cc.get("limits", {}))
+                workload.ContainerChange(cc["name"], cc.get("requests", {}), cc.get("limits", {}))
                 for cc in c.get("containers", [])
             ),
             replicas=c.get("replicas"),
@@ -82,7 +82,7 @@ def _qty(value: object) -> Decimal:
     return Decimal(m.group(1)) * _UNITS[m.group(2) or ""]
 
 
-def _find_doc(docs: list[Any], change: yamledit.WorkloadChange) -> dict[str, Any]:
+def _find_doc(docs: list[Any], change: workload.WorkloadChange) -> dict[str, Any]:
     found = [
         d
         for d in docs
@@ -105,7 +105,7 @@ def test_golden(name: str) -> None:
     source = _read(GOLDEN / f"{name}.in.yaml")
     expected = _read(GOLDEN / f"{name}.out.yaml")
     changes = _changes(name)
-    result = yamledit.edit_many(source, changes)
+    result = workload.edit_many(source, changes)
 
     assert result.text == expected
 
@@ -147,7 +147,7 @@ def test_golden(name: str) -> None:
                     assert _qty(container["resources"][section][res]) == _qty(qty)
 
     # Idempotent: the same changes against the output change nothing.
-    again = yamledit.edit_many(result.text, changes)
+    again = workload.edit_many(result.text, changes)
     assert again.text == result.text
     assert again.changes == ()
 
@@ -159,7 +159,7 @@ def test_golden_with_other_line_endings(name: str, eol: str) -> None:
         return text.replace("\r\n", "\n").replace("\n", eol)
 
     source = convert(_read(GOLDEN / f"{name}.in.yaml"))
-    result = yamledit.edit_many(source, _changes(name))
+    result = workload.edit_many(source, _changes(name))
     assert result.text == convert(_read(GOLDEN / f"{name}.out.yaml"))
 
 
@@ -178,10 +178,10 @@ def test_golden_set_covers_the_brief() -> None:
 
 
 def test_pure_python_loader_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(yamledit, "_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(splice, "LOADER", yaml.SafeLoader)
     for name in ("real_cartservice", "crlf", "bom_no_eol", "flow_mapping"):
         source = _read(GOLDEN / f"{name}.in.yaml")
-        assert yamledit.edit_many(source, _changes(name)).text == _read(GOLDEN / f"{name}.out.yaml")
+        assert workload.edit_many(source, _changes(name)).text == _read(GOLDEN / f"{name}.out.yaml")
 
 
 # --------------------------------------------------------------------------- scan_workloads
@@ -189,11 +189,11 @@ def test_pure_python_loader_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch
 
 def test_scan_finds_every_deployment_of_the_demo() -> None:
     manifests = sorted((DEMO / "kubernetes-manifests").glob("*.yaml"))
-    found: list[tuple[str, yamledit.WorkloadRef]] = []
+    found: list[tuple[str, splice.WorkloadRef]] = []
     expected: set[tuple[str, str]] = set()
     for path in manifests:
         text = _read(path)
-        for ref in yamledit.scan_workloads(text):
+        for ref in workload.scan_workloads(text):
             found.append((path.name, ref))
             lines = text.splitlines()
             assert lines[ref.line - 1].startswith("apiVersion:")
@@ -230,7 +230,7 @@ def test_scan_document_indices_agree_with_pyyaml(stream: str) -> None:
         for i, d in enumerate(yaml.safe_load_all(text))
         if isinstance(d, dict) and d.get("kind") == "Deployment"
     ]
-    got = [(r.doc_index, r.name, r.namespace) for r in yamledit.scan_workloads(text)]
+    got = [(r.doc_index, r.name, r.namespace) for r in workload.scan_workloads(text)]
     assert got == expected
     assert got  # every stream defines at least one
 
@@ -242,15 +242,15 @@ def test_scan_extra_kinds_and_prefilter() -> None:
         + broken_config
         + "---\nkind: Service\nmetadata: {name: svc}\n"
     )
-    refs = yamledit.scan_workloads(text, kinds=("StatefulSet", "Service"))
+    refs = workload.scan_workloads(text, kinds=("StatefulSet", "Service"))
     assert [(r.kind, r.name, r.namespace, r.doc_index) for r in refs] == [
         ("StatefulSet", "db", "data", 0),
         ("Service", "svc", None, 2),
     ]
-    assert yamledit.scan_workloads(text, kinds=()) == []
+    assert workload.scan_workloads(text, kinds=()) == []
     # The broken document is never composed unless its kind is asked for.
     with pytest.raises(errors.PermanentError, match="invalid YAML in document 1"):
-        yamledit.scan_workloads(text, kinds=("ConfigMap",))
+        workload.scan_workloads(text, kinds=("ConfigMap",))
 
 
 # --------------------------------------------------------------------------- errors
@@ -281,20 +281,20 @@ spec:
 
 
 def _cpu(name: str, cpu: str, container: str = "app", ns: str | None = None) -> Any:
-    return yamledit.WorkloadChange(
-        "Deployment", name, ns, (yamledit.ContainerChange(container, {"cpu": cpu}, {}),)
+    return workload.WorkloadChange(
+        "Deployment", name, ns, (workload.ContainerChange(container, {"cpu": cpu}, {}),)
     )
 
 
 def test_ambiguous_target_names_both_places() -> None:
-    with pytest.raises(yamledit.AmbiguousTargetError) as info:
-        yamledit.edit_workload(TWO_APIS, _cpu("api", "200m"))
+    with pytest.raises(splice.AmbiguousTargetError) as info:
+        workload.edit_workload(TWO_APIS, _cpu("api", "200m"))
     assert isinstance(info.value, errors.PermanentError)
     assert info.value.places == ((0, 1), (1, 12))
     assert "document 0 (line 1)" in str(info.value)
     assert "document 1 (line 12)" in str(info.value)
     # A namespace that only one document has is not ambiguous.
-    result = yamledit.edit_workload(
+    result = workload.edit_workload(
         TWO_APIS, _cpu("api", "200m", ns="default"), default_namespace="other"
     )
     assert [c.line for c in result.changes] == [24]  # after the inserted resources/requests
@@ -308,22 +308,22 @@ def test_ambiguous_target_names_both_places() -> None:
         (_cpu("api", "1", container="ghost", ns="default"), "container 'ghost' not found"),
     ],
 )
-def test_not_found(change: yamledit.WorkloadChange, pattern: str) -> None:
+def test_not_found(change: workload.WorkloadChange, pattern: str) -> None:
     with pytest.raises(errors.NotFoundError, match=pattern):
-        yamledit.edit_workload(TWO_APIS, change, default_namespace="x")
+        workload.edit_workload(TWO_APIS, change, default_namespace="x")
 
 
 def test_same_workload_twice_is_refused() -> None:
     text = _read(GOLDEN / "two_containers.in.yaml")
     with pytest.raises(errors.PermanentError, match="changed twice"):
-        yamledit.edit_many(text, [_cpu("pair", "1"), _cpu("pair", "2", container="sidecar")])
+        workload.edit_many(text, [_cpu("pair", "1"), _cpu("pair", "2", container="sidecar")])
 
 
 def test_replicas_on_a_daemonset_is_refused() -> None:
     text = _read(GOLDEN / "insert_memory.in.yaml")
-    change = yamledit.WorkloadChange("DaemonSet", "node-agent", None, replicas=2)
+    change = workload.WorkloadChange("DaemonSet", "node-agent", None, replicas=2)
     with pytest.raises(errors.FieldError, match="no replicas"):
-        yamledit.edit_workload(text, change)
+        workload.edit_workload(text, change)
 
 
 # --------------------------------------------------------------------------- anchors
@@ -388,7 +388,7 @@ spec:
 @pytest.mark.parametrize("case", sorted(ANCHORED))
 def test_anchors_on_the_path_are_refused(case: str) -> None:
     with pytest.raises(errors.PermanentError, match=r"anchor|merge key"):
-        yamledit.edit_workload(ANCHORED[case], _cpu("w", "200m"))
+        workload.edit_workload(ANCHORED[case], _cpu("w", "200m"))
 
 
 def test_unaliased_anchor_is_edited_in_place() -> None:
@@ -397,7 +397,7 @@ def test_unaliased_anchor_is_edited_in_place() -> None:
         + "      - name: app\n"
         + ("        resources: {requests: {cpu: &c 100m}}\n")
     )
-    result = yamledit.edit_workload(text, _cpu("w", "200m"))
+    result = workload.edit_workload(text, _cpu("w", "200m"))
     assert result.text == text.replace("&c 100m", "&c 200m")
 
 
@@ -432,27 +432,27 @@ HOSTILE = [
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_quantities_are_refused(value: str) -> None:
     text = _read(GOLDEN / "block_replace.in.yaml")
-    change = yamledit.WorkloadChange(
-        "Deployment", "api", None, (yamledit.ContainerChange("api", {}, {"memory": value}),)
+    change = workload.WorkloadChange(
+        "Deployment", "api", None, (workload.ContainerChange("api", {}, {"memory": value}),)
     )
     with pytest.raises(errors.PermanentError):
-        yamledit.edit_workload(text, change)
+        workload.edit_workload(text, change)
 
 
 @pytest.mark.parametrize("resource", ["cpu: 1", "cpu\n", "#cpu", "", "-cpu", "a b"])
 def test_hostile_resource_names_are_refused(resource: str) -> None:
-    change = yamledit.WorkloadChange(
-        "Deployment", "api", None, (yamledit.ContainerChange("api", {resource: "1"}, {}),)
+    change = workload.WorkloadChange(
+        "Deployment", "api", None, (workload.ContainerChange("api", {resource: "1"}, {}),)
     )
     with pytest.raises(errors.PermanentError):
-        yamledit.edit_workload(_read(GOLDEN / "block_replace.in.yaml"), change)
+        workload.edit_workload(_read(GOLDEN / "block_replace.in.yaml"), change)
 
 
 @pytest.mark.parametrize("replicas", [-1, True, "3", 1.5])
 def test_hostile_replicas_are_refused(replicas: Any) -> None:
-    change = yamledit.WorkloadChange("Deployment", "api", None, replicas=replicas)
+    change = workload.WorkloadChange("Deployment", "api", None, replicas=replicas)
     with pytest.raises(errors.PermanentError):
-        yamledit.edit_workload(_read(GOLDEN / "block_replace.in.yaml"), change)
+        workload.edit_workload(_read(GOLDEN / "block_replace.in.yaml"), change)
 
 
 @pytest.mark.parametrize(
@@ -474,10 +474,10 @@ def test_quantity_equality(old: str, new: str, changed: bool) -> None:
         + "      - name: app\n"
         + (f"        resources:\n          limits:\n            memory: {old}\n")
     )
-    change = yamledit.WorkloadChange(
-        "Deployment", "q", None, (yamledit.ContainerChange("app", {}, {"memory": new}),)
+    change = workload.WorkloadChange(
+        "Deployment", "q", None, (workload.ContainerChange("app", {}, {"memory": new}),)
     )
-    result = yamledit.edit_workload(text, change)
+    result = workload.edit_workload(text, change)
     assert (result.text != text) is changed
     assert len(result.changes) == int(changed)
 
@@ -489,19 +489,19 @@ def test_block_scalar_value_is_refused() -> None:
         + ("        resources:\n          requests:\n            cpu: |\n              100m\n")
     )
     with pytest.raises(errors.PermanentError, match="block scalar"):
-        yamledit.edit_workload(text, _cpu("b", "200m"))
+        workload.edit_workload(text, _cpu("b", "200m"))
 
 
 def test_verification_refuses_a_wrong_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = yamledit._render_block
+    real = splice._render_block
 
     def shifted(*args: Any) -> Any:
         text, leaves = real(*args)
         return " " + text, [(o + 1, lf) for o, lf in leaves]  # one column off
 
-    monkeypatch.setattr(yamledit, "_render_block", shifted)
+    monkeypatch.setattr(splice, "_render_block", shifted)
     with pytest.raises(errors.PermanentError, match="internal check failed"):
-        yamledit.edit_many(_read(GOLDEN / "insert_limits.in.yaml"), _changes("insert_limits"))
+        workload.edit_many(_read(GOLDEN / "insert_limits.in.yaml"), _changes("insert_limits"))
 
 
 DEMO_FILES = sorted((DEMO / "kubernetes-manifests").glob("*.yaml")) + sorted(
@@ -512,23 +512,23 @@ DEMO_FILES = sorted((DEMO / "kubernetes-manifests").glob("*.yaml")) + sorted(
 @pytest.mark.parametrize("path", DEMO_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_demo_workload_can_be_edited(path: pathlib.Path) -> None:
     text = _read(path)
-    for ref in yamledit.scan_workloads(text):
+    for ref in workload.scan_workloads(text):
         doc = list(yaml.safe_load_all(text))[ref.doc_index]
         pod = doc["spec"]["template"]["spec"]
         names = [c["name"] for c in pod.get("containers", []) + pod.get("initContainers", [])]
-        change = yamledit.WorkloadChange(
+        change = workload.WorkloadChange(
             ref.kind,
             ref.name,
             ref.namespace,
             tuple(
-                yamledit.ContainerChange(
+                workload.ContainerChange(
                     n, {"cpu": "123m", "nvidia.com/gpu": "1"}, {"memory": "77Mi"}
                 )
                 for n in names
             ),
             replicas=7,
         )
-        result = yamledit.edit_workload(text, change)
+        result = workload.edit_workload(text, change)
         # Untouched lines stay byte-for-byte; every changed line carries a new value.
         diff = difflib.ndiff(text.splitlines(), result.text.splitlines())
         for line in diff:
@@ -536,7 +536,7 @@ def test_every_demo_workload_can_be_edited(path: pathlib.Path) -> None:
                 assert re.search(
                     r"123m|nvidia.com/gpu: 1|77Mi|replicas: 7", line
                 ) or KEY_ONLY.match(line[2:]), line
-        again = yamledit.edit_workload(result.text, change)
+        again = workload.edit_workload(result.text, change)
         assert again.text == result.text and again.changes == ()
 
 
@@ -554,15 +554,15 @@ spec:
         spec:
           containers: [{name: job, image: example/job}]
 """
-    change = yamledit.WorkloadChange(
-        "CronJob", "nightly", None, (yamledit.ContainerChange("job", {"cpu": "1"}, {}),)
+    change = workload.WorkloadChange(
+        "CronJob", "nightly", None, (workload.ContainerChange("job", {"cpu": "1"}, {}),)
     )
-    result = yamledit.edit_workload(text, change)
+    result = workload.edit_workload(text, change)
     assert result.text == text.replace(
         "image: example/job}", "image: example/job, resources: {requests: {cpu: 1}}}"
     )
     (only,) = result.changes
     assert only.path == "spec.jobTemplate.spec.template.spec.containers[job].resources.requests.cpu"
     assert (only.old, only.new, only.line) == (None, "1", 11)
-    assert yamledit.scan_workloads(text) == []
-    assert [r.name for r in yamledit.scan_workloads(text, kinds=["CronJob"])] == ["nightly"]
+    assert workload.scan_workloads(text) == []
+    assert [r.name for r in workload.scan_workloads(text, kinds=["CronJob"])] == ["nightly"]

@@ -1,0 +1,253 @@
+"""The embedded policy engine: OPA's own Go engine (``opa_bindings``) in this process.
+
+The default engine: no sidecar to run, one engine call per batch. It is loaded from
+``policies/`` plus data files, reloads when the files change and keeps the last good
+policy set when a new one does not compile. ``build_engine`` is also what the Rego test
+runner (``regotest``) compiles its modules with, so tests run on the same engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
+
+from reconciler.adapters.opa import engine as opa
+from reconciler.domain import decision
+
+log = logging.getLogger(__name__)
+
+
+def policy_files(policy_dir: Path) -> list[Path]:
+    """The Rego modules that make up a policy set: tests are not part of the decision."""
+    return sorted(
+        p for p in policy_dir.rglob("*.rego") if p.is_file() and not p.name.endswith("_test.rego")
+    )
+
+
+def build_engine(
+    modules: Sequence[tuple[str, str]],
+    data: Mapping[str, Any],
+    warm: Sequence[str] = (),
+) -> OpaEngine:
+    """Build and compile a fresh engine, raising OpaError when the set is unusable.
+
+    Parse errors surface in ``add_policy`` but compile errors (unsafe vars, type errors,
+    conflicts) only surface when a query is prepared, so the set is compiled here before
+    the engine is ever swapped in. Each distinct query costs OPA a compilation of every
+    module (~0.1 s for the default library), so the documents in ``warm`` are prepared
+    now as well: the first real decision must not pay for it.
+    """
+    eng = OpaEngine()
+    try:
+        for name, source in modules:
+            eng.add_policy(name, source)
+        if data:
+            eng.add_data(dict(data))
+        eng.eval_query("true")
+        for path in warm:
+            try:
+                eng.eval_document(path.strip("/").replace("/", "."), {})
+            except OpaUndefinedError:
+                pass
+            except OpaError as e:
+                if e.code != "eval_error":  # an eval error on {} is fine; compiling is not
+                    raise
+    except BaseException:
+        eng.close()
+        raise
+    return eng
+
+
+class EmbeddedEngine:
+    """OPA's Go engine in-process, loaded from a policy directory plus data files.
+
+    Policies are re-read when a file under ``policy_dir`` (or a data file) changes; the
+    check costs one directory scan at most once per ``reload_interval`` seconds. A set
+    that fails to load leaves the previous good set in place and its error in
+    ``last_error``; with no good set at all every decision is ``PolicyUnavailable``.
+    """
+
+    def __init__(
+        self,
+        policy_dir: str | Path = "policies",
+        data_files: Sequence[str | Path] | None = None,
+        *,
+        reload_interval: float = 1.0,
+        path: str = opa.DECISION_PATH,
+        optional_data: Sequence[str | Path] = (),
+    ) -> None:
+        self.policy_dir = Path(policy_dir)
+        if data_files is None:
+            default = self.policy_dir / "data.yaml"
+            self.data_files = [default] if default.exists() else []
+        else:
+            self.data_files = [Path(p) for p in data_files]
+        # Loaded when present (and reloaded when they appear or change): data written at
+        # run time, such as the platform's parameters (``platform_data``).
+        self.optional_data = [Path(p) for p in optional_data]
+        self.reload_interval = reload_interval
+        self.path = path.strip("/")
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._lock = threading.Lock()
+        self._engine: OpaEngine | None = None
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._checked_at = 0.0
+        self._closed = False
+        self.reload(force=True)
+
+    # -- loading ---------------------------------------------------------
+
+    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+        files = [*self.data_files, *self.optional_data]
+        if self.policy_dir.is_dir():
+            files = [*policy_files(self.policy_dir), *files]
+        out = []
+        for p in files:
+            try:
+                st = p.stat()
+            except OSError:
+                out.append((str(p), -1, -1))
+                continue
+            out.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def _read(self) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        if not self.policy_dir.is_dir():
+            raise OpaError("not_found", f"policy directory {self.policy_dir} does not exist")
+        modules = [
+            (p.relative_to(self.policy_dir).as_posix(), p.read_text(encoding="utf-8"))
+            for p in policy_files(self.policy_dir)
+        ]
+        if not modules:
+            raise OpaError("not_found", f"no .rego files under {self.policy_dir}")
+        present = [p for p in self.optional_data if p.is_file()]
+        data = opa.merge_data([opa.load_data_file(p) for p in [*self.data_files, *present]])
+        return modules, data
+
+    def reload(self, force: bool = False) -> bool:
+        """Load the policy set again if files changed (or ``force``); True when swapped in.
+
+        Compilation happens outside the evaluation lock so decisions keep flowing on the
+        old set while the new one builds.
+        """
+        fingerprint = self._scan()
+        if not force and fingerprint == self._fingerprint:
+            return False
+        try:
+            modules, data = self._read()
+            new = build_engine(modules, data, warm=(self.path, opa.BATCH_PATH))
+        except (OpaError, OSError, ValueError, yaml.YAMLError) as e:
+            # Remember the fingerprint so a broken file is reported once, not every second.
+            self._fingerprint = fingerprint
+            kept = "keeping the last good set" if self._engine else "no policy loaded"
+            self.last_error = f"policy load failed, {kept}: {e}"
+            log.error("%s", self.last_error)
+            return False
+        with self._lock:
+            old, self._engine = self._engine, new
+            self._fingerprint = fingerprint
+            self.last_error = None
+            self.reloads += 1
+            if old is not None:
+                old.close()
+        log.info("loaded %d policy modules from %s", len(modules), self.policy_dir)
+        return True
+
+    def maybe_reload(self) -> None:
+        """Reload when files changed, checking at most once per ``reload_interval``."""
+        if self.reload_interval < 0:
+            return
+        now = time.monotonic()
+        if now - self._checked_at < self.reload_interval:
+            return
+        self._checked_at = now
+        self.reload()
+
+    # -- evaluation --------------------------------------------------------
+
+    def evaluate(self, path: str, input: Any) -> Any:
+        """Raw document at ``data.<path>``: raises Undefined, or PolicyError on failure.
+
+        The one place where the binding's errors become the project's.
+        """
+        ref = path.strip("/").replace("/", ".")
+        with self._lock:
+            if self._engine is None:
+                raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
+            try:
+                return self._engine.eval_document(ref, input)
+            except OpaUndefinedError as e:
+                raise opa.Undefined(f"data.{ref}" if ref else "data") from e
+            except OpaError as e:
+                raise opa.PolicyError(e.code, e.message) from e
+
+    def trace(self, input: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """OPA's evaluation trace of the decision for ``input`` (for explaining it).
+
+        Slow (every step is recorded): for authors, never on the decision path.
+        """
+        with self._lock:
+            if self._engine is None:
+                raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
+            # An evaluation error leaves no trace behind (the binding resets it): empty.
+            with contextlib.suppress(OpaError):
+                self._engine.eval_document(
+                    self.path.replace("/", "."), dict(input), trace=True)
+            events: list[dict[str, Any]] = self._engine.last_trace or []
+            return events
+
+    def decide(self, input: Mapping[str, Any]) -> decision.Decision:
+        if self._closed:
+            return decision.unavailable("policy engine is closed")
+        self.maybe_reload()
+        try:
+            doc = self.evaluate(self.path, dict(input))
+        except opa.Undefined as e:
+            return decision.unavailable(str(e.message))
+        except opa.PolicyError as e:
+            return decision.unavailable(f"policy evaluation failed: {e}")
+        except Exception as e:  # unserializable input and the like: still fail closed
+            return decision.unavailable(f"policy evaluation failed: {type(e).__name__}: {e}")
+        return decision.from_document(doc, decision_id=str(uuid.uuid4()))
+
+    def decide_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[decision.Decision]:
+        """Evaluate a batch in one engine call through ``data.dakr.batch``.
+
+        One call amortizes the per-call cost (JSON encoding, cgo, query preparation). When
+        the batch entry point is missing or fails as a whole, each input is decided alone so
+        one bad input cannot deny its neighbours.
+        """
+        if not inputs:
+            return []
+        if self._closed:
+            return [decision.unavailable("policy engine is closed") for _ in inputs]
+        self.maybe_reload()
+        try:
+            docs = self.evaluate(opa.BATCH_PATH, {"items": [dict(i) for i in inputs]})
+        except Exception as e:
+            log.debug("batch evaluation failed, deciding one by one: %s", e)
+            return [self.decide(i) for i in inputs]
+        if not isinstance(docs, list) or len(docs) != len(inputs):
+            return [self.decide(i) for i in inputs]
+        return [decision.from_document(d, decision_id=str(uuid.uuid4())) for d in docs]
+
+    def healthy(self) -> bool:
+        with self._lock:
+            return self._engine is not None and not self._closed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None

@@ -1,0 +1,206 @@
+"""The flags several commands share, and the one conversion from flags to settings.
+
+Every command that changes something takes the same groups of flags (policy, repository,
+cluster, output) with the same defaults and help, so a flag learnt on `apply` means the
+same on `run` and `rollback`. ``settings_of`` is where flags and the environment become
+``config.settings.Settings``; nothing below the CLI sees argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from reconciler import wiring
+from reconciler.adapters import kube
+from reconciler.config import env, layout, settings
+from reconciler.direct import drain
+from reconciler.domain import errors
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICIES = PROJECT_ROOT / "policies"
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text",
+                   help="text: a summary table; json: {\"results\": [...]} (default: text)")
+
+
+def add_policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policies", type=Path, default=DEFAULT_POLICIES, metavar="DIR",
+                   help="Rego policy directory for the embedded OPA engine (default: %(default)s)")
+    p.add_argument("--opa-url", default="", metavar="URL",
+                   help="ask an OPA sidecar (e.g. http://localhost:8181) instead of the "
+                        "embedded engine")
+    p.add_argument("--opa-timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="sidecar timeout; no answer in time means deny (default: %(default)s)")
+    p.add_argument("--opa-token-file", default="", metavar="FILE",
+                   help="bearer token for the sidecar, read from this file")
+
+
+def add_kube(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", default=None, metavar="FILE",
+                   help="kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or the "
+                        "in-cluster service account)")
+    p.add_argument("--context", default=None, metavar="NAME",
+                   help="kubeconfig context (default: the current context)")
+
+
+def add_direct(p: argparse.ArgumentParser) -> None:
+    """Flags `apply --mode direct` needs (the caller adds --mode and --dry-run)."""
+    add_kube(p)
+    p.add_argument("--qps", type=float, default=kube.Options.qps, metavar="N",
+                   help="client-side rate limit shared by every writer (requests/s; "
+                        "default: %(default)s)")
+    p.add_argument("--burst", type=int, default=kube.Options.burst, metavar="N",
+                   help="requests allowed at once above --qps (default: %(default)s)")
+    p.add_argument("--server-dry-run", action=argparse.BooleanOptionalAction, default=True,
+                   help="direct mode: send each change as a server-side dry-run before the "
+                        "real (test-guarded) patch; --no-server-dry-run saves that request "
+                        "(default: on)")
+    p.add_argument("--drain-timeout", type=float, default=drain.DrainOptions.timeout,
+                   metavar="SECONDS",
+                   help="node group recommendations: how long one node may take to drain "
+                        "(PodDisruptionBudgets may hold evictions back) before the drain "
+                        "stops, incomplete (default: %(default)s)")
+
+
+def add_gitops(p: argparse.ArgumentParser) -> None:
+    """Where the repository, its layout, the store and the forge are (apply, rollback)."""
+    p.add_argument("--repo", default="", metavar="URL_OR_PATH",
+                   help="the GitOps repository (its origin: a URL or a path to a "
+                        "repository); required with --mode gitops")
+    p.add_argument("--base", default="main", metavar="BRANCH",
+                   help="branch the change is proposed against (default: %(default)s)")
+    p.add_argument("--depth", type=int, default=0, metavar="N",
+                   help="keep a shallow working clone of N commits (default: full history)")
+    p.add_argument("--layout", type=Path, default=None, metavar="FILE",
+                   help="where values live in the repository: plain manifests (default), a "
+                        "Kustomize overlay or a Helm values file; see examples/layouts/")
+    p.add_argument("--default-namespace", default="", metavar="NS",
+                   help="namespace of manifests that do not set one (default: the layout's, "
+                        "else 'default')")
+    p.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                   help="where the store, the working clone and the pull-request body live "
+                        f"(default: {env.state_dir(env.environ())})")
+    p.add_argument("--store", default="", metavar="URI",
+                   help="recommendation store: sqlite:PATH (default: sqlite:STATE_DIR/"
+                        "reconciler.db) or kube")
+    p.add_argument("--forge", choices=wiring.FORGE_KINDS, default="local",
+                   help="where the pull request is opened; local: the branch in the remote "
+                        "and the body in STATE_DIR/pull-request.md (default: %(default)s)")
+    p.add_argument("--forge-url", default="", metavar="URL",
+                   help="forge API URL (default: api.github.com / gitlab.com; required for "
+                        "gitea)")
+    p.add_argument("--forge-repo", default="", metavar="OWNER/NAME",
+                   help="repository on the forge (default: derived from --repo)")
+    p.add_argument("--token-file", default="", metavar="FILE",
+                   help="forge API token, read from this file (never logged)")
+    p.add_argument("--label", action="append", default=None, metavar="LABEL",
+                   help="label for the pull request; repeatable (default: dakr)")
+
+
+def add_batch(p: argparse.ArgumentParser) -> None:
+    """Everything a batch needs besides its input (apply, run)."""
+    p.add_argument("--mode", choices=("gitops", "direct"), default="gitops",
+                   help="gitops: a pull request against --repo; direct: patch the cluster "
+                        "through the Kubernetes API, records in the CR store there "
+                        "(default: %(default)s)")
+    add_gitops(p)
+    p.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
+                   help="one branch and pull request per batch, namespace or workload "
+                        "(default: %(default)s)")
+    p.add_argument("--now", default="", metavar="RFC3339",
+                   help="the time policies see (default: now); for reproducible runs")
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide and plan only: print what would change, write nothing "
+                        "(no record, no commit, no push)")
+    add_policy(p)
+    add_output(p)
+    add_direct(p)
+    p.add_argument("--cluster-facts", action="store_true",
+                   help="gitops mode: give the policy the live cluster's facts too (the HPA "
+                        "targeting the workload, the PDBs covering it), read with "
+                        "--kubeconfig/--context; a recommendation whose facts cannot be read "
+                        "is not decided (direct mode always reads them)")
+    p.add_argument("--node-facts", action="store_true",
+                   help="with --cluster-facts: also the pods on each node a node-group "
+                        "recommendation would drain (needs pods list cluster-wide); without "
+                        "it such recommendations are refused for missing node facts")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def state_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    given: Path | None = getattr(args, "state_dir", None)
+    return given or env.state_dir(environ)
+
+
+def policy_settings(args: argparse.Namespace) -> settings.PolicySettings:
+    return settings.PolicySettings(
+        policy_dir=Path(getattr(args, "policies", DEFAULT_POLICIES)),
+        opa_url=getattr(args, "opa_url", ""), timeout=getattr(args, "opa_timeout", 2.0),
+        token_file=getattr(args, "opa_token_file", ""),
+        platform_data=getattr(args, "platform_data", None))
+
+
+def kube_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> settings.KubeSettings:
+    qps = float(getattr(args, "qps", kube.Options.qps))
+    burst = int(getattr(args, "burst", kube.Options.burst))
+    if qps <= 0 or burst < 1:
+        raise errors.ConfigError(f"--qps must be > 0 and --burst >= 1 (got {qps}, {burst})")
+    return settings.KubeSettings(
+        kubeconfig=getattr(args, "kubeconfig", None), context=getattr(args, "context", None),
+        in_cluster=env.in_cluster(environ), service_account=env.service_account(environ),
+        qps=qps, burst=burst)
+
+
+def _layout(args: argparse.Namespace) -> layout.Layout:
+    lay = layout.load_layout(getattr(args, "layout", None))
+    if getattr(args, "default_namespace", ""):
+        lay = dataclasses.replace(lay, default_namespace=args.default_namespace)
+    return lay
+
+
+def _slug(repo: str) -> str:
+    """A readable, unique folder name for a repository's working clone."""
+    tail = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "repo"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40]
+    return f"{safe}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
+
+
+def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> settings.Settings:
+    """The settings a command's flags (and the environment under them) describe."""
+    state = state_dir(args, environ)
+    mode = getattr(args, "mode", "gitops")
+    repo = getattr(args, "repo", "")
+    default_store = f"sqlite:{state / 'reconciler.db'}" if mode == "gitops" else "kube"
+    timeout = float(getattr(args, "drain_timeout", drain.DrainOptions.timeout))
+    if timeout <= 0:
+        raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")
+    labels = getattr(args, "label", None)
+    return settings.Settings(
+        policy=policy_settings(args),
+        git=settings.GitSettings(
+            repo=repo, base=getattr(args, "base", "main"), layout=_layout(args),
+            clone_dir=state / "clones" / _slug(repo), scope=getattr(args, "scope", "batch"),
+            depth=getattr(args, "depth", 0)),
+        store=settings.StoreSettings(uri=getattr(args, "store", "") or default_store),
+        forge=settings.ForgeSettings(
+            kind=getattr(args, "forge", "local"), url=getattr(args, "forge_url", ""),
+            repo=getattr(args, "forge_repo", ""), token_file=getattr(args, "token_file", ""),
+            token=env.forge_token(environ), state_dir=state,
+            labels=tuple(labels) if labels is not None else ("dakr",)),
+        cluster=settings.ClusterSettings(
+            facts=bool(getattr(args, "cluster_facts", False)),
+            nodes=bool(getattr(args, "node_facts", False))),
+        kube=kube_settings(args, environ),
+        direct=settings.DirectSettings(
+            server_dry_run=bool(getattr(args, "server_dry_run", True)),
+            drain_timeout=timeout),
+        mode=mode, state_dir=state, now=getattr(args, "now", ""),
+    )

@@ -1,0 +1,172 @@
+"""The first stages of a batch, the same for every writer: intake (validate, store), the
+supersede rule, and what a batch hands back.
+
+Every stage turns the failure of one recommendation into a result for that recommendation;
+only unusable settings or an unreachable repository or API server stop a batch. The store
+is written before anything is decided, so what was taken in survives a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.adapters.forge import port as forge
+from reconciler.adapters.store import port as store
+from reconciler.domain import errors, model, results, validation
+from reconciler.flow import report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """What one batch did: a result per recommendation and, in GitOps mode, the branch, its
+    commit and the pull requests it opened or updated."""
+
+    items: list[results.ItemResult] = field(default_factory=list)
+    branch: str = ""
+    commit: str = ""
+    created_commit: bool = False
+    pull_requests: list[forge.PullRequest] = field(default_factory=list)
+    files_parsed: int = 0  # GitOps: repository files the index had to parse
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "results": [it.to_json() for it in self.items],
+            "pullRequests": [{"number": p.number, "url": p.url, "branch": p.branch,
+                              "state": p.state} for p in self.pull_requests],
+            "branch": self.branch,
+            "commit": self.commit,
+            "createdCommit": self.created_commit,
+            "filesParsed": self.files_parsed,
+        }
+
+
+@dataclass
+class Work:
+    """One valid recommendation on its way through the batch."""
+
+    rec: model.Recommendation
+    item: results.ItemResult
+    target: dict[str, Any] | None = None  # the manifest or the live object: what policy sees
+    problem: str = ""  # why the target could not be found
+
+
+def history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The last change applied to each target (what cooldown rules look at), read once per
+    batch: one list per kind instead of one per recommendation."""
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for kind in sorted(kinds):
+        for r in st.list(kind=kind, phase=model.APPLIED):
+            key = model.target_key_of(r.kind, r.namespace, r.spec)
+            at = str(r.status.get("appliedAt", ""))
+            if key not in last or at > last[key]["at"]:
+                last[key] = {"recommendationId": r.id, "at": at}
+    return last
+
+
+def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
+    """Validate and store; return the recommendations that still need work."""
+    valid: list[Work] = []
+    for p in validation.parse_many(docs):
+        if p.recommendation is None:
+            batch.items.append(results.ItemResult(
+                id=p.raw_id, phase=model.REJECTED, errors=list(p.errors),
+                message="invalid recommendation: nothing applied"))
+            continue
+        rec = p.recommendation
+        item = results.ItemResult(id=rec.id, kind=rec.kind, namespace=rec.namespace,
+                                  target=rec.target_label, savings=rec.projectedSavings)
+        batch.items.append(item)
+        st.upsert(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict())
+        valid.append(Work(rec, item))
+    # A later recommendation for the same target supersedes an earlier one in the batch.
+    latest = {w.rec.target_key: w.rec.id for w in valid}
+    live: list[Work] = []
+    for w in valid:
+        if latest[w.rec.target_key] != w.rec.id:
+            w.item.phase = model.SUPERSEDED
+            w.item.message = f"superseded by {latest[w.rec.target_key]} for the same target"
+            report.save_status(st, w.rec, model.Status(phase=model.SUPERSEDED,
+                                                       message=w.item.message))
+            continue
+        stored = st.get(w.rec.kind, w.rec.id)
+        if stored is not None and not stored.observed:
+            live.append(w)  # its spec changed since the last decision: look again
+            continue
+        if stored is not None and stored.phase in (model.APPLIED, model.ROLLED_BACK,
+                                                   model.SUPERSEDED):
+            w.item.phase = stored.phase
+            w.item.message = f"already {stored.phase.lower()}: nothing to do"
+            continue
+        if stored is not None and stored.phase == model.REJECTED and any(
+                c.get("reason") == forge.REASON_CLOSED
+                for c in stored.status.get("conditions", [])):
+            # A reviewer closed its pull request: not proposed again until a newer
+            # recommendation (another id, or this id with a new spec) comes.
+            w.item.phase = model.REJECTED
+            w.item.message = "its pull request was closed without merging: not proposed again"
+            continue
+        live.append(w)
+    _supersede_older(st, live)
+    return live
+
+
+def _supersede_older(st: store.Store, live: Sequence[Work]) -> None:
+    """A newer recommendation for a target replaces any older one still in flight."""
+    newest = {w.rec.target_key: w.rec.id for w in live}
+    kinds = {w.rec.kind for w in live}
+    for kind in kinds:
+        for phase in (model.PENDING, model.APPROVED, model.APPLYING):
+            for r in st.list(kind=kind, phase=phase):
+                key = model.target_key_of(r.kind, r.namespace, r.spec)
+                if key in newest and newest[key] != r.id:
+                    status = dict(r.status)
+                    status.update(phase=model.SUPERSEDED,
+                                  message=f"superseded by {newest[key]}")
+                    try:
+                        st.update_status(r.kind, r.id, status, r.resource_version)
+                    except errors.ConflictError:
+                        log.info("%s changed while superseding it; left for the next batch",
+                                 r.id)
+
+
+class ReadOnly:
+    """A store view for dry runs: reads pass through, writes are dropped."""
+
+    def __init__(self, inner: store.Store) -> None:
+        self._inner = inner
+
+    def get(self, kind: str, rec_id: str) -> store.Record | None:
+        return self._inner.get(kind, rec_id)
+
+    def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+        return self._inner.list(kind, phase)
+
+    def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
+               spec: dict[str, Any], *, finalizers: Sequence[str] = (),
+               current: Any = store.UNREAD) -> store.UpsertResult:
+        cur = self._inner.get(kind, rec_id)
+        rec = cur or store.Record(kind, rec_id, namespace, name, spec)
+        return store.UpsertResult(rec, created=cur is None, changed=cur is None or
+                                  cur.spec != spec)
+
+    def update_status(self, kind: str, rec_id: str, status: dict[str, Any],
+                      resource_version: str) -> store.Record:
+        cur = self._inner.get(kind, rec_id)
+        if cur is None:
+            raise errors.NotFoundError(f"{kind} {rec_id} not found")
+        return cur
+
+    def set_finalizers(self, kind: str, rec_id: str, finalizers: Sequence[str],
+                       resource_version: str) -> store.Record | None:
+        return self._inner.get(kind, rec_id)
+
+    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[store.Change]:
+        return self._inner.watch(since, timeout)
+
+    def close(self) -> None:
+        self._inner.close()

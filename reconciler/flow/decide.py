@@ -1,0 +1,120 @@
+"""The decide stage: the cluster facts policy needs, one policy call for the batch, and
+what each decision leaves to write.
+
+Fail closed throughout: a recommendation whose facts could not be read is not decided, an
+engine that cannot answer denies (the engine's job), and nothing is planned for a
+recommendation its decision does not allow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from reconciler.adapters import kube
+from reconciler.adapters.opa import engine as opa
+from reconciler.adapters.store import port as store
+from reconciler.domain import errors, model, planner, policy_input, results, status
+from reconciler.flow import batch, facts, report
+
+log = logging.getLogger(__name__)
+
+
+def cluster_facts(st: store.Store, api: kube.Kube, live: Sequence[batch.Work], now: str, *,
+                  nodes: bool) -> tuple[list[batch.Work], dict[str, dict[str, Any]]]:
+    """The live cluster's facts for each recommendation, and the ones that can be decided.
+
+    Fail closed: a recommendation whose facts could not be read is not decided, since a
+    policy that saw ``hpa: null`` for want of a read would allow what it must refuse. A
+    temporary failure (the API unreachable) leaves it Pending with nothing written, so the
+    next batch tries again; a permanent one (a forbidden LIST) fails it with the reason, as
+    a forbidden write would. Recommendations whose target is already missing are left to
+    fail for that reason.
+    """
+    asked = [w for w in live if not w.problem]
+    got = facts.collect(api, [w.rec for w in asked], {w.rec.id: w.target for w in asked},
+                        nodes=nodes)
+    bad = facts.failures(got)
+    for w in asked:
+        err = bad.get(w.rec.id)
+        if err is None:
+            continue
+        log.warning("%s: not decided: %s", w.rec.id, err)
+        if isinstance(err, errors.TemporaryError):
+            w.item.phase = model.PENDING
+            w.item.message = f"not decided: {err} (tried again next batch)"
+            continue
+        w.item.phase, w.item.message = model.FAILED, f"not decided: {err}"
+        report.save_status(st, w.rec, model.Status(phase=model.FAILED, message=w.item.message)
+                           .with_condition(status.condition(
+                               "Approved", False, "ClusterFactsUnreadable", w.item.message,
+                               now)))
+    return [w for w in live if w.rec.id not in bad], facts.cluster_map(got)
+
+
+def decide(st: store.Store, engine: opa.PolicyEngine, operator_namespace: str,
+           live: Sequence[batch.Work], now: str,
+           cluster: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Ask policy about the whole batch at once; no answer means deny (the engine's job).
+
+    ``cluster`` adds facts per recommendation id (the live HPA, say) to the input.
+    """
+    last = batch.history(st, {w.rec.kind for w in live})
+    inputs = [policy_input.build(w.rec, w.target, now=now,
+                                 cluster=(cluster or {}).get(w.rec.id),
+                                 history={"lastApplied": last.get(w.rec.target_key)},
+                                 operator_namespace=operator_namespace)
+              for w in live]
+    decisions = engine.decide_many(inputs) if inputs else []
+    for w, dec in zip(live, decisions, strict=True):
+        w.item.decision = dec
+
+
+def plan_item(st: store.Store, w: batch.Work, now: str) -> bool:
+    """Settle what the decision and the target allow; True when there is something to write."""
+    rec, item, dec = w.rec, w.item, w.item.decision
+    assert dec is not None
+    base = status.decided(rec, dec)
+    if not dec.allow:
+        item.phase, item.message = model.REJECTED, "refused by policy"
+        reasons = "; ".join(dec.reasons)
+        report.save_status(st, rec, replace(base, phase=model.REJECTED, message=reasons)
+                           .with_condition(status.condition("Approved", False, "PolicyDenied",
+                                                            reasons, now)))
+        return False
+    if dec.mode == "audit":
+        item.phase, item.message = model.APPROVED, "audit mode: recorded, not applied"
+        report.save_status(st, rec, replace(base, phase=model.APPROVED, message=item.message))
+        return False
+    if w.target is None:
+        item.phase, item.message = model.FAILED, w.problem
+        report.save_status(st, rec, replace(base, phase=model.FAILED, message=w.problem)
+                           .with_condition(status.condition("Applied", False, "TargetNotFound",
+                                                            w.problem, now)))
+        return False
+    try:
+        item.plan = (planner.plan_node_group(rec, w.target)
+                     if isinstance(rec, model.NodeGroupRecommendation)
+                     else planner.plan(rec, dec, w.target))
+    except errors.PermanentError as e:
+        item.phase, item.message = model.FAILED, str(e)
+        report.save_status(st, rec, replace(base, phase=model.FAILED, message=str(e)))
+        return False
+    if item.plan.empty:
+        item.phase, item.message = model.APPLIED, "the repository already holds these values"
+        report.save_status(st, rec, replace(base, phase=model.APPLIED, appliedAt=now,
+                                            message=item.message))
+        return False
+    return True
+
+
+def mark_dry_run(item: results.ItemResult) -> None:
+    assert item.plan is not None
+    changes = [f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
+               for e in item.plan.resources]
+    if item.plan.replicas is not None:
+        changes.append(f"replicas {item.plan.replicas[0]} -> {item.plan.replicas[1]}")
+    item.phase = model.APPROVED
+    item.message = "dry run: would change " + ", ".join(changes)

@@ -1,0 +1,82 @@
+"""The units of work, the same whether a command runs one once or the operator runs them
+over and over: a GitOps batch, a direct batch, the rollbacks, the release of deleted
+recommendations.
+
+Each takes the long-lived adapters (``wiring.Parts``) it works through, so a command opens
+them for one job and the operator keeps them for its whole life; neither knows how the
+other composes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler import wiring
+from reconciler.config import settings
+from reconciler.direct import apply as direct
+from reconciler.direct import deletions
+from reconciler.direct import rollback as restore
+from reconciler.domain import clock, errors, results
+from reconciler.flow import batch as flow
+from reconciler.gitops import pipeline, pullrequests, revert
+
+
+def gitops_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
+                 dry_run: bool = False) -> flow.Batch:
+    """Follow the open pull requests first (a merge makes history the policy sees), then
+    run the batch. A dry run follows nothing: it writes nothing."""
+    engine, prs = parts.need_engine(), parts.need_prs()
+    if not dry_run:
+        pullrequests.follow_all(parts.store, prs, cfg.now or clock.rfc3339())
+    return pipeline.run(docs, cfg, parts.store, engine, prs, dry_run=dry_run,
+                        cluster_api=parts.api if cfg.cluster.facts else None)
+
+
+def direct_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
+                 dry_run: bool = False) -> flow.Batch:
+    """One batch straight through the Kubernetes API."""
+    return direct.run(docs, cfg, parts.store, parts.need_engine(), parts.need_api(),
+                      dry_run=dry_run)
+
+
+def release_deletions(parts: wiring.Parts, cfg: settings.Settings
+                      ) -> list[results.ItemResult]:
+    """Roll back the recommendations whose deletion waits on our finalizer."""
+    return deletions.reconcile(parts.store, parts.need_api(), now=cfg.now)
+
+
+def gitops_rollback(parts: wiring.Parts, cfg: settings.Settings,
+                    rec_id: str) -> results.ItemResult:
+    """Propose the revert pull request of an applied recommendation (after following the
+    open pull requests, so that a merge is known). Raises PermanentError when refused."""
+    prs = parts.need_prs()
+    now = cfg.now or clock.rfc3339()
+    pullrequests.follow(parts.store, prs, now)
+    return revert.propose(rec_id, cfg, parts.store, prs, now)
+
+
+def direct_rollback(parts: wiring.Parts, rec_id: str, kind: str) -> results.ItemResult:
+    """Restore the values a direct-mode change replaced, if they are still ours; a refusal
+    is a result (its message starts with "rollback refused"), not an error."""
+    return restore.rollback(rec_id, parts.store, parts.need_api(), kind=kind)
+
+
+def refused(item: results.ItemResult) -> bool:
+    """Whether a direct rollback was refused (the values were changed since)."""
+    return item.message.startswith("rollback refused")
+
+
+def rollback(parts: wiring.Parts, cfg: settings.Settings, rec_id: str,
+             kind: str) -> tuple[results.ItemResult, bool]:
+    """The rollback the configured mode does, and whether it was carried out (or
+    proposed). A refusal by the repository or the cluster comes back as a result; only
+    temporary failures and unusable settings raise."""
+    try:
+        if cfg.mode == "direct":
+            item = direct_rollback(parts, rec_id, kind)
+            return item, not refused(item)
+        return gitops_rollback(parts, cfg, rec_id), True
+    except errors.ConfigError:
+        raise
+    except (errors.NotFoundError, errors.PermanentError) as e:
+        return results.ItemResult(id=rec_id, kind=kind, message=f"rollback refused: {e}"), False
