@@ -19,12 +19,14 @@ demo: $(STAMP)
 	$(VENV)/bin/reconciler demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 	$(VENV)/bin/reconciler policy test policies rego-tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reconciler tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -31,7 +31,6 @@ from typing import Any
 from reconciler.adapters import files
 from reconciler.domain import errors, model
 
-SUPPORTED_KINDS = model.TARGET_KINDS
 _MAX_ID = 253
 
 
@@ -95,9 +94,9 @@ def from_vpa(objects: Iterable[Any]) -> ImportResult:
         label = f"VerticalPodAutoscaler {namespace}/{vpa_name}"
         target = (obj.get("spec") or {}).get("targetRef") or {}
         kind, name = target.get("kind"), target.get("name")
-        if kind not in SUPPORTED_KINDS or not isinstance(name, str):
+        if kind not in model.TARGET_KINDS or not isinstance(name, str):
             result.skipped.append(Skipped(label, f"targets {kind or 'nothing'}; only "
-                                          f"{', '.join(SUPPORTED_KINDS)} are supported"))
+                                          f"{', '.join(model.TARGET_KINDS)} are supported"))
             continue
         recs = (((obj.get("status") or {}).get("recommendation") or {})
                 .get("containerRecommendations") or [])
@@ -158,9 +157,9 @@ def from_krr(report: Any) -> ImportResult:
         namespace = str(obj.get("namespace") or "default")
         container = str(obj.get("container", ""))
         label = f"{kind} {namespace}/{name} container {container}"
-        if kind not in SUPPORTED_KINDS:
+        if kind not in model.TARGET_KINDS:
             result.skipped.append(Skipped(label, f"kind {kind} is not supported (only "
-                                          f"{', '.join(SUPPORTED_KINDS)})"))
+                                          f"{', '.join(model.TARGET_KINDS)})"))
             continue
         recommended = scan.get("recommended") or {}
         resources: dict[str, dict[str, str]] = {}

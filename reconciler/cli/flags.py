@@ -15,9 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler import wiring
-from reconciler.adapters import kube
 from reconciler.config import env, layout, settings
-from reconciler.direct import drain
 from reconciler.domain import errors
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -52,16 +50,16 @@ def add_kube(p: argparse.ArgumentParser) -> None:
 def add_direct(p: argparse.ArgumentParser) -> None:
     """Flags `apply --mode direct` needs (the caller adds --mode and --dry-run)."""
     add_kube(p)
-    p.add_argument("--qps", type=float, default=kube.Options.qps, metavar="N",
+    p.add_argument("--qps", type=float, default=settings.KubeSettings.qps, metavar="N",
                    help="client-side rate limit shared by every writer (requests/s; "
                         "default: %(default)s)")
-    p.add_argument("--burst", type=int, default=kube.Options.burst, metavar="N",
+    p.add_argument("--burst", type=int, default=settings.KubeSettings.burst, metavar="N",
                    help="requests allowed at once above --qps (default: %(default)s)")
     p.add_argument("--server-dry-run", action=argparse.BooleanOptionalAction, default=True,
                    help="direct mode: send each change as a server-side dry-run before the "
                         "real (test-guarded) patch; --no-server-dry-run saves that request "
                         "(default: on)")
-    p.add_argument("--drain-timeout", type=float, default=drain.DrainOptions.timeout,
+    p.add_argument("--drain-timeout", type=float, default=settings.DirectSettings.drain_timeout,
                    metavar="SECONDS",
                    help="node group recommendations: how long one node may take to drain "
                         "(PodDisruptionBudgets may hold evictions back) before the drain "
@@ -149,8 +147,8 @@ def policy_settings(args: argparse.Namespace) -> settings.PolicySettings:
 
 
 def kube_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> settings.KubeSettings:
-    qps = float(getattr(args, "qps", kube.Options.qps))
-    burst = int(getattr(args, "burst", kube.Options.burst))
+    qps = float(getattr(args, "qps", settings.KubeSettings.qps))
+    burst = int(getattr(args, "burst", settings.KubeSettings.burst))
     if qps <= 0 or burst < 1:
         raise errors.ConfigError(f"--qps must be > 0 and --burst >= 1 (got {qps}, {burst})")
     return settings.KubeSettings(
@@ -179,7 +177,7 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
     mode = getattr(args, "mode", "gitops")
     repo = getattr(args, "repo", "")
     default_store = f"sqlite:{state / 'reconciler.db'}" if mode == "gitops" else "kube"
-    timeout = float(getattr(args, "drain_timeout", drain.DrainOptions.timeout))
+    timeout = float(getattr(args, "drain_timeout", settings.DirectSettings.drain_timeout))
     if timeout <= 0:
         raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")
     labels = getattr(args, "label", None)

@@ -1,7 +1,8 @@
 """CLI subcommands for the stream and the other sources: ingest, list, platform serve, import.
 
 ``register(subparsers)`` adds them to the main parser; each sets ``func(args) -> int``.
-Exit codes: 0 done, 1 some input was refused, 2 unusable settings (``errors.ConfigError``).
+Exit codes: 0 done, 1 some input was refused, 2 unusable settings (``errors.ConfigError``,
+mapped by ``cli.main`` like every command's).
 """
 
 from __future__ import annotations
@@ -32,18 +33,6 @@ log = logging.getLogger(__name__)
 def open_store(args: argparse.Namespace) -> store.Store:
     """The store named by ``--store`` (sqlite:PATH, or kube with --kubeconfig/--context)."""
     return wiring.open_store(args.store, flags.kube_settings(args, env.environ()))
-
-
-def _guarded(func: Any) -> Any:
-    """Turn configuration errors into exit code 2 with a one-line message."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            code: int = func(args)
-            return code
-        except errors.ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    return run
 
 
 # -- ingest -------------------------------------------------------------------------------
@@ -154,7 +143,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backoff-max", type=float, default=120.0, metavar="SECONDS")
     p.add_argument("--allow-crd-group", action="append", metavar="GROUP",
                    help="API group whose CRDs the platform may install (repeatable)")
-    p.set_defaults(func=_guarded(_ingest))
+    p.set_defaults(func=_ingest)
 
     p = subparsers.add_parser("list", help="print stored recommendations with their phase")
     p.add_argument("--store", required=True, metavar="URI", help="sqlite:PATH or kube")
@@ -162,7 +151,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--kind", choices=model.KINDS)
     p.add_argument("--phase")
-    p.set_defaults(func=_guarded(_list))
+    p.set_defaults(func=_list)
 
     p = subparsers.add_parser("platform", help="the reference recommendation platform")
     sub = p.add_subparsers(dest="platform_command", required=True)
@@ -180,4 +169,4 @@ def register(subparsers: Any) -> None:
                        help="store them (sqlite:PATH); without it they are printed")
         flags.add_kube(s)
         s.add_argument("--output", choices=("yaml", "json"), default="yaml")
-        s.set_defaults(func=_guarded(_import))
+        s.set_defaults(func=_import)

@@ -97,11 +97,6 @@ def sequence_of(msg: stream_pb2.PlatformMessage) -> int:
     return 0
 
 
-def _id_of(msg: stream_pb2.PlatformMessage) -> str:
-    body = msg.WhichOneof("body")
-    return str(getattr(msg, body).id) if body else ""
-
-
 @dataclass
 class PlatformState:
     """What the platform saw; every method is thread-safe, ``wait_for`` blocks on changes."""

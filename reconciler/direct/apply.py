@@ -278,10 +278,11 @@ def _describe_drain_plan(p: drain.DrainPlan) -> str:
 
 
 def _fail_for(st: store.Store, w: flow.Work, e: errors.ReconcilerError, now: str) -> None:
-    """Failed, worded by the error class: the API unavailable (tried again next run), or
-    refused for good (403, 404, 422...) with the server's reason."""
+    """Failed, worded by the error class: the API unavailable, or refused for good (403,
+    404, 422...) with the server's reason. Nothing retries a Failed recommendation by
+    itself; a new spec (or the operator's requeue of temporary failures) does."""
     if isinstance(e, errors.TemporaryError):
-        _fail(st, w, f"the API server is unavailable, will retry on the next run: {e}",
+        _fail(st, w, f"the API server is unavailable: {e}",
               "Unavailable", now)
     else:
         _fail(st, w, str(e), type(e).__name__.replace("Error", "") or "Refused", now)

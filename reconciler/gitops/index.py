@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 
 Target = tuple[str, str, str]  # (namespace, kind, name)
 
-SOURCE_KINDS = (
-    "manifest", "kustomize-patch", "kustomize-new-patch", "kustomize-replicas",
-    "helm-values", "node-group",
-)  # fmt: skip
 NODE_GROUP = "NodeGroup"
 MACHINE_DEPLOYMENT = "MachineDeployment"
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -108,6 +104,8 @@ class Source:
     """Where a target's values live, and how ``render`` must change them."""
 
     target: Target
+    # manifest | kustomize-patch | kustomize-new-patch | kustomize-replicas | helm-values |
+    # node-group
     kind: str
     path: str
     doc_index: int = 0

@@ -14,14 +14,13 @@ files). ``reconciler.wiring`` picks one from the settings.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.domain import model
+from reconciler.domain import clock, model
 
 OPEN, MERGED, CLOSED = "open", "merged", "closed"
 # Status reason for a pull request closed without merge (the recommendation is Rejected and
@@ -89,9 +88,6 @@ def utc(ts: object) -> str:
     if not ts or not isinstance(ts, str):
         return ""
     try:
-        parsed = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        return clock.rfc3339(clock.parse_rfc3339(ts))
     except ValueError:
         return ts
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,7 +14,6 @@ Cases:
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import signal
@@ -24,7 +23,7 @@ import sys
 import pytest
 import yaml
 
-from reconciler.cli import stream as cli_stream
+from reconciler.cli import main as cli
 from tests.crds import install_crds
 from tests.fakes.kubeapi.handle import KubeApi
 from tests.integration import stream_support as ss
@@ -33,11 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="reconciler")
-    cli_stream.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    """The commands as a user runs them: through ``reconciler``'s own error mapping."""
+    return cli.main(argv)
 
 
 def test_platform_process_and_ingest(tmp_path: pathlib.Path,
