@@ -204,7 +204,7 @@ def main() -> int:
         print(f"  phases:               {phases}")
         print(f"  batch time:           {elapsed:.2f} s  ({rate:,.0f} recommendations/s)")
         print(f"  rerun (no commit):    {rerun:.2f} s")
-        print(f"  YAML files parsed:    {batch.stats.files_parsed} of {files_total} "
+        print(f"  YAML files parsed:    {batch.files_parsed} of {files_total} "
               f"(files holding targets: {args.workloads})")
         print(f"  commit:               {batch.commit[:12]} on {batch.branch}")
         print(f"  peak RSS:             {peak_mb:,.0f} MiB")

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from reconciler.adapters.opa import embedded, sidecar  # noqa: E402
-from tests.fakes.opaserver import OpaServer, samples  # noqa: E402
+from tests import samples  # noqa: E402
+from tests.fakes.opaserver import OpaServer  # noqa: E402
 
 MI = 1048576
 
