@@ -153,14 +153,13 @@ class Parts:
 
 @contextlib.contextmanager
 def open_parts(s: settings.Settings, *, engine: bool = True) -> Iterator[Parts]:
-    """The adapters the configured mode needs: GitOps a forge (and the API with cluster
-    facts), direct mode the API, which a ``kube`` store shares. ``engine=False`` for work
-    that decides nothing (a rollback)."""
-    api = (kube_api(s.kube) if s.mode == "direct" or s.cluster.facts or s.store.uri == "kube"
-           else None)
+    """The adapters the configured writers need (``Settings.writers``): a forge for pull
+    requests, the API for direct changes (and for cluster facts), which a ``kube`` store
+    shares. ``engine=False`` for work that decides nothing (a rollback)."""
+    api = kube_api(s.kube) if "direct" in s.writers or s.cluster.facts else None
     parts = Parts(store=open_store(s.store.uri, s.kube, api), api=api)
     try:
-        if s.mode == "gitops" and s.git.repo:
+        if "gitops" in s.writers:
             parts.prs = pull_requests(s)
         if engine:
             parts.engine = policy_engine(s.policy)

@@ -1,7 +1,9 @@
 # Approval and routing: where an allowed change goes.
 #   audit  -> recorded only (mode audit, nothing is mutated)
 #   review -> a pull request (mode gitops), whatever the target
-#   auto   -> gitops when Argo CD / Flux manages the target, else the configured applyMode
+#   auto   -> gitops when Argo CD / Flux manages the target, else apply_mode: the applyMode
+#             the configuration sets (defaults or a scoped rule), else the operator's own
+#             mode (input.cluster.operatorMode: its --mode / DAKR_MODE)
 # A recommendation whose source set autoApply: false is treated as review.
 package dakr.approval
 
@@ -21,7 +23,14 @@ mode := "audit" if {
 	review_requested
 } else := "gitops" if {
 	gitops.managed
-} else := scope.settings.applyMode
+} else := apply_mode
+
+apply_mode := m if {
+	m := scope.settings.applyMode
+} else := m if {
+	m := lib.cluster.operatorMode
+	is_string(m)
+} else := "gitops"
 
 warnings contains "approval is audit-only: the change is recorded, not applied" if approval == "audit"
 
@@ -36,13 +45,13 @@ warnings contains sprintf("managed by %s: routed to gitops so a direct patch is 
 	approval == "auto"
 	not review_requested
 	gitops.managed
-	scope.settings.applyMode == "direct"
+	apply_mode == "direct"
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("approval %v is not one of auto, audit, review", [approval])) if {
 	not approval in {"auto", "audit", "review"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of direct, gitops", [scope.settings.applyMode])) if {
-	not scope.settings.applyMode in {"direct", "gitops"}
+deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of direct, gitops", [apply_mode])) if {
+	not apply_mode in {"direct", "gitops"}
 }

@@ -35,17 +35,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for f in args.filename:
         docs.extend(files.load_documents(f))
     cfg = flags.settings_of(args, env.environ())
-    if cfg.mode == "direct":
-        with wiring.open_parts(cfg) as parts:
-            if not args.dry_run:
-                for item in jobs.release_deletions(parts, cfg):
-                    print(f"deleted recommendation {item.id}: {item.phase}: {item.message}",
-                          file=sys.stderr)
-            batch = jobs.direct_batch(parts, cfg, docs, dry_run=args.dry_run)
-    else:
-        if not cfg.git.repo:
-            raise errors.ConfigError("--repo is required with --mode gitops (the default)")
-        with wiring.open_parts(cfg) as parts:
-            batch = jobs.gitops_batch(parts, cfg, docs, dry_run=args.dry_run)
+    if cfg.mode == "gitops" and not cfg.git.repo:
+        raise errors.ConfigError("--repo is required with --mode gitops (the default)")
+    with wiring.open_parts(cfg) as parts:
+        if "direct" in cfg.writers and not args.dry_run:
+            for item in jobs.release_deletions(parts, cfg):
+                print(f"deleted recommendation {item.id}: {item.phase}: {item.message}",
+                      file=sys.stderr)
+        batch = jobs.batch(parts, cfg, docs, dry_run=args.dry_run)
     output.print_batch(batch, args.output)
     return 0

@@ -109,6 +109,19 @@ class Settings:
     operator_namespace: str = "dakr-operator"
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch
 
+    @property
+    def writers(self) -> frozenset[str]:
+        """The writers this process can carry a decision to: a pull request when a
+        repository is configured, a direct change when it works against a cluster (direct
+        mode, or the custom-resource store). A decision for a writer it lacks ends with a
+        WriterNotConfigured condition, never a silent "Approved"."""
+        out = set()
+        if self.git.repo:
+            out.add("gitops")
+        if self.mode == "direct" or self.store.uri == "kube":
+            out.add("direct")
+        return frozenset(out)
+
 
 ENV_ENABLED = "DAKR_LEADER_ELECTION"
 ENV_LEASE = "DAKR_LEADER_ELECTION_LEASE"

@@ -52,11 +52,13 @@ class _Live:
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         engine: opa.PolicyEngine, kube_api: kube.Kube, *,
-        dry_run: bool = False, drain_options: drain.DrainOptions | None = None
-        ) -> flow.Batch:
+        dry_run: bool = False, drain_options: drain.DrainOptions | None = None,
+        routed: bool = True) -> flow.Batch:
     """Run one batch in direct mode. ``dry_run``: server-side dry-run only, no status.
 
-    Node group recommendations drain the nodes they name (``_carry_out_nodes``)."""
+    Node group recommendations drain the nodes they name (``_carry_out_nodes``). A
+    decision for a pull request goes to ``batch.handoff`` (or fails WriterNotConfigured
+    without a repository); ``routed=False`` for a batch the GitOps writer handed over."""
     now = cfg.now or clock.rfc3339()
     view = cache.BatchStore(st)
     view.prime()
@@ -73,8 +75,12 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     # the pods on the nodes a node group recommendation would drain.
     nodes = any(isinstance(w.rec, model.NodeGroupRecommendation) for w in live)
     live, cluster = decide.cluster_facts(sv, kube_api, live, now, nodes=nodes)
-    decide.decide(sv, engine, cfg.operator_namespace, live, now, cluster=cluster)
+    decide.decide(sv, engine, live, now, cluster, operator_namespace=cfg.operator_namespace,
+                  operator_mode=cfg.mode)
+    writers = decide.Writers("direct", cfg.writers, routed=routed)
     for w in live:
+        if not decide.route(sv, w, writers, batch, now):
+            continue
         if isinstance(w.rec, model.NodeGroupRecommendation):
             _carry_out_nodes(w, sv, view, kube_api, now, dry_run, drain_options or
                              drain.DrainOptions(timeout=cfg.direct.drain_timeout))
@@ -102,7 +108,8 @@ def _input(w: flow.Work, fact: _Live, cfg: settings.Settings, now: str,
            history: Mapping[tuple[str, str, str], Any]) -> dict[str, Any]:
     return policy_input.build(w.rec, w.target, now=now, cluster={"hpa": fact.hpa},
                               history={"lastApplied": history.get(w.rec.target_key)},
-                              operator_namespace=cfg.operator_namespace)
+                              operator_namespace=cfg.operator_namespace,
+                              operator_mode=cfg.mode)
 
 
 def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.Kube,
@@ -129,7 +136,7 @@ def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.
         except errors.ConflictError as e:
             log.info("%s: the target changed while applying (%s); reading it again", rec.id, e)
             if attempt == MAX_ATTEMPTS - 1:
-                _fail(st, w, f"the target keeps changing under us: {e}", "Conflict", now)
+                _retry(st, w, f"the target keeps changing under us: {e}", "Conflict", now)
                 return
             fact = _Live()
             w.target = api.refresh(rec.targetRef.kind, rec.namespace, rec.targetRef.name)
@@ -159,9 +166,6 @@ def _settle(st: store.Store, w: flow.Work, dec: decision.Decision, fact: _Live,
     base = status.decided(rec, dec)
     if not dec.allow or dec.mode == "audit" or w.target is None:
         return decide.plan_item(st, w, now)  # refused / audit / not found: same as GitOps
-    if dec.mode == "gitops":
-        _routed_to_gitops(st, w, base)
-        return False
     assert isinstance(rec, model.WorkloadRecommendation)
     try:
         item.plan = patches.plan(rec, dec, w.target, fact.hpa)
@@ -195,9 +199,6 @@ def _carry_out_nodes(w: flow.Work, st: store.Store, view: cache.BatchStore, api:
     base = status.decided(rec, dec)
     if not dec.allow or dec.mode == "audit":
         decide.plan_item(st, w, now)  # refused, or recorded only: as in GitOps mode
-        return
-    if dec.mode == "gitops":
-        _routed_to_gitops(st, w, base)
         return
     nodes = list(dict.fromkeys(rec.nodesToRemove))
     if not nodes:
@@ -262,14 +263,6 @@ def _carry_out_nodes(w: flow.Work, st: store.Store, view: cache.BatchStore, api:
               type_="Warning")
 
 
-def _routed_to_gitops(st: store.Store, w: flow.Work, base: model.Status) -> None:
-    """Approved, not applied here: the policy wants a reviewed pull request (mode gitops)."""
-    w.item.phase = model.APPROVED
-    w.item.message = ("policy routes this change through a pull request (mode gitops): "
-                      "not applied directly")
-    report.save_status(st, w.rec, replace(base, phase=model.APPROVED, message=w.item.message))
-
-
 def _describe_drain_plan(p: drain.DrainPlan) -> str:
     if not p.ok:
         return f"{p.node}: refused ({'; '.join(f'{ns}/{n}: {why}' for ns, n, why in p.blocking)})"
@@ -278,14 +271,24 @@ def _describe_drain_plan(p: drain.DrainPlan) -> str:
 
 
 def _fail_for(st: store.Store, w: flow.Work, e: errors.ReconcilerError, now: str) -> None:
-    """Failed, worded by the error class: the API unavailable, or refused for good (403,
-    404, 422...) with the server's reason. Nothing retries a Failed recommendation by
-    itself; a new spec (or the operator's requeue of temporary failures) does."""
+    """By the error class: the API unavailable is temporary (still Pending, a Retrying
+    condition, tried again with backoff); a refusal (403, 404, 422...) fails for good
+    with the server's reason."""
     if isinstance(e, errors.TemporaryError):
-        _fail(st, w, f"the API server is unavailable: {e}",
-              "Unavailable", now)
+        _retry(st, w, f"the API server is unavailable: {e}", "ApiUnavailable", now)
     else:
         _fail(st, w, str(e), type(e).__name__.replace("Error", "") or "Refused", now)
+
+
+def _retry(st: store.Store, w: flow.Work, reason: str, code: str, now: str) -> None:
+    """A temporary outcome: nothing was changed, the recommendation stays Pending."""
+    w.item.phase, w.item.message, w.item.retry = model.PENDING, reason, code
+    dec = w.item.decision
+    base = status.decided(w.rec, dec) if dec is not None else model.Status()
+    try:
+        report.save_status(st, w.rec, status.retrying(base, code, reason, now))
+    except errors.ReconcilerError as e:
+        log.warning("%s: could not record the retry: %s", w.rec.id, e)
 
 
 def _fail(st: store.Store, w: flow.Work, reason: str, code: str, now: str) -> None:

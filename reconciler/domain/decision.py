@@ -33,6 +33,13 @@ class Decision:
     decision_id: str = ""
 
     @property
+    def policy_unavailable(self) -> bool:
+        """No policy answer (the engine or the sidecar failed), as opposed to a refusal:
+        the same question may get an answer later, so it is asked again."""
+        return (not self.allow and bool(self.deny)
+                and all(d.rule == POLICY_UNAVAILABLE for d in self.deny))
+
+    @property
     def reasons(self) -> list[str]:
         """Human-readable reasons, deny first: what a reviewer or an audit line shows."""
         return [f"{d.rule}: {d.msg}" for d in self.deny]

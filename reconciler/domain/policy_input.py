@@ -111,8 +111,10 @@ def node_group(rec: model.NodeGroupRecommendation,
 def build(rec: model.Recommendation, target: Mapping[str, Any] | None, *, now: str,
           cluster: Mapping[str, Any] | None = None,
           history: Mapping[str, Any] | None = None,
-          operator_namespace: str = "dakr-operator") -> dict[str, Any]:
-    cl: dict[str, Any] = {"operatorNamespace": operator_namespace, "hpa": None, "pdbs": [],
+          operator_namespace: str = "dakr-operator",
+          operator_mode: str = "gitops") -> dict[str, Any]:
+    cl: dict[str, Any] = {"operatorNamespace": operator_namespace,
+                          "operatorMode": operator_mode, "hpa": None, "pdbs": [],
                           "gitops": {"tool": gitops_tool(target)}, "nodes": [],
                           "nodeGroup": None}
     if isinstance(rec, model.NodeGroupRecommendation):

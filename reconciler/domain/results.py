@@ -31,6 +31,9 @@ class ItemResult:
     branch: str = ""
     commit: str = ""
     pull_request: str = ""
+    # Why a temporary outcome will be tried again (the policy or the API unavailable);
+    # empty for a terminal one. The phase of a temporary outcome stays Pending.
+    retry: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "phase": self.phase}
@@ -64,6 +67,8 @@ class ItemResult:
             out["commit"] = self.commit
         if self.pull_request:
             out["pullRequest"] = self.pull_request
+        if self.retry:
+            out["retry"] = self.retry
         return out
 
 

@@ -14,11 +14,23 @@ from reconciler.domain import decision, model
 
 MESSAGE_LIMIT = 1000  # condition messages are for people; the audit log has the rest
 
+# The condition a temporary outcome leaves: why the recommendation is not settled yet and
+# (once the operator has scheduled it) when it is tried next. Its phase stays Pending.
+RETRYING = "Retrying"
+
 
 def condition(type_: str, ok: bool, reason: str, message: str, now: str) -> model.Condition:
     """A metav1.Condition with True/False from ``ok`` and the message cut to a readable size."""
     return model.Condition(type=type_, status="True" if ok else "False", reason=reason,
                            message=message[:MESSAGE_LIMIT], lastTransitionTime=now)
+
+
+def retrying(base: model.Status, reason: str, message: str, now: str) -> model.Status:
+    """A temporary outcome: still Pending, with a Retrying condition saying why."""
+    return model.Status(phase=model.PENDING, decision=base.decision,
+                        projectedSavings=base.projectedSavings, previous=base.previous,
+                        message=message).with_condition(
+        condition(RETRYING, True, reason, message, now))
 
 
 def set_condition(status: Mapping[str, Any], cond: model.Condition) -> dict[str, Any]:

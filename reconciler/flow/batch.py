@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.adapters.forge import port as forge
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors, model, results, validation
+from reconciler.domain import errors, model, results, supersede, validation
 from reconciler.flow import report
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class Batch:
     created_commit: bool = False
     pull_requests: list[forge.PullRequest] = field(default_factory=list)
     files_parsed: int = 0  # GitOps: repository files the index had to parse
+    # Decided for the other writer (``decide.route``): the caller runs that writer on them.
+    handoff: list[Work] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,8 +53,12 @@ class Work:
 
     rec: model.Recommendation
     item: results.ItemResult
+    document: dict[str, Any] = field(default_factory=dict)  # as received: what a handoff sends
     target: dict[str, Any] | None = None  # the manifest or the live object: what policy sees
     problem: str = ""  # why the target could not be found
+    # Fields a newer recommendation for the same target sets: left to it (``rec`` is
+    # already reduced to the rest).
+    overridden: frozenset[supersede.Field] = frozenset()
 
 
 def history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -69,7 +75,8 @@ def history(st: store.Store, kinds: set[str]) -> dict[tuple[str, str, str], dict
 
 
 def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
-    """Validate and store; return the recommendations that still need work."""
+    """Validate and store; return the recommendations that still need work, each reduced
+    to the fields no newer recommendation for its target overrides."""
     valid: list[Work] = []
     for p in validation.parse_many(docs):
         if p.recommendation is None:
@@ -82,17 +89,10 @@ def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
                                   target=rec.target_label, savings=rec.projectedSavings)
         batch.items.append(item)
         st.upsert(rec.kind, rec.id, rec.namespace, rec.name, rec.spec_dict())
-        valid.append(Work(rec, item))
-    # A later recommendation for the same target supersedes an earlier one in the batch.
-    latest = {w.rec.target_key: w.rec.id for w in valid}
+        doc = {k: v for k, v in rec.to_dict().items() if k != "status"}
+        valid.append(Work(rec, item, document=doc))
     live: list[Work] = []
     for w in valid:
-        if latest[w.rec.target_key] != w.rec.id:
-            w.item.phase = model.SUPERSEDED
-            w.item.message = f"superseded by {latest[w.rec.target_key]} for the same target"
-            report.save_status(st, w.rec, model.Status(phase=model.SUPERSEDED,
-                                                       message=w.item.message))
-            continue
         stored = st.get(w.rec.kind, w.rec.id)
         if stored is not None and not stored.observed:
             live.append(w)  # its spec changed since the last decision: look again
@@ -111,27 +111,74 @@ def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
             w.item.message = "its pull request was closed without merging: not proposed again"
             continue
         live.append(w)
-    _supersede_older(st, live)
-    return live
+    return _supersede(st, live)
 
 
-def _supersede_older(st: store.Store, live: Sequence[Work]) -> None:
-    """A newer recommendation for a target replaces any older one still in flight."""
-    newest = {w.rec.target_key: w.rec.id for w in live}
-    kinds = {w.rec.kind for w in live}
-    for kind in kinds:
-        for phase in (model.PENDING, model.APPROVED, model.APPLYING):
-            for r in st.list(kind=kind, phase=phase):
-                key = model.target_key_of(r.kind, r.namespace, r.spec)
-                if key in newest and newest[key] != r.id:
-                    status = dict(r.status)
-                    status.update(phase=model.SUPERSEDED,
-                                  message=f"superseded by {newest[key]}")
-                    try:
-                        st.update_status(r.kind, r.id, status, r.resource_version)
-                    except errors.ConflictError:
-                        log.info("%s changed while superseding it; left for the next batch",
-                                 r.id)
+IN_FLIGHT = (model.PENDING, model.APPROVED, model.APPLYING)
+
+
+def _supersede(st: store.Store, live: list[Work]) -> list[Work]:
+    """Field by field (``domain/supersede.py``): among one target's live recommendations
+    (this batch's, and those still in flight in the store), a newer one overrides an older
+    one in the fields both set; an older one whose every field is overridden is Superseded,
+    the others keep what is theirs."""
+    targets = {w.rec.target_key for w in live}
+    mine = {(w.rec.kind, w.rec.id): w for w in live}
+    order: dict[tuple[str, str], int] = {}
+    others: dict[tuple[str, str], store.Record] = {}
+    for kind in sorted({w.rec.kind for w in live}):
+        for r in st.list(kind=kind):
+            order[(r.kind, r.id)] = len(order)
+            if (r.kind, r.id) not in mine and r.phase in IN_FLIGHT and \
+                    model.target_key_of(r.kind, r.namespace, r.spec) in targets:
+                others[(r.kind, r.id)] = r
+    # Creation order is the store's list order; a document the store does not hold (a dry
+    # run writes nothing) is newer than everything stored, in the order of the documents.
+    rank = {key: order.get(key, len(order) + i) for i, key in enumerate([*others, *mine])}
+    by_target: dict[tuple[str, str, str], list[tuple[int, model.Recommendation]]] = {}
+    for key, w in mine.items():
+        by_target.setdefault(w.rec.target_key, []).append((rank[key], w.rec))
+    for key, r in others.items():
+        try:
+            rec = validation.parse(r.to_document())
+        except errors.ValidationError:
+            continue  # a stored record that no longer validates competes with nothing
+        by_target.setdefault(rec.target_key, []).append((rank[key], rec))
+    out: list[Work] = []
+    superseded: dict[tuple[str, str], tuple[str, ...]] = {}
+    for recs in by_target.values():
+        ordered = [rec for _, rec in sorted(recs, key=lambda x: x[0])]
+        res = supersede.resolve(ordered)
+        for rec in ordered:
+            key = (rec.kind, rec.id)
+            if rec.id in res.superseded:
+                superseded[key] = res.superseded[rec.id]
+            elif key in mine and rec.id in res.overridden:
+                w = mine[key]
+                w.rec = supersede.without(w.rec, res.overridden[rec.id])
+                w.overridden = res.overridden[rec.id]
+    for key, w in mine.items():
+        if key not in superseded:
+            out.append(w)
+            continue
+        w.item.phase = model.SUPERSEDED
+        w.item.message = _superseded_message(superseded[key])
+        report.save_status(st, w.rec, model.Status(phase=model.SUPERSEDED,
+                                                   message=w.item.message))
+    for key, r in others.items():
+        if key in superseded:
+            new = dict(r.status)
+            new.update(phase=model.SUPERSEDED, message=_superseded_message(superseded[key]))
+            try:
+                st.update_status(r.kind, r.id, new, r.resource_version)
+            except errors.ConflictError:
+                log.info("%s changed while superseding it; left for the next batch", r.id)
+    return out
+
+
+def _superseded_message(by: Sequence[str]) -> str:
+    return (f"superseded by {', '.join(by)}: every field it sets is set by a newer "
+            "recommendation for the same target")
 
 
 class ReadOnly:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.adapters import kube
 from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors, model, planner, policy_input, results, status
+from reconciler.domain import decision, errors, model, planner, policy_input, results, status
 from reconciler.flow import batch, facts, report
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ def cluster_facts(st: store.Store, api: kube.Kube, live: Sequence[batch.Work], n
             continue
         log.warning("%s: not decided: %s", w.rec.id, err)
         if isinstance(err, errors.TemporaryError):
-            w.item.phase = model.PENDING
-            w.item.message = f"not decided: {err} (tried again next batch)"
+            w.item.phase, w.item.retry = model.PENDING, "ClusterFactsUnavailable"
+            w.item.message = f"not decided: {err} (tried again)"
             continue
         w.item.phase, w.item.message = model.FAILED, f"not decided: {err}"
         report.save_status(st, w.rec, model.Status(phase=model.FAILED, message=w.item.message)
@@ -54,22 +54,66 @@ def cluster_facts(st: store.Store, api: kube.Kube, live: Sequence[batch.Work], n
     return [w for w in live if w.rec.id not in bad], facts.cluster_map(got)
 
 
-def decide(st: store.Store, engine: opa.PolicyEngine, operator_namespace: str,
-           live: Sequence[batch.Work], now: str,
-           cluster: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+def decide(st: store.Store, engine: opa.PolicyEngine, live: Sequence[batch.Work], now: str,
+           cluster: Mapping[str, Mapping[str, Any]] | None = None, *,
+           operator_namespace: str, operator_mode: str) -> None:
     """Ask policy about the whole batch at once; no answer means deny (the engine's job).
 
-    ``cluster`` adds facts per recommendation id (the live HPA, say) to the input.
+    ``cluster`` adds facts per recommendation id (the live HPA, say) to the input;
+    ``operator_mode`` is where the library sends a change its configuration does not route.
     """
     last = batch.history(st, {w.rec.kind for w in live})
     inputs = [policy_input.build(w.rec, w.target, now=now,
                                  cluster=(cluster or {}).get(w.rec.id),
                                  history={"lastApplied": last.get(w.rec.target_key)},
-                                 operator_namespace=operator_namespace)
+                                 operator_namespace=operator_namespace,
+                                 operator_mode=operator_mode)
               for w in live]
     decisions = engine.decide_many(inputs) if inputs else []
     for w, dec in zip(live, decisions, strict=True):
         w.item.decision = dec
+
+
+# What a person must set to give the operator a writer it lacks.
+WRITER_SETTINGS = {
+    "gitops": ("a pull request", "no repository is configured: set --repo "
+               "(DAKR_GITOPS_REPO_URL)"),
+    "direct": ("a direct change through the Kubernetes API", "this operator does not write "
+               "to a cluster: run it with --mode direct (DAKR_MODE) or --store kube"),
+}
+WRITER_NOT_CONFIGURED = "WriterNotConfigured"
+
+
+@dataclass(frozen=True)
+class Writers:
+    """Which writer runs this batch, and which ones the process has."""
+
+    mine: str                        # gitops | direct
+    available: frozenset[str]
+    routed: bool = True              # False: a handed-over batch carries out every change
+
+
+def route(st: store.Store, w: batch.Work, writers: Writers, into: batch.Batch,
+          now: str) -> bool:
+    """True when this writer carries the decision out (or plan_item settles it: a refusal,
+    audit). A decision for the other writer joins ``into.handoff`` when the process has
+    it, else it ends Failed with a WriterNotConfigured condition naming the setting."""
+    dec = w.item.decision
+    assert dec is not None
+    if not writers.routed or not dec.allow or dec.mode in ("audit", writers.mine):
+        return True
+    what, how = WRITER_SETTINGS.get(dec.mode, (f"mode {dec.mode}", "no writer for it"))
+    if dec.mode in writers.available:
+        w.item.phase = model.APPROVED
+        w.item.message = f"routed to {what} (policy mode {dec.mode})"
+        into.handoff.append(w)
+        return False
+    w.item.phase = model.FAILED
+    w.item.message = f"needs {what} (policy mode {dec.mode}); {how}"
+    report.save_status(st, w.rec, replace(status.decided(w.rec, dec), phase=model.FAILED,
+                                          message=w.item.message).with_condition(
+        status.condition("Applied", False, WRITER_NOT_CONFIGURED, w.item.message, now)))
+    return False
 
 
 def plan_item(st: store.Store, w: batch.Work, now: str) -> bool:
@@ -77,6 +121,14 @@ def plan_item(st: store.Store, w: batch.Work, now: str) -> bool:
     rec, item, dec = w.rec, w.item, w.item.decision
     assert dec is not None
     base = status.decided(rec, dec)
+    if dec.policy_unavailable:
+        # No answer is not a refusal: nothing is written to the target, and the same
+        # question is asked again once the policy engine answers.
+        item.phase, item.retry = model.PENDING, decision.POLICY_UNAVAILABLE
+        item.message = "not decided: " + "; ".join(dec.reasons)
+        report.save_status(st, rec, status.retrying(base, decision.POLICY_UNAVAILABLE,
+                                                    item.message, now))
+        return False
     if not dec.allow:
         item.phase, item.message = model.REJECTED, "refused by policy"
         reasons = "; ".join(dec.reasons)

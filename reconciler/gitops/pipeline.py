@@ -29,19 +29,22 @@ log = logging.getLogger(__name__)
 
 def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False,
-        cluster_api: kube.Kube | None = None) -> flow.Batch:
+        cluster_api: kube.Kube | None = None, routed: bool = True) -> flow.Batch:
     """Run one batch in GitOps mode, holding the lock of the repository's working clone.
 
     ``cluster_api``: read the live cluster's facts (HPA, PDBs, node facts) for the policy
-    input; without it the policy sees the repository's manifests only.
+    input; without it the policy sees the repository's manifests only. ``routed``: a
+    decision for direct mode goes to ``batch.handoff`` (or fails WriterNotConfigured when
+    the process has no direct writer); False for a batch direct mode handed over.
     """
     with git.repo_lock(cfg.git.clone_dir):
-        return _run(docs, cfg, st, engine, prs, dry_run=dry_run, cluster_api=cluster_api)
+        return _run(docs, cfg, st, engine, prs, dry_run=dry_run, cluster_api=cluster_api,
+                    routed=routed)
 
 
 def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
          engine: opa.PolicyEngine, prs: forge.Forge, *, dry_run: bool = False,
-         cluster_api: kube.Kube | None = None) -> flow.Batch:
+         cluster_api: kube.Kube | None = None, routed: bool = True) -> flow.Batch:
     """Run one batch in GitOps mode against ``cfg.git.repo``.
 
     With ``dry_run`` everything is decided and planned but nothing is written: no record,
@@ -59,8 +62,11 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         if cluster_api is not None:
             live, cluster = decide.cluster_facts(st, cluster_api, live, now,
                                                  nodes=cfg.cluster.nodes)
-        decide.decide(st, engine, cfg.operator_namespace, live, now, cluster=cluster)
-        to_write = [w for w in live if decide.plan_item(st, w, now)]
+        decide.decide(st, engine, live, now, cluster, operator_namespace=cfg.operator_namespace,
+                      operator_mode=cfg.mode)
+        writers = decide.Writers("gitops", cfg.writers, routed=routed)
+        to_write = [w for w in live if decide.route(st, w, writers, batch, now)
+                    and decide.plan_item(st, w, now)]
         if dry_run:
             for w in to_write:
                 decide.mark_dry_run(w.item)

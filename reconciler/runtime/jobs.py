@@ -21,22 +21,49 @@ from reconciler.flow import batch as flow
 from reconciler.gitops import pipeline, pullrequests, revert
 
 
+def batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
+            dry_run: bool = False) -> flow.Batch:
+    """One batch through the configured mode's writer; what the policy routes to the other
+    writer is carried out there in the same call (or fails WriterNotConfigured when this
+    process has no such writer)."""
+    first, second = ((direct_batch, gitops_batch) if cfg.mode == "direct"
+                     else (gitops_batch, direct_batch))
+    out = first(parts, cfg, docs, dry_run=dry_run)
+    if out.handoff:
+        merge(out, second(parts, cfg, [w.document for w in out.handoff], dry_run=dry_run,
+                          routed=False))
+    return out
+
+
+def merge(into: flow.Batch, other: flow.Batch) -> None:
+    """``other``'s results replace ``into``'s for the recommendations it carried out."""
+    done = {(it.kind, it.id): it for it in other.items}
+    into.items = [done.pop((it.kind, it.id), it) for it in into.items] + list(done.values())
+    into.handoff = [w for w in into.handoff if (w.rec.kind, w.rec.id) not in
+                    {(it.kind, it.id) for it in other.items}]
+    into.pull_requests += other.pull_requests
+    into.files_parsed += other.files_parsed
+    if other.branch and not into.branch:
+        into.branch, into.commit = other.branch, other.commit
+        into.created_commit = other.created_commit
+
+
 def gitops_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
-                 dry_run: bool = False) -> flow.Batch:
+                 dry_run: bool = False, routed: bool = True) -> flow.Batch:
     """Follow the open pull requests first (a merge makes history the policy sees), then
     run the batch. A dry run follows nothing: it writes nothing."""
     engine, prs = parts.need_engine(), parts.need_prs()
     if not dry_run:
         pullrequests.follow_all(parts.store, prs, cfg.now or clock.rfc3339())
     return pipeline.run(docs, cfg, parts.store, engine, prs, dry_run=dry_run,
-                        cluster_api=parts.api if cfg.cluster.facts else None)
+                        cluster_api=parts.api if cfg.cluster.facts else None, routed=routed)
 
 
 def direct_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
-                 dry_run: bool = False) -> flow.Batch:
+                 dry_run: bool = False, routed: bool = True) -> flow.Batch:
     """One batch straight through the Kubernetes API."""
     return direct.run(docs, cfg, parts.store, parts.need_engine(), parts.need_api(),
-                      dry_run=dry_run)
+                      dry_run=dry_run, routed=routed)
 
 
 def release_deletions(parts: wiring.Parts, cfg: settings.Settings

@@ -4,6 +4,16 @@ import data.fixtures as f
 
 test_auto_goes_gitops_by_default if f.mode(f.rightsizing) == "gitops"
 
+test_auto_follows_the_operators_mode if f.mode(f.cluster("operatorMode", "direct")) == "direct"
+
+test_no_operator_mode_is_gitops if f.mode(json.remove(f.rightsizing, ["/cluster/operatorMode"])) == "gitops"
+
+test_config_beats_the_operators_mode if f.mode(f.cluster("operatorMode", "direct")) == "gitops" with data.config.defaults.applyMode as "gitops"
+
+test_rule_routes_one_workload if f.mode(f.cluster("operatorMode", "direct")) == "gitops" with data.config.rules as [{"name": "web-by-pr", "match": {"names": ["^cartservice$"]}, "settings": {"applyMode": "gitops"}}]
+
+test_managed_beats_a_direct_operator if f.mode(f.set(f.cluster("operatorMode", "direct"), "/cluster/gitops", {"tool": "argocd"})) == "gitops"
+
 test_auto_with_direct_apply_mode if f.mode(f.rightsizing) == "direct" with data.config.defaults.applyMode as "direct"
 
 test_audit_only if f.mode(f.rightsizing) == "audit" with data.config.defaults.approval as "audit"

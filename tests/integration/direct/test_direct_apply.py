@@ -22,12 +22,14 @@ Cases:
   a recommendation whose namespace does not exist fails alone, the batch goes on;
 - dry-run: server-side dry-run requests only, nothing stored, no status, no CR;
 - policy: a denied recommendation is Rejected without touching the workload, an audit one
-  is Approved only, a gitops-routed one is not applied directly;
+  is Approved only, a gitops-routed one without a repository ends Failed with a
+  WriterNotConfigured condition naming the setting (not applied directly);
 - without the server-side dry-run (--no-server-dry-run): exactly one status write, the
   guarded patch and one status write; a refused change still ends Failed with the field;
 - errors: 404 (the workload went away after it was read), 422 (the server's validation
   refuses the result: Failed with the field), 429 and 500 retried then applied, a 5xx that
-  does not stop -> Failed as unavailable, 403 under RBAC with the chart's ClusterRole (the
+  does not stop -> Pending with a Retrying condition (temporary), applied on the next run
+  once the API answers; a conflict that never stops -> Retrying too; 403 under RBAC with the chart's ClusterRole (the
   same role bound cluster-wide lets the whole flow succeed as the service account);
 - the rate limiter (token bucket) spaces requests beyond the burst.
 """
@@ -312,7 +314,7 @@ def test_conflict_other_writer_already_set_our_value(env: Env) -> None:
     assert env.resources()["requests"]["cpu"] == "250m"
 
 
-def test_conflict_that_never_stops_fails(env: Env) -> None:
+def test_conflict_that_never_stops_is_retried_later(env: Env) -> None:
     class Always(kube.Kube):
         n = 0
 
@@ -324,7 +326,11 @@ def test_conflict_that_never_stops_fails(env: Env) -> None:
 
     item = only(env.run(rightsizing("rec-1", requests={"cpu": "250m"}),
                         api=Always(env.client, FAST)))
-    assert item.phase == "Failed" and "keeps changing" in item.message
+    # Temporary: still Pending, a Retrying condition says why, nothing of ours written.
+    assert item.phase == "Pending" and "keeps changing" in item.message
+    assert item.retry == "Conflict"
+    cond = env.rec("rec-1")["status"]["conditions"][0]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Retrying", "True", "Conflict")
     assert env.resources()["requests"]["cpu"] == f"{100 + Always.n}m"  # theirs, not ours
     assert Always.n == direct.MAX_ATTEMPTS
 
@@ -388,10 +394,15 @@ def test_policy_outcomes(env: Env) -> None:
                     rightsizing("rec-audit", name="b", requests={"cpu": "1m"}, source="audit"),
                     rightsizing("rec-gitops", name="c", requests={"cpu": "1m"},
                                 source="gitops"))
-    assert [i.phase for i in batch.items] == ["Rejected", "Approved", "Approved"]
-    assert "gitops" in batch.items[2].message
+    assert [i.phase for i in batch.items] == ["Rejected", "Approved", "Failed"]
+    # No repository in this configuration: it says what the change needs, and how to get it.
+    assert batch.items[2].message == (
+        "needs a pull request (policy mode gitops); no repository is configured: set --repo "
+        "(DAKR_GITOPS_REPO_URL)")
     assert {n: env.workload(n) for n in ("a", "b", "c")} == before
     assert env.rec("rec-denied")["status"]["phase"] == "Rejected"
+    cond = env.rec("rec-gitops")["status"]["conditions"][0]
+    assert (cond["type"], cond["reason"]) == ("Applied", "WriterNotConfigured")
 
 
 # --------------------------------------------------------------------------- errors
@@ -502,12 +513,22 @@ def test_node_group_recommendation_is_not_applied(env: Env) -> None:
     assert item.phase == "Failed" and "direct mode" in item.message
 
 
-def test_unavailable_after_retries_fails(env: Env) -> None:
+def test_unavailable_after_retries_is_temporary(env: Env) -> None:
     env.api.faults.fail_next(50, 500, verb="patch", resource="deployments")
     item = only(env.run(rightsizing("rec-1", requests={"cpu": "250m"})))
-    assert item.phase == "Failed" and "unavailable" in item.message
+    assert item.phase == "Pending" and "unavailable" in item.message
+    assert item.retry == "ApiUnavailable"
     assert env.resources()["requests"]["cpu"] == "100m"
-    assert env.rec("rec-1")["status"]["conditions"][0]["reason"] == "Unavailable"
+    status = env.rec("rec-1")["status"]
+    assert status["phase"] == "Pending"
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
+        ("Retrying", "ApiUnavailable")]
+    # Once the API answers again, the same recommendation applies, and the retry closes.
+    env.api.faults.clear()
+    again = only(env.run(rightsizing("rec-1", requests={"cpu": "250m"})))
+    assert again.phase == "Applied" and env.resources()["requests"]["cpu"] == "250m"
+    assert not [c for c in env.rec("rec-1")["status"]["conditions"]
+                if c["type"] == "Retrying" and c["status"] == "True"]
 
 
 def chart_cluster_role() -> str:

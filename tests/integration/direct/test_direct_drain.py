@@ -15,7 +15,8 @@ Cases:
 - dry-run: nothing cordoned or evicted, the message says what would be evicted;
 - a scale recommendation naming no node: Failed, not applicable in direct mode;
 - a node that no longer exists is skipped (already removed) and the others are drained;
-- the policy's mode still routes: gitops -> not drained here.
+- the policy's mode still routes: gitops -> not drained here (no repository configured:
+  Failed, WriterNotConfigured).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def test_nothing_to_drain_is_not_applicable(env: Env, nodes: dict[str, Any]) -> 
 
 def test_gitops_mode_is_not_drained_here(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
     item = only(env.run(ng("ng-1", ["node-a"], source="gitops")))
-    assert item.phase == "Approved" and "pull request" in item.message
+    assert item.phase == "Failed" and "needs a pull request" in item.message
     assert not unschedulable(env, "node-a")
 
 

@@ -118,7 +118,7 @@ def test_unreadable_facts_fail_closed(kubeapi: KubeApi, origin: Path, tmp_path: 
     rule = kubeapi.faults.fail_next(100, 500, verb="list", resource="horizontalpodautoscalers")
     item = only(apply(tmp_path, origin, kubeapi, SCALE_FRONTEND, capsys, "--cluster-facts"))
     assert item["phase"] == model.PENDING and item["decision"] is None
-    assert "tried again next batch" in item["message"]
+    assert "tried again" in item["message"] and item["retry"] == "ClusterFactsUnavailable"
     st = sqlite_store.SqliteStore(tmp_path / "state" / "reconciler.db")
     try:
         (rec,) = st.list()

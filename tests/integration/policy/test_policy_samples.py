@@ -32,7 +32,8 @@ def test_sample_is_what_the_pipeline_builds(name: str) -> None:
     rec = validation.parse(s["recommendation"])
     built = policy_input.build(rec, s["target"], now=s["now"], cluster=s["cluster"],
                                history=s["history"],
-                               operator_namespace=s["cluster"]["operatorNamespace"])
+                               operator_namespace=s["cluster"]["operatorNamespace"],
+                               operator_mode=s["cluster"]["operatorMode"])
     assert built == s
 
 
@@ -40,7 +41,8 @@ def test_sample_is_what_the_pipeline_builds(name: str) -> None:
 def test_sample_has_the_contract_keys(name: str) -> None:
     s = samples.sample(name)
     assert set(s) == CONTRACT_KEYS
-    assert {"operatorNamespace", "hpa", "pdbs", "gitops", "nodes", "nodeGroup"} <= set(
+    assert {"operatorNamespace", "operatorMode", "hpa", "pdbs", "gitops", "nodes",
+            "nodeGroup"} <= set(
         s["cluster"])
 
 

@@ -93,8 +93,9 @@ def test_build_keys_and_pass_through() -> None:
     assert doc["target"] == TARGET
     assert doc["now"] == NOW
     assert doc["history"] == {"lastApplied": None}
-    assert doc["cluster"] == {"operatorNamespace": "dakr-operator", "hpa": None, "pdbs": [],
-                              "gitops": {"tool": None}, "nodes": [], "nodeGroup": None}
+    assert doc["cluster"] == {"operatorNamespace": "dakr-operator", "operatorMode": "gitops",
+                              "hpa": None, "pdbs": [], "gitops": {"tool": None}, "nodes": [],
+                              "nodeGroup": None}
     assert json.loads(json.dumps(doc)) == doc
     assert target == TARGET, "build must not mutate the target"
 
