@@ -29,8 +29,9 @@ Cases:
 - errors: 404 (the workload went away after it was read), 422 (the server's validation
   refuses the result: Failed with the field), 429 and 500 retried then applied, a 5xx that
   does not stop -> Pending with a Retrying condition (temporary), applied on the next run
-  once the API answers; a conflict that never stops -> Retrying too; 403 under RBAC with the chart's ClusterRole (the
-  same role bound cluster-wide lets the whole flow succeed as the service account);
+  once the API answers; a conflict that never stops -> Retrying too; 403 under RBAC with
+  the chart's ClusterRole (the same role bound cluster-wide lets the whole flow succeed as
+  the service account);
 - the rate limiter (token bucket) spaces requests beyond the burst.
 """
 
