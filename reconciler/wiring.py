@@ -42,11 +42,12 @@ def api_client(k: settings.KubeSettings) -> Any:
 def kube_api(k: settings.KubeSettings, client: Any | None = None) -> kube.Kube:
     """The API adapter every writer goes through (rate limit, retries, error translation)."""
     return kube.Kube(client if client is not None else api_client(k),
-                     kube.Options(qps=k.qps, burst=k.burst, service_account=k.service_account))
+                     kube.Options(qps=k.qps, burst=k.burst, service_account=k.service_account,
+                                  cache_ttl=k.cache_ttl))
 
 
 def open_store(uri: str, k: settings.KubeSettings | None = None,
-               api: kube.Kube | None = None) -> store.Store:
+               api: kube.Kube | None = None) -> store.Watchable:
     """``sqlite:PATH`` for a local SQLite file; ``kube`` for the custom resources in the
     cluster (through ``api`` when given, else on its own client, closed with the store)."""
     if uri.startswith("sqlite:"):
@@ -98,7 +99,8 @@ def from_settings(kind: str, url: str, repo: str, token: str | None, state_dir: 
 def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
     token = secrets.read_token(s.token_file, "OPA token")
     if s.opa_url:
-        side = sidecar.SidecarEngine(s.opa_url, timeout=s.timeout, token=token)
+        side = sidecar.SidecarEngine(s.opa_url, timeout=s.timeout, token=token,
+                                     path=s.decision_path)
         if s.platform_data is not None and s.platform_data.is_file():
             # The sidecar keeps data in memory: give it the platform's parameters again
             # (a restarted sidecar has lost them). Decisions do not wait on this.
@@ -119,7 +121,7 @@ class Parts:
     """The adapters one job (or the operator, for its whole life) works through, opened
     once and closed once: the store, the policy engine, the forge, the API adapter."""
 
-    store: store.Store
+    store: store.Watchable
     engine: opa.PolicyEngine | None = None
     prs: forge.Forge | None = None  # where pull requests are opened
     api: kube.Kube | None = None
@@ -151,11 +153,11 @@ class Parts:
                     log.exception("closing %s failed", closer)
 
 
-@contextlib.contextmanager
-def open_parts(s: settings.Settings, *, engine: bool = True) -> Iterator[Parts]:
+def build_parts(s: settings.Settings, *, engine: bool = True) -> Parts:
     """The adapters the configured writers need (``Settings.writers``): a forge for pull
     requests, the API for direct changes (and for cluster facts), which a ``kube`` store
-    shares. ``engine=False`` for work that decides nothing (a rollback)."""
+    shares. ``engine=False`` for work that decides nothing (a rollback). The caller
+    closes them (``Parts.close``); a long-lived operator keeps them for its life."""
     api = kube_api(s.kube) if "direct" in s.writers or s.cluster.facts else None
     parts = Parts(store=open_store(s.store.uri, s.kube, api), api=api)
     try:
@@ -163,6 +165,17 @@ def open_parts(s: settings.Settings, *, engine: bool = True) -> Iterator[Parts]:
             parts.prs = pull_requests(s)
         if engine:
             parts.engine = policy_engine(s.policy)
+    except BaseException:
+        parts.close()
+        raise
+    return parts
+
+
+@contextlib.contextmanager
+def open_parts(s: settings.Settings, *, engine: bool = True) -> Iterator[Parts]:
+    """``build_parts`` for one job: closed when the job is done."""
+    parts = build_parts(s, engine=engine)
+    try:
         yield parts
     finally:
         parts.close()

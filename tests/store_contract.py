@@ -16,10 +16,12 @@ Cases covered:
 - update_status succeeds with the current version, raises ConflictError (naming kind, id
   and both versions) with a stale one, and NotFoundError for a missing record;
 - list is ordered by creation and filters by kind and phase (no phase means Pending);
-- watch reports every write in order (several writes to one record included), resumes
-  after ``since``, and returns empty after its timeout when nothing happens;
-- watch waits for a change that arrives during its timeout;
-- records, statuses and the change history survive a restart;
+- list_records gives a kind's records and the version to watch from;
+- watch_records reports every write of its kind in order (several writes to one record
+  included), resumes after ``since``, returns empty after its timeout when nothing
+  happens, waits for a change that arrives during its timeout, and ends when closed from
+  another thread;
+- records and statuses survive a restart, and a watch from before it sees what follows;
 - two threads racing update_status from the same read: exactly one wins, one conflicts;
 - two OS processes each doing 50 read-modify-write increments with retry-on-conflict end
   with exactly 100 increments and no value written twice (no lost update);
@@ -42,7 +44,7 @@ import pytest
 from reconciler.adapters.store import port as store_api
 from reconciler.domain import errors, model
 
-Opener = Callable[[], store_api.Store]
+Opener = Callable[[], store_api.Watchable]
 W = model.WORKLOAD
 N = model.NODE_GROUP
 
@@ -55,9 +57,20 @@ def _spec(rec_id: str, cpu: str = "250m") -> dict[str, Any]:
     }
 
 
-def _changes(s: store_api.Store, since: str = "", timeout: float = 0.0) -> list[
-        store_api.Change]:
-    return list(s.watch(since=since, timeout=timeout))
+def _changes(s: store_api.Watchable, kind: str, since: str, timeout: float = 1.0,
+             first: bool = False) -> list[store_api.Event]:
+    """The watch's events (bookmarks left out) until its timeout, or the ``first`` one."""
+    out: list[store_api.Event] = []
+    w = s.watch_records(kind, since, timeout)
+    try:
+        for ev in w:
+            if ev.type != store_api.BOOKMARK:
+                out.append(ev)
+                if first:
+                    break
+    finally:
+        w.close()
+    return out
 
 
 def _increment_worker(open_store: Opener, rec_id: str, n: int, start: Any, out: Any) -> None:
@@ -93,11 +106,11 @@ class StoreContract:
 
     # -- get / upsert ---------------------------------------------------------------------
 
-    def test_get_unknown_is_none(self, store: store_api.Store) -> None:
+    def test_get_unknown_is_none(self, store: store_api.Watchable) -> None:
         assert store.get(W, "no-such-id") is None
         assert store.list() == []
 
-    def test_upsert_creates(self, store: store_api.Store) -> None:
+    def test_upsert_creates(self, store: store_api.Watchable) -> None:
         res = store.upsert(W, "rec-1", "default", "rec-1", _spec("rec-1"))
         assert (res.created, res.changed) == (True, True)
         rec = res.record
@@ -112,7 +125,7 @@ class StoreContract:
         assert abs((now - created).total_seconds()) < 120
         assert store.get(W, "rec-1") == rec
 
-    def test_upsert_same_spec_is_a_replay(self, store: store_api.Store) -> None:
+    def test_upsert_same_spec_is_a_replay(self, store: store_api.Watchable) -> None:
         first = store.upsert(W, "rec-1", "default", "rec-1", _spec("rec-1")).record
         reordered = dict(reversed(list(_spec("rec-1").items())))
         again = store.upsert(W, "rec-1", "default", "rec-1", reordered)
@@ -120,9 +133,9 @@ class StoreContract:
         assert again.record == first
         assert store.get(W, "rec-1") == first
         # A replay is not a write: a watch from the creation sees nothing after it.
-        assert _changes(store, since=first.resource_version) == []
+        assert _changes(store, W, first.resource_version, timeout=0.3) == []
 
-    def test_upsert_changed_spec(self, store: store_api.Store) -> None:
+    def test_upsert_changed_spec(self, store: store_api.Watchable) -> None:
         first = store.upsert(W, "rec-1", "default", "rec-1", _spec("rec-1")).record
         with_status = store.update_status(W, "rec-1", {"phase": "Denied", "reason": "x"},
                                           first.resource_version)
@@ -139,7 +152,7 @@ class StoreContract:
 
     # -- update_status ----------------------------------------------------------------------
 
-    def test_update_status_with_current_version(self, store: store_api.Store) -> None:
+    def test_update_status_with_current_version(self, store: store_api.Watchable) -> None:
         first = store.upsert(N, "ng-1", "", "ng-1", {"nodeGroup": "pool-a"}).record
         rec = store.update_status(N, "ng-1", {"phase": "Approved"}, first.resource_version)
         assert rec.status == {"phase": "Approved"}
@@ -149,7 +162,7 @@ class StoreContract:
         assert rec.spec == first.spec
         assert store.get(N, "ng-1") == rec
 
-    def test_update_status_stale_version_conflicts(self, store: store_api.Store) -> None:
+    def test_update_status_stale_version_conflicts(self, store: store_api.Watchable) -> None:
         first = store.upsert(W, "rec-1", "default", "rec-1", _spec("rec-1")).record
         second = store.update_status(W, "rec-1", {"phase": "Approved"},
                                      first.resource_version)
@@ -160,13 +173,13 @@ class StoreContract:
             assert part in message
         assert store.get(W, "rec-1") == second  # the loser changed nothing
 
-    def test_update_status_missing_record(self, store: store_api.Store) -> None:
+    def test_update_status_missing_record(self, store: store_api.Watchable) -> None:
         with pytest.raises(errors.NotFoundError, match="rec-x"):
             store.update_status(W, "rec-x", {"phase": "Approved"}, "1")
 
     # -- list -------------------------------------------------------------------------------
 
-    def test_list_order_and_filters(self, store: store_api.Store) -> None:
+    def test_list_order_and_filters(self, store: store_api.Watchable) -> None:
         a = store.upsert(W, "a", "default", "a", _spec("a")).record
         store.upsert(N, "b", "", "b", {"nodeGroup": "pool-b"})
         store.upsert(W, "c", "default", "c", _spec("c"))
@@ -190,7 +203,19 @@ class StoreContract:
 
     # -- watch ------------------------------------------------------------------------------
 
-    def test_watch_reports_every_write_in_order(self, store: store_api.Store) -> None:
+    def test_list_records_gives_the_version_to_watch_from(self, store: store_api.Watchable
+                                                          ) -> None:
+        empty, v0 = store.list_records(W)
+        assert empty == [] and v0 != ""
+        a = store.upsert(W, "a", "default", "a", _spec("a")).record
+        store.upsert(N, "b", "", "b", {"nodeGroup": "pool-b"})
+        recs, v1 = store.list_records(W)
+        assert recs == [a] and v1 != v0
+        assert [r.id for r in store.list_records(N)[0]] == ["b"]
+        assert _changes(store, W, v1, timeout=0.3) == []  # nothing after the list
+
+    def test_watch_reports_every_write_in_order(self, store: store_api.Watchable) -> None:
+        _, since = store.list_records(W)
         a = store.upsert(W, "a", "default", "a", _spec("a")).record
         store.upsert(N, "b", "", "b", {"nodeGroup": "pool-b"})
         a2 = store.update_status(W, "a", {"phase": "Approved"}, a.resource_version)
@@ -198,33 +223,40 @@ class StoreContract:
         store.upsert(W, "a", "default", "a", _spec("a", cpu="1"))
         store.upsert(W, "a", "default", "a", _spec("a", cpu="1"))  # replay: no change
 
-        seen = _changes(store)
-        assert [(c.type, c.record.id, c.record.phase, c.record.generation) for c in seen] == [
+        seen = _changes(store, W, since)
+        assert [(c.type, c.record.id, c.record.phase, c.record.generation)
+                for c in seen if c.record is not None] == [
             ("ADDED", "a", "Pending", 1),
-            ("ADDED", "b", "Pending", 1),
             ("MODIFIED", "a", "Approved", 1),
             ("MODIFIED", "a", "Applying", 1),
             ("MODIFIED", "a", "Applying", 2),
         ]
         assert seen[-1].record == store.get(W, "a")
-        assert len({c.record.resource_version for c in seen}) == len(seen)
+        assert [e.resource_version for e in seen] == [
+            e.record.resource_version for e in seen if e.record is not None]
+        assert len({c.resource_version for c in seen}) == len(seen)
+        # The other kind's watch sees only its own.
+        assert [(e.type, e.record.id) for e in _changes(store, N, since)
+                if e.record is not None] == [("ADDED", "b")]
 
         # Resuming after the second change yields exactly the later ones.
-        rest = _changes(store, since=seen[1].record.resource_version)
+        rest = _changes(store, W, seen[1].resource_version)
         assert rest == seen[2:]
-        assert _changes(store, since=seen[-1].record.resource_version) == []
+        assert _changes(store, W, seen[-1].resource_version, timeout=0.3) == []
 
-    def test_watch_timeout_with_nothing_new(self, store: store_api.Store) -> None:
+    def test_watch_timeout_with_nothing_new(self, store: store_api.Watchable) -> None:
+        _, since = store.list_records(W)
         t0 = time.monotonic()
-        assert _changes(store, timeout=0.2) == []
+        assert _changes(store, W, since, timeout=0.2) == []
         rec = store.upsert(W, "a", "default", "a", _spec("a")).record
         t1 = time.monotonic()
-        assert _changes(store, since=rec.resource_version, timeout=0.3) == []
+        assert _changes(store, W, rec.resource_version, timeout=0.3) == []
         t2 = time.monotonic()
         assert 0.2 <= t1 - t0 < 5
         assert 0.3 <= t2 - t1 < 5
 
-    def test_watch_waits_for_a_change(self, store: store_api.Store, reopen: Opener) -> None:
+    def test_watch_waits_for_a_change(self, store: store_api.Watchable, reopen: Opener
+                                      ) -> None:
         rec = store.upsert(W, "a", "default", "a", _spec("a")).record
 
         def write_later() -> None:
@@ -239,40 +271,49 @@ class StoreContract:
         t0 = time.monotonic()
         writer.start()
         try:
-            seen = _changes(store, since=rec.resource_version, timeout=10)
+            seen = _changes(store, W, rec.resource_version, timeout=10, first=True)
         finally:
             writer.join()
         assert time.monotonic() - t0 < 8  # returned on the change, not on the timeout
-        assert [(c.type, c.record.id, c.record.phase) for c in seen] == [
-            ("MODIFIED", "a", "Approved")]
+        assert [(c.type, c.record.id, c.record.phase)
+                for c in seen if c.record is not None] == [("MODIFIED", "a", "Approved")]
+
+    def test_watch_closed_from_another_thread_ends(self, store: store_api.Watchable) -> None:
+        _, since = store.list_records(W)
+        w = store.watch_records(W, since, 30)
+        threading.Timer(0.3, w.close).start()
+        t0 = time.monotonic()
+        assert [e for e in w if e.type != store_api.BOOKMARK] == []
+        assert time.monotonic() - t0 < 10
 
     # -- durability -------------------------------------------------------------------------
 
-    def test_survives_restart(self, store: store_api.Store, reopen: Opener) -> None:
+    def test_survives_restart(self, store: store_api.Watchable, reopen: Opener) -> None:
         a = store.upsert(W, "a", "default", "a", _spec("a")).record
         store.update_status(W, "a", {"phase": "Approved"}, a.resource_version)
         store.upsert(N, "b", "", "b", {"nodeGroup": "pool-b"})
         before_list = store.list()
-        before_changes = _changes(store)
+        _, version = store.list_records(W)
         store.close()
 
         again = reopen()
         try:
             assert again.list() == before_list
-            assert _changes(again) == before_changes
             # The new instance carries on where the old one stopped.
             cur = again.get(W, "a")
             assert cur is not None and cur.phase == "Approved"
             upd = again.update_status(W, "a", {"phase": "Applied"}, cur.resource_version)
-            assert upd.resource_version not in {
-                c.record.resource_version for c in before_changes}
+            assert upd.resource_version not in {r.resource_version for r in before_list}
+            # A watch from the version read before the restart sees the new write.
+            assert [(e.type, e.record.phase) for e in _changes(again, W, version, first=True)
+                    if e.record is not None] == [("MODIFIED", "Applied")]
             assert again.upsert(N, "b", "", "b", {"nodeGroup": "pool-b"}).changed is False
         finally:
             again.close()
 
     # -- concurrency ------------------------------------------------------------------------
 
-    def test_threads_racing_on_one_read(self, store: store_api.Store) -> None:
+    def test_threads_racing_on_one_read(self, store: store_api.Watchable) -> None:
         rec = store.upsert(W, "a", "default", "a", _spec("a")).record
         barrier = threading.Barrier(2)
         results: queue.Queue[tuple[str, object]] = queue.Queue()
@@ -299,8 +340,8 @@ class StoreContract:
         assert isinstance(winner, store_api.Record)
         assert store.get(W, "a") == winner
 
-    def test_processes_lose_no_update(self, store: store_api.Store, reopen: Opener) -> None:
-        store.upsert(W, "counter", "default", "counter", _spec("counter"))
+    def test_processes_lose_no_update(self, store: store_api.Watchable, reopen: Opener) -> None:
+        created = store.upsert(W, "counter", "default", "counter", _spec("counter")).record
         ctx = multiprocessing.get_context("spawn")
         start = ctx.Barrier(2)
         out = ctx.Queue()
@@ -320,12 +361,13 @@ class StoreContract:
         final = store.get(W, "counter")
         assert final is not None and final.status["count"] == 100
         conflicts = sum(c for _, c in reports)
-        status_writes = [c for c in _changes(store) if c.record.id == "counter"][1:]
+        status_writes = [c for c in _changes(store, W, created.resource_version)
+                         if c.record is not None and c.record.id == "counter"]
         assert len(status_writes) == 100, f"{conflicts} conflicts retried"
 
     # -- data -------------------------------------------------------------------------------
 
-    def test_unicode_round_trip(self, store: store_api.Store, reopen: Opener) -> None:
+    def test_unicode_round_trip(self, store: store_api.Watchable, reopen: Opener) -> None:
         spec = _spec("rec-ü")
         spec["reason"] = "Ünïcødé ✓ 日本語 🚀 \u00e9\u0301"
         rec = store.upsert(W, "rec-ü", "défaut", "rec-ü", spec).record
@@ -341,7 +383,7 @@ class StoreContract:
         finally:
             again.close()
 
-    def test_unknown_kind_rejected(self, store: store_api.Store) -> None:
+    def test_unknown_kind_rejected(self, store: store_api.Watchable) -> None:
         with pytest.raises(errors.PermanentError, match="Pod"):
             store.upsert("Pod", "x", "default", "x", {"a": 1})
         with pytest.raises(errors.PermanentError, match="Pod"):

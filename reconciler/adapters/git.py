@@ -136,10 +136,12 @@ def init_bare(path: str | Path) -> None:
 class Workspace:
     """A working clone used by one writer at a time (the caller holds the repository lock)."""
 
-    def __init__(self, repo: git.Repo, remote_url: str, depth: int = 0) -> None:
+    def __init__(self, repo: git.Repo, remote_url: str, depth: int = 0,
+                 author_email: str = AUTHOR_EMAIL) -> None:
         self.repo = repo
         self.remote_url = remote_url
         self.depth = depth
+        self.author_email = author_email  # commits by anyone else are someone else's
         # ref -> {path: blob sha}, valid until the next fetch: one ls-tree per ref per batch.
         self._trees: dict[str, dict[str, str]] = {}
 
@@ -159,13 +161,14 @@ class Workspace:
 
     @classmethod
     def open(cls, remote_url: str, dest: str | Path, base: str,
-             credentials: Credentials | None = None, depth: int = 0) -> Workspace:
+             credentials: Credentials | None = None, depth: int = 0,
+             author: tuple[str, str] = (AUTHOR_NAME, AUTHOR_EMAIL)) -> Workspace:
         """Clone ``remote_url`` into ``dest`` (or reuse and fetch an existing clone) at ``base``.
 
         A token embedded in ``remote_url`` is taken out of it and handled like
         ``credentials``: the clone's config only ever holds the bare URL. ``depth`` > 0
         keeps a shallow clone of that many commits per branch (a big repository's history
-        is not needed to edit its tip).
+        is not needed to edit its tip). ``author``: (name, email) of the writer's commits.
         """
         dest = Path(dest)
         url, embedded = split_credentials(remote_url)
@@ -181,11 +184,11 @@ class Workspace:
                                            multi_options=shallow)
                 repo.git.update_environment(**env)
             with repo.config_writer() as cw:
-                cw.set_value("user", "name", AUTHOR_NAME)
-                cw.set_value("user", "email", AUTHOR_EMAIL)
+                cw.set_value("user", "name", author[0])
+                cw.set_value("user", "email", author[1])
                 cw.set_value("core", "autocrlf", "false")
                 cw.set_value("credential", "helper", "")
-            ws = cls(repo, url, depth)
+            ws = cls(repo, url, depth, author_email=author[1])
             ws.fetch()
             if f"origin/{base}" not in [r.name for r in repo.remote("origin").refs]:
                 raise errors.ConfigError(f"base branch {base!r} does not exist in the repository")
@@ -215,7 +218,7 @@ class Workspace:
         except git.GitError as e:
             raise _translate(e, f"git log {branch}") from e
         return [ln.split()[0] for ln in out.splitlines()
-                if ln.strip() and ln.split()[-1] != AUTHOR_EMAIL]
+                if ln.strip() and ln.split()[-1] != self.author_email]
 
     def head(self) -> str:
         return str(self.repo.head.commit.hexsha)

@@ -106,6 +106,15 @@ class NotFound(errors.NotFoundError, _ApiDetails):
         self._set(code, reason, causes)
 
 
+class Expired(errors.ExpiredError, _ApiDetails):
+    """410 Gone: the resourceVersion asked for is older than the history the server keeps."""
+
+    def __init__(self, message: str, code: int = 410, reason: str = "Expired",
+                 causes: list[JSON] | None = None) -> None:
+        super().__init__(message)
+        self._set(code, reason, causes)
+
+
 class Invalid(errors.PermanentError, _ApiDetails):
     """422 (or another 4xx): the server refuses the request itself; causes name the fields."""
 
@@ -151,6 +160,8 @@ def translate(e: BaseException, what: str, *, guarded: bool = False) -> errors.R
             return Forbidden(text, code, reason, causes)
         if code == 404:
             return NotFound(text, code, reason, causes)
+        if code == 410:
+            return Expired(text, code, reason, causes)
         return Invalid(text, code, reason, causes)
     if isinstance(e, (urllib3.exceptions.HTTPError, OSError, TimeoutError)):
         return Unavailable(f"{what}: {type(e).__name__}: {e}")
@@ -237,6 +248,10 @@ class Options:
     timeout: float = 15.0         # per-request read timeout, seconds
     field_manager: str = FIELD_MANAGER
     service_account: str = ""     # who the audit log names besides the field manager
+    # How long what was read (workloads, HPAs, PDBs, nodes, pods) may be served from memory:
+    # None for one batch (a command), seconds for a long-lived operator, whose decisions
+    # must see an HPA created since; a patch is guarded by `test` operations either way.
+    cache_ttl: float | None = None
 
 
 EVICTION_DONE = "evicted"        # the server accepted the eviction (the pod terminates)
@@ -281,6 +296,7 @@ class Kube:
         self._node_pods_cache: dict[str, list[JSON]] = {}
         self._node_cache: dict[str, JSON | None] = {}
         self._lock = threading.Lock()
+        self._cached_at = time.monotonic()
         self.requests = 0  # requests sent (retries included): what the benchmark reports
 
     # ------------------------------------------------------------------ the one call site
@@ -338,7 +354,14 @@ class Kube:
             return self.autoscaling.patch_namespaced_horizontal_pod_autoscaler
         return getattr(self.apps, "patch_namespaced_" + _snake(kind))  # type: ignore
 
+    def _expire(self) -> None:
+        """Drop every cached read once it is older than ``cache_ttl``."""
+        ttl = self.options.cache_ttl
+        if ttl is not None and time.monotonic() - self._cached_at > ttl:
+            self.forget()
+
     def _objects(self, kind: str, namespace: str) -> dict[str, JSON]:
+        self._expire()
         with self._lock:
             cached = self._cache.get((kind, namespace))
         if cached is not None:
@@ -384,6 +407,7 @@ class Kube:
 
     def forget(self) -> None:
         with self._lock:
+            self._cached_at = time.monotonic()
             self._cache.clear()
             self._pdb_cache.clear()
             self._node_pods_cache.clear()
@@ -393,6 +417,7 @@ class Kube:
 
     def pdbs(self, namespace: str) -> list[JSON]:
         """The PodDisruptionBudgets (policy/v1) of a namespace: one LIST per namespace."""
+        self._expire()
         with self._lock:
             cached = self._pdb_cache.get(namespace)
         if cached is None:
@@ -405,6 +430,7 @@ class Kube:
 
     def pods_on_node(self, node: str) -> list[JSON]:
         """The pods bound to a node, all namespaces: one LIST (field selector) per node."""
+        self._expire()
         with self._lock:
             cached = self._node_pods_cache.get(node)
         if cached is not None:
@@ -413,6 +439,7 @@ class Kube:
 
     def node(self, name: str) -> JSON | None:
         """The Node, or None when it does not exist (remembered too: one GET per name)."""
+        self._expire()
         with self._lock:
             if name in self._node_cache:
                 obj = self._node_cache[name]

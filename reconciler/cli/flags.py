@@ -37,6 +37,10 @@ def add_policy(p: argparse.ArgumentParser) -> None:
                    help="sidecar timeout; no answer in time means deny (default: %(default)s)")
     p.add_argument("--opa-token-file", default="", metavar="FILE",
                    help="bearer token for the sidecar, read from this file")
+    p.add_argument("--opa-decision-path", default=settings.PolicySettings.decision_path,
+                   metavar="PATH",
+                   help="the decision document's path in the sidecar's data "
+                        "(default: %(default)s)")
 
 
 def add_kube(p: argparse.ArgumentParser) -> None:
@@ -75,6 +79,16 @@ def add_gitops(p: argparse.ArgumentParser) -> None:
                    help="branch the change is proposed against (default: %(default)s)")
     p.add_argument("--depth", type=int, default=0, metavar="N",
                    help="keep a shallow working clone of N commits (default: full history)")
+    p.add_argument("--repo-path", default="", metavar="DIR",
+                   help="look for manifests under this directory of the repository only "
+                        "(default: the whole repository, or the layout's paths)")
+    p.add_argument("--branch-prefix", default=settings.GitSettings.branch_prefix,
+                   metavar="PREFIX", help="of the branches the writer pushes "
+                                          "(default: %(default)s)")
+    p.add_argument("--author-name", default=settings.GitSettings.author_name, metavar="NAME",
+                   help="author of the writer's commits (default: %(default)s)")
+    p.add_argument("--author-email", default=settings.GitSettings.author_email,
+                   metavar="EMAIL", help="(default: %(default)s)")
     p.add_argument("--layout", type=Path, default=None, metavar="FILE",
                    help="where values live in the repository: plain manifests (default), a "
                         "Kustomize overlay or a Helm values file; see examples/layouts/")
@@ -143,6 +157,7 @@ def policy_settings(args: argparse.Namespace) -> settings.PolicySettings:
         policy_dir=Path(getattr(args, "policies", DEFAULT_POLICIES)),
         opa_url=getattr(args, "opa_url", ""), timeout=getattr(args, "opa_timeout", 2.0),
         token_file=getattr(args, "opa_token_file", ""),
+        decision_path=getattr(args, "opa_decision_path", settings.PolicySettings.decision_path),
         platform_data=getattr(args, "platform_data", None))
 
 
@@ -161,6 +176,9 @@ def _layout(args: argparse.Namespace) -> layout.Layout:
     lay = layout.load_layout(getattr(args, "layout", None))
     if getattr(args, "default_namespace", ""):
         lay = dataclasses.replace(lay, default_namespace=args.default_namespace)
+    where = str(getattr(args, "repo_path", "") or "").strip("/")
+    if where and lay.paths == ("",):  # a layout file that names its paths wins
+        lay = dataclasses.replace(lay, paths=(where,))
     return lay
 
 
@@ -186,7 +204,10 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
         git=settings.GitSettings(
             repo=repo, base=getattr(args, "base", "main"), layout=_layout(args),
             clone_dir=state / "clones" / _slug(repo), scope=getattr(args, "scope", "batch"),
-            depth=getattr(args, "depth", 0)),
+            depth=getattr(args, "depth", 0),
+            branch_prefix=getattr(args, "branch_prefix", settings.GitSettings.branch_prefix),
+            author_name=getattr(args, "author_name", settings.GitSettings.author_name),
+            author_email=getattr(args, "author_email", settings.GitSettings.author_email)),
         store=settings.StoreSettings(uri=getattr(args, "store", "") or default_store),
         forge=settings.ForgeSettings(
             kind=getattr(args, "forge", "local"), url=getattr(args, "forge_url", ""),
@@ -201,4 +222,5 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
             server_dry_run=bool(getattr(args, "server_dry_run", True)),
             drain_timeout=timeout),
         mode=mode, state_dir=state, now=getattr(args, "now", ""),
+        cluster_id=getattr(args, "cluster_id", "default") or "default",
     )

@@ -16,6 +16,7 @@ import sys
 
 from reconciler import __version__
 from reconciler.cli import apply, demo, policy, rollback, run, stream
+from reconciler.config import env
 from reconciler.domain import errors
 
 # The order of `reconciler --help`.
@@ -41,13 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+        if not args.verbose:
+            level = env.log_level(env.environ()) or level
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         rc: int = args.func(args)
         return rc
     except errors.ConfigError as e:

@@ -26,8 +26,12 @@ RUN_VARIABLES = {
     "DAKR_MODE": "mode", "DAKR_OPA_URL": "opa_url", "DAKR_GITOPS_REPO_URL": "repo",
     "DAKR_GITOPS_BASE_BRANCH": "base", "DAKR_GITOPS_PROVIDER": "forge",
     "DAKR_GITOPS_API_URL": "forge_url", "DAKR_HEALTH_ADDR": "health_addr",
-    "DAKR_METRICS_ADDR": "metrics_addr",
+    "DAKR_METRICS_ADDR": "metrics_addr", "DAKR_CLUSTER_ID": "cluster_id",
+    "DAKR_OPA_DECISION_PATH": "opa_decision_path", "DAKR_GITOPS_PATH": "repo_path",
+    "DAKR_GITOPS_BRANCH_PREFIX": "branch_prefix", "DAKR_GITOPS_AUTHOR_NAME": "author_name",
+    "DAKR_GITOPS_AUTHOR_EMAIL": "author_email",
 }
+LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
 
 
 def environ() -> Mapping[str, str]:
@@ -50,6 +54,17 @@ def run_defaults(env: Mapping[str, str]) -> dict[str, object]:
         if env.get(var, "").lower() in ("true", "1", "yes"):
             out[dest] = True
     return out
+
+
+def log_level(env: Mapping[str, str]) -> int | None:
+    """The level ``DAKR_LOG_LEVEL`` asks for (debug | info | warning | error), else None."""
+    text = env.get("DAKR_LOG_LEVEL", "").strip().lower()
+    if not text:
+        return None
+    if text not in LOG_LEVELS:
+        raise errors.ConfigError(f"DAKR_LOG_LEVEL: {text!r} is not one of debug, info, "
+                                 "warning, error")
+    return LOG_LEVELS[text]
 
 
 def state_dir(env: Mapping[str, str]) -> Path:

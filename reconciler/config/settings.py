@@ -26,6 +26,7 @@ class PolicySettings:
     token_file: str = ""       # bearer token for the sidecar, read at start
     # The platform's policy parameters (data.platform), when `run` receives them.
     platform_data: Path | None = None
+    decision_path: str = "dakr/decision"  # the decision document's path in OPA's data
     # Embedded engine: data files (None: DIR/data.yaml), and how often to look for changed
     # policy files (seconds; negative: never, for one-shot evaluations).
     data_files: tuple[Path, ...] | None = None
@@ -41,6 +42,8 @@ class GitSettings:
     # the namespace of manifests that set none (see examples/layouts/).
     layout: layout.Layout = field(default_factory=layout.Layout)
     branch_prefix: str = "dakr/"
+    author_name: str = "dakr-reconciler"       # who the commits are by
+    author_email: str = "dakr-reconciler@localhost"
     scope: str = "batch"       # one branch per: batch | namespace | workload
     depth: int = 0             # > 0: a shallow working clone of that many commits
     push_retries: int = 3
@@ -72,6 +75,7 @@ class KubeSettings:
     service_account: str = ""  # who the audit log names besides the field manager
     qps: float = 50.0          # client-side rate limit shared by every writer
     burst: int = 100
+    cache_ttl: float | None = None  # reads served from memory this long (None: one batch)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Settings:
     mode: str = "gitops"       # gitops | direct: the writer this process was configured for
     state_dir: Path = Path("state")  # local state: the store file, clones, stream cursor
     operator_namespace: str = "dakr-operator"
+    cluster_id: str = "default"  # how this cluster introduces itself to the platform
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch
 
     @property
@@ -186,16 +191,53 @@ def candidate_identity(pod_name: str = "") -> str:
     return f"{base}_{secrets.token_hex(4)}"
 
 
+_ADDR = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})")
+
+
+def check_addr(value: str, name: str) -> None:
+    """``[HOST]:PORT`` or empty; a ConfigError naming the setting otherwise."""
+    m = _ADDR.fullmatch(value) if value else None
+    if value and (m is None or not 0 <= int(m.group(1)) <= 65535):
+        raise errors.ConfigError(f"{name}: {value!r} is not [HOST]:PORT (e.g. :8081, "
+                                 "127.0.0.1:8081)")
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """`reconciler run`: where recommendations come from, probes, pace, leadership."""
+    """`reconciler run`: where recommendations come from, probes, pace, leadership.
+    Checked on construction, so that a bad flag or variable is a message naming it."""
 
     sources: tuple[str, ...] = ()  # platform:HOST:PORT, file:PATH, vpa:PATH, krr:PATH
-    health_addr: str = ""          # /healthz, /readyz (and /metrics) here
+    health_addr: str = ""          # /healthz, /readyz (and /metrics, POST /resync) here
     metrics_addr: str = ""         # /metrics alone here
-    interval: float = 60.0
-    idle: float = 2.0
-    once: bool = False
+    idle: float = 2.0              # --once: the stream ends after this long without news
+    once: bool = False             # do what there is to do, then exit
     platform_token_file: str | None = None  # re-read at every connection (rotation)
     platform_token: str = ""       # from a Secret mounted as a variable; a file wins
     leader: LeaderSettings = field(default_factory=LeaderSettings)
+    workers: int = 4               # keys processed at once (never one key twice)
+    resync: float = 60.0           # follow pull requests, re-read file sources, look again
+    batch_window: float = 2.0      # GitOps: a burst is over after this long without news ...
+    batch_max_wait: float = 30.0   # ... and never waits longer than this ...
+    batch_max: int = 1000          # ... nor gathers more targets than this
+    retry_base: float = 0.005      # a temporary outcome is retried after this, doubling ...
+    retry_max: float = 300.0       # ... up to this
+    watch_timeout: float = 300.0   # a watch request is renewed after this long
+    sync_timeout: float = 60.0     # the first list of the store must be done by then
+    shutdown_timeout: float = 25.0  # in-flight work may finish this long after SIGTERM
+    api_cache_ttl: float = 5.0     # workloads, HPAs, PDBs read at most this long ago
+
+    def __post_init__(self) -> None:
+        check_addr(self.health_addr, "--health-addr (DAKR_HEALTH_ADDR)")
+        check_addr(self.metrics_addr, "--metrics-addr (DAKR_METRICS_ADDR)")
+        for name, value in (("--workers", self.workers), ("--batch-max", self.batch_max)):
+            if value < 1:
+                raise errors.ConfigError(f"{name} must be at least 1, got {value}")
+        for name, v in (("--idle", self.idle), ("--resync", self.resync),
+                        ("--batch-window", self.batch_window),
+                        ("--batch-max-wait", self.batch_max_wait),
+                        ("--watch-timeout", self.watch_timeout),
+                        ("--shutdown-timeout", self.shutdown_timeout)):
+            if not v > 0 or math.isinf(v):
+                raise errors.ConfigError(f"{name} must be a positive number of seconds, "
+                                         f"got {v!r}")

@@ -105,9 +105,6 @@ class BatchStore:
             return None
         return self.remember(new)
 
-    def watch(self, since: str = "", timeout: float = 0.0) -> Any:
-        return self.inner.watch(since, timeout)
-
     def close(self) -> None:
         self.inner.close()
 

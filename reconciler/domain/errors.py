@@ -24,6 +24,11 @@ class ConflictError(TemporaryError):
     """Optimistic concurrency lost: someone else wrote first. Re-read, re-decide, retry."""
 
 
+class ExpiredError(TemporaryError):
+    """A watch asked for history the server no longer keeps (HTTP 410 Gone): list again and
+    watch from the list's version, as an informer does."""
+
+
 class NotFoundError(PermanentError):
     """The object asked for does not exist."""
 

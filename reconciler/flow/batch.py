@@ -9,7 +9,7 @@ is written before anything is decided, so what was taken in survives a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,9 +211,6 @@ class ReadOnly:
     def set_finalizers(self, kind: str, rec_id: str, finalizers: Sequence[str],
                        resource_version: str) -> store.Record | None:
         return self._inner.get(kind, rec_id)
-
-    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[store.Change]:
-        return self._inner.watch(since, timeout)
 
     def close(self) -> None:
         self._inner.close()

@@ -56,7 +56,8 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     batch = flow.Batch()
     live = flow.intake(docs, st, batch)
     with git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
-                            depth=cfg.git.depth) as ws:
+                            depth=cfg.git.depth,
+                            author=(cfg.git.author_name, cfg.git.author_email)) as ws:
         sources = _locate(ws, cfg, live, batch)
         cluster: dict[str, dict[str, Any]] | None = None
         if cluster_api is not None:

@@ -92,7 +92,8 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
         raise errors.PermanentError(f"{rec_id} has no recorded previous values")
     with git.repo_lock(cfg.git.clone_dir), \
             git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
-                               depth=cfg.git.depth) as ws:
+                               depth=cfg.git.depth,
+                               author=(cfg.git.author_name, cfg.git.author_email)) as ws:
         index = repo_index.Index.build(ws.root, cfg.git.layout, [key])
         source = index.locate(key)
         observed = index.observed(key)

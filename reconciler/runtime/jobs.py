@@ -18,6 +18,7 @@ from reconciler.direct import deletions
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, errors, results
 from reconciler.flow import batch as flow
+from reconciler.flow import decide
 from reconciler.gitops import pipeline, pullrequests, revert
 
 
@@ -95,14 +96,24 @@ def refused(item: results.ItemResult) -> bool:
 
 def rollback(parts: wiring.Parts, cfg: settings.Settings, rec_id: str,
              kind: str) -> tuple[results.ItemResult, bool]:
-    """The rollback the configured mode does, and whether it was carried out (or
-    proposed). A refusal by the repository or the cluster comes back as a result; only
-    temporary failures and unusable settings raise."""
+    """Take a change back through the writer that made it (a pull request is reverted by
+    one, a direct change restored in the cluster; the configured mode when the record does
+    not say), and whether it was carried out (or proposed). A refusal by the repository
+    or the cluster comes back as a result; only temporary failures and unusable settings
+    raise."""
+    rec = parts.store.get(kind, rec_id)
+    prev = (rec.status.get("previous") or {}) if rec is not None else {}
+    direct_change = bool(prev.get("set") or prev.get("cordoned"))
+    by_pr = rec is not None and bool(rec.status.get("pullRequest")) and not direct_change
+    writer = "gitops" if by_pr else "direct" if direct_change else cfg.mode
     try:
-        if cfg.mode == "direct":
-            item = direct_rollback(parts, rec_id, kind)
-            return item, not refused(item)
-        return gitops_rollback(parts, cfg, rec_id), True
+        if writer not in cfg.writers:
+            what, how = decide.WRITER_SETTINGS[writer]
+            raise errors.PermanentError(f"taking it back needs {what}; {how}")
+        if writer == "gitops":
+            return gitops_rollback(parts, cfg, rec_id), True
+        item = direct_rollback(parts, rec_id, kind)
+        return item, not refused(item)
     except errors.ConfigError:
         raise
     except (errors.NotFoundError, errors.PermanentError) as e:

@@ -1,14 +1,16 @@
 """Prometheus metrics of ``reconciler run``, served on ``/metrics``.
 
-A platform team running the operator wants to alert on three things without reading logs:
-rounds that stop succeeding (``dakr_last_successful_round_timestamp_seconds`` goes stale,
-``dakr_rounds_total{result="error"}`` grows), policy or API trouble (``Failed`` items,
-``PolicyUnavailable`` denials), and which replica leads (``dakr_leader``). Label values are
-bounded sets (sources, phases, modes, policy rule names), never recommendation ids or
-workload names, so the series count stays small whatever the cluster size.
+A platform team running the operator wants to alert on a few things without reading logs:
+work that stops succeeding (``dakr_last_successful_reconcile_timestamp_seconds`` goes
+stale, ``dakr_reconciles_total{result="error"}`` grows), a queue that does not drain
+(``dakr_workqueue_depth``, retries in backoff), policy or API trouble (``Failed`` items,
+``PolicyUnavailable`` denials, retries by reason), the platform stream being down
+(``dakr_stream_connected``), and which replica leads (``dakr_leader``). Label values are
+bounded sets (sources, phases, modes, reasons, policy rule names), never recommendation
+ids or workload names, so the series count stays small whatever the cluster size.
 
 Each ``Metrics`` has its own registry (not the process-global default), so tests and
-several loops in one process do not share counters.
+several operators in one process do not share counters.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import prometheus_client
 from reconciler.domain import results
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
-ROUND_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+WORK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
 class Metrics:
-    """The operator loop's counters, gauges and round-duration histogram."""
+    """The operator's counters, gauges and histograms."""
 
     def __init__(self) -> None:
         r = self.registry = prometheus_client.CollectorRegistry()
@@ -38,32 +41,48 @@ class Metrics:
             registry=r)
         self.items = prometheus_client.Counter(
             "dakr_batch_items_total",
-            "Recommendations a batch left in each phase, by apply mode", ["mode", "phase"],
-            registry=r)
+            "Outcomes of the operator's work on recommendations, by writer and phase",
+            ["mode", "phase"], registry=r)
         self.denials = prometheus_client.Counter(
             "dakr_policy_denials_total",
             "Deny reasons of policy decisions, by rule (PolicyUnavailable: no policy answer)",
             ["rule"], registry=r)
-        self.rounds = prometheus_client.Counter(
-            "dakr_rounds_total", "Rounds of the operator loop, by result (ok | error)",
-            ["result"], registry=r)
-        self.round_seconds = prometheus_client.Histogram(
-            "dakr_round_duration_seconds", "Wall time of one round (intake and batch)",
-            buckets=ROUND_BUCKETS, registry=r)
+        self.reconciles = prometheus_client.Counter(
+            "dakr_reconciles_total",
+            "Work-queue keys processed, by result (ok | retry | error)", ["result"],
+            registry=r)
+        self.work_seconds = prometheus_client.Histogram(
+            "dakr_work_duration_seconds", "Time to process one work-queue key",
+            buckets=WORK_BUCKETS, registry=r)
+        self.retries = prometheus_client.Counter(
+            "dakr_retries_total", "Temporary outcomes requeued with backoff, by reason",
+            ["reason"], registry=r)
+        self.depth = prometheus_client.Gauge(
+            "dakr_workqueue_depth", "Keys ready to be processed", registry=r)
+        self.waiting = prometheus_client.Gauge(
+            "dakr_workqueue_retrying", "Keys waiting out a retry backoff", registry=r)
         self.last_success = prometheus_client.Gauge(
-            "dakr_last_successful_round_timestamp_seconds",
-            "Unix time the last round completed without error (0: none yet)", registry=r)
-        self.pending = prometheus_client.Gauge(
-            "dakr_pending_recommendations",
-            "Recommendations the last round found still to decide", registry=r)
+            "dakr_last_successful_reconcile_timestamp_seconds",
+            "Unix time work on a key last completed without error (0: none yet)", registry=r)
+        self.batch_size = prometheus_client.Histogram(
+            "dakr_gitops_batch_recommendations",
+            "Recommendations gathered into one GitOps commit and pull request",
+            buckets=BATCH_BUCKETS, registry=r)
+        self.relists = prometheus_client.Counter(
+            "dakr_informer_lists_total",
+            "Full lists of a recommendation kind (at start, and after 410 Gone)", ["kind"],
+            registry=r)
+        self.stream_connected = prometheus_client.Gauge(
+            "dakr_stream_connected", "1 while the platform stream is open, else 0",
+            registry=r)
         self.leader = prometheus_client.Gauge(
             "dakr_leader", "1 while this replica holds the leader lease (or runs without "
             "leader election), else 0", registry=r)
         self.rollbacks = prometheus_client.Counter(
-            "dakr_rollbacks_total", "Rollback requests from the platform carried out "
-            "(done) or refused, by result", ["result"], registry=r)
-        for result in ("ok", "error"):
-            self.rounds.labels(result)  # both series exist from the start, at 0
+            "dakr_rollbacks_total", "Rollbacks carried out (done) or refused, by result",
+            ["result"], registry=r)
+        for result in ("ok", "retry", "error"):
+            self.reconciles.labels(result)  # every series exists from the start, at 0
 
     def observe_intake(self, by_source: dict[str, int], refused: dict[str, int]) -> None:
         for source, n in by_source.items():
@@ -71,19 +90,21 @@ class Metrics:
         for source, n in refused.items():
             self.refused.labels(source).inc(n)
 
-    def observe_batch(self, mode: str, items: Iterable[results.ItemResult]) -> None:
+    def observe_items(self, mode: str, items: Iterable[results.ItemResult]) -> None:
         for it in items:
             self.items.labels(mode, it.phase).inc()
             dec = it.decision
             if dec is not None and not dec.allow:
                 for rule in sorted({d.rule for d in dec.deny}):
                     self.denials.labels(rule).inc()
+            if it.retry:
+                self.retries.labels(it.retry).inc()
 
-    def observe_round(self, started: float, ok: bool) -> None:
-        """``started``: ``time.monotonic()`` when the round began."""
-        self.round_seconds.observe(time.monotonic() - started)
-        self.rounds.labels("ok" if ok else "error").inc()
-        if ok:
+    def observe_work(self, started: float, result: str) -> None:
+        """``started``: ``time.monotonic()`` when the key was taken."""
+        self.work_seconds.observe(time.monotonic() - started)
+        self.reconciles.labels(result).inc()
+        if result != "error":
             self.last_success.set(time.time())
 
     def exposition(self) -> bytes:

@@ -1,9 +1,26 @@
-"""``reconciler run``: the operator, composed from its parts.
+"""``reconciler run``: the operator, as every Kubernetes operator works.
 
-What runs: leader election around the loop of rounds (``loop``), each round's batch in
-the configured mode (``jobs``), the platform's rollback requests, probes and metrics on
-HTTP, and every phase reported up the stream. The CLI builds the settings and prints what
-a batch did (``on_batch``); everything else happens here.
+- It watches its recommendations (informers over the custom resources, or over the SQLite
+  file in local mode) and keeps them in a cache; each change worth work (a new one, a new
+  spec, a deletion, a rollback request) puts the key of the recommendation's *target* on
+  a rate-limited work queue, so two recommendations for one workload never run at once
+  and a change is looked at in milliseconds, not at the next round.
+- It holds one gRPC stream to the platform for its whole life: what arrives is stored,
+  acked and queued; phases and decisions go back up as they happen (an outbox on disk
+  holds them while the stream is down).
+- Workers take keys off the queue and carry the work out through the writer the decision
+  names: direct changes at once, pull requests gathered per repository for a short window
+  (``batcher``) into one commit and one pull request.
+- A temporary outcome (no policy answer, the API or the forge unavailable, a target that
+  keeps changing) leaves the recommendation Pending with a Retrying condition and its key
+  is queued again with per-key exponential backoff; a terminal one is not retried.
+- Open pull requests are followed every resync period and after each GitOps batch; a
+  ``POST /resync`` asks for it at once.
+- Only the leader works (a Lease); SIGTERM stops taking work, lets what is in flight
+  finish (a guarded patch happened or did not: nothing is half-applied) and releases it.
+
+The adapters are opened once for the process (one policy engine, which reloads changed
+policies and keeps the last good set; one API client; one store; one forge client).
 """
 
 from __future__ import annotations
@@ -13,93 +30,512 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from reconciler import wiring
+from reconciler.adapters.opa import platform_data as policy_data
+from reconciler.adapters.store import port as store
 from reconciler.config import settings
-from reconciler.domain import errors, model, results
+from reconciler.direct import apply as direct
+from reconciler.direct import cache as direct_cache
+from reconciler.direct import rollback as restore
+from reconciler.domain import clock, errors, model, results, status
 from reconciler.flow import batch as flow
-from reconciler.runtime import health as health_mod
-from reconciler.runtime import jobs, leader, loop, rollbacks, sources
+from reconciler.flow import decide, report
+from reconciler.gitops import pipeline, pullrequests
+from reconciler.runtime import (
+    batcher,
+    health,
+    informer,
+    jobs,
+    leader,
+    rollbacks,
+    sources,
+    workqueue,
+)
 from reconciler.runtime import metrics as metrics_mod
+from reconciler.stream import client
 from reconciler.stream import state as stream_state
 
 log = logging.getLogger(__name__)
 
 PLATFORM_DATA = "platform-data.json"  # the platform's policy parameters, under data.platform
+Target = informer.Target
+Docs = list[dict[str, Any]]
+
+
+def needs_work(rec: store.Record, writers: frozenset[str]) -> bool:
+    """Whether a recommendation has something for a worker to do: not decided yet (or its
+    spec changed since), or waiting for a writer the process now has."""
+    if rec.deleting:
+        return False
+    if not rec.observed or rec.phase == model.PENDING:
+        return True
+    if rec.phase == model.FAILED:
+        conds = rec.status.get("conditions") or []
+        mode = str((rec.status.get("decision") or {}).get("mode", ""))
+        return mode in writers and any(c.get("reason") == decide.WRITER_NOT_CONFIGURED
+                                       for c in conds)
+    return False
+
+
+def rollback_requested(rec: store.Record) -> rollbacks.RollbackRequest | None:
+    for c in rec.status.get("conditions") or []:
+        if c.get("type") == rollbacks.ROLLBACK_REQUESTED and c.get("status") == "True":
+            return rollbacks.RollbackRequest(rec.kind, rec.id, str(c.get("message", "")))
+    return None
+
+
+def worth_work(old: store.Record | None, new: store.Record | None) -> bool:
+    """What deserves a look: a new recommendation, a new spec, a deletion asked for, a
+    rollback request. A status-only change (most often the operator's own write) does
+    not, or every status write would wake the key again and defeat its backoff."""
+    if new is None:
+        return False
+    if old is None:
+        return True
+    return (new.generation != old.generation or new.deleting != old.deleting
+            or (rollback_requested(new) is not None and rollback_requested(old) is None))
 
 
 class Operator:
-    """One operator process: ``run()`` until SIGINT/SIGTERM (or one round with ``once``)."""
+    """One operator process: ``run()`` until SIGINT/SIGTERM (or, with ``once``, until it
+    has done all there is to do)."""
 
     def __init__(self, cfg: settings.Settings, run: settings.RunSettings, *,
                  dry_run: bool = False,
                  on_batch: Callable[[flow.Batch], object] = lambda _: None) -> None:
-        if not run.sources:
-            raise errors.ConfigError("no --source given and DAKR_API_ENDPOINT is not set")
         self.sources = [sources.Source.parse(x) for x in run.sources]
-        if run.interval <= 0 or run.idle <= 0:
-            raise errors.ConfigError("--interval and --idle must be positive")
+        self.platform = next((s for s in self.sources if s.kind == "platform"), None)
+        if not self.sources:
+            raise errors.ConfigError("no --source given and DAKR_API_ENDPOINT is not set")
         if cfg.mode == "gitops" and not cfg.git.repo:
             raise errors.ConfigError("--repo is required with --mode gitops (the default)")
-        # The platform's policy parameters (PolicyUpdate), under data.platform, kept here.
         self.platform_data = cfg.state_dir / PLATFORM_DATA
-        self.cfg = dataclasses.replace(cfg, policy=dataclasses.replace(
-            cfg.policy, platform_data=self.platform_data))
+        self.cfg = dataclasses.replace(
+            cfg, policy=dataclasses.replace(cfg.policy, platform_data=self.platform_data),
+            kube=dataclasses.replace(cfg.kube, cache_ttl=run.api_cache_ttl))
         self.run_settings = run
         self.dry_run = dry_run
         self.on_batch = on_batch
-        self.stream_path = stream_state.default_path(cfg.store.uri, None, cfg.state_dir)
-        self.reports_upstream = (any(s.kind == "platform" for s in self.sources)
-                                 and not dry_run)
         self.metrics = metrics_mod.Metrics()
-        self.health: health_mod.Health | None = None
+        self.queue: workqueue.WorkQueue[Target] = workqueue.WorkQueue(
+            workqueue.Backoff(base=run.retry_base, maximum=run.retry_max))
+        self.summary = flow.Batch()       # --once: everything done, printed at the end
+        self._summary_lock = threading.Lock()
+        self._resync_now = threading.Event()
+        self._stream_up = threading.Event()
+        # Keys whose work waits in a GitOps batch: what was done for them before, and when.
+        self._pending_items: dict[Target, tuple[list[results.ItemResult], float,
+                                                errors.ReconcilerError | None]] = {}
+        # Built in _start, for the process's life.
+        self.parts: wiring.Parts | None = None
+        self.cache = informer.Cache()
+        self.store: informer.CachedStore | None = None
+        self.informers: list[informer.Informer] = []
+        self.stream: client.StreamClient | None = None
+        self._stream_thread: threading.Thread | None = None
+        self._stream_state: stream_state.StreamState | None = None
+        self._workers: list[threading.Thread] = []
+        self.batcher: batcher.Batcher[Target, Docs] | None = None
+        self.health: health.Health | None = None
 
-    # ------------------------------------------------------------------ one round's work
+    # ------------------------------------------------------------------ readiness
 
-    def batch(self, docs: list[dict[str, Any]]) -> flow.Batch:
-        with wiring.open_parts(self.cfg) as parts:
-            if self.cfg.mode == "direct":
-                if not self.dry_run:
-                    for item in jobs.release_deletions(parts, self.cfg):
-                        log.info("deleted recommendation %s: %s: %s", item.id, item.phase,
-                                 item.message)
-                result = jobs.direct_batch(parts, self.cfg, docs, dry_run=self.dry_run)
-            else:
-                result = jobs.gitops_batch(parts, self.cfg, docs, dry_run=self.dry_run)
-        self.metrics.observe_batch(self.cfg.mode, result.items)
-        self.on_batch(result)
-        if self.reports_upstream:
-            loop.report_upstream(self.stream_path, result.items)
-        return result
+    def not_ready(self) -> str:
+        """Why /readyz says no ("" when ready)."""
+        if self.store is None:
+            return "starting"
+        for inf in self.informers:
+            if not inf.synced.is_set():
+                return f"the {inf.kind} store is not synced yet"
+            if not inf.healthy(stale_after=2 * self.run_settings.watch_timeout + 30):
+                return f"the watch of {inf.kind} is stale"
+        if self.parts is not None and self.parts.engine is not None \
+                and not self.parts.engine.healthy():
+            return "the policy engine does not answer"
+        if self.platform is not None and not self._stream_up.is_set():
+            return "the platform stream has not connected yet"
+        return ""
 
-    def rollbacks(self, todo: list[rollbacks.RollbackRequest]) -> None:
-        """The platform's rollback requests: direct mode restores the previous values,
-        GitOps mode proposes a revert pull request. A temporary failure leaves the request
-        open for the next round; a refusal closes it with the reason."""
-        done: list[tuple[rollbacks.RollbackRequest, results.ItemResult, bool]] = []
-        with wiring.open_parts(self.cfg, engine=False) as parts:
-            for req in todo:
+    # ------------------------------------------------------------------ events -> keys
+
+    def _changed(self, old: store.Record | None, new: store.Record | None) -> None:
+        if worth_work(old, new):
+            assert new is not None
+            self.queue.add(informer.target_of(new))
+
+    def _stored(self, recs: Sequence[store.Record]) -> None:
+        """The stream stored these: queue them now (the watch event follows, and collapses)."""
+        self.metrics.taken_in.labels("platform").inc(len(recs))
+        for r in recs:
+            self.queue.add(informer.target_of(r))
+
+    def _rollback_requested(self, kind: str, rec_id: str, reason: str) -> None:
+        assert self.store is not None
+        rollbacks.request(self.store, kind, rec_id, reason)
+        rec = self.store.get(kind or model.WORKLOAD, rec_id)
+        if rec is not None:
+            self.queue.add(informer.target_of(rec))
+
+    def _policy_updated(self, data: dict[str, Any]) -> None:
+        merged = policy_data.update(self.platform_data, data)
+        engine = self.parts.engine if self.parts is not None else None
+        put = getattr(engine, "put_data", None)
+        if callable(put):  # a sidecar keeps data in memory; the embedded engine reloads
+            put(policy_data.ROOT, merged)
+
+    # ------------------------------------------------------------------ the work
+
+    def _worker(self) -> None:
+        while True:
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                if self.queue.shutting_down:
+                    return
+                continue
+            started = time.monotonic()
+            try:
+                self.process(key, started)
+            except Exception as e:  # one bad target never stops the operator
+                log.exception("work on %s failed", "/".join(key))
+                self._finish(key, [], started, error=e)
+
+    def process(self, key: Target, started: float) -> None:
+        """Everything one target needs: roll back what is being deleted, carry out the
+        platform's rollback requests, decide and apply what is new. Calls ``_finish`` (at
+        once, or after the GitOps batch the key joined)."""
+        assert self.parts is not None and self.store is not None
+        cfg, parts = self.cfg, self.parts
+        recs = self.cache.for_targets([key])
+        view = informer.TargetView(self.store, [key])
+        items: list[results.ItemResult] = []
+        temporary: errors.ReconcilerError | None = None
+        for r in recs:
+            if r.deleting and direct_cache.FINALIZER in r.finalizers and parts.api is not None:
                 try:
-                    item, ok = jobs.rollback(parts, self.cfg, req.id, req.kind)
+                    items.append(restore.rollback(r.id, view, parts.api, kind=r.kind))
                 except errors.TemporaryError as e:
-                    log.warning("rollback of %s: %s; trying again next round", req.id, e)
+                    temporary = e
+            req = rollback_requested(r)
+            if req is not None and not r.deleting:
+                try:
+                    item, ok = jobs.rollback(parts, cfg, r.id, r.kind)
+                except errors.TemporaryError as e:
+                    temporary = e
                     continue
-                done.append((req, item, ok))
-            # Close the requests with what came of them.
-            for req, item, ok in done:
                 if not ok or not item.phase or item.phase == model.PENDING:
-                    rec = parts.store.get(req.kind, req.id)
-                    item.phase = rec.phase if rec is not None else item.phase
-                rollbacks.finish(parts.store, req, ok, item.message)
+                    cur = view.get(r.kind, r.id)
+                    item.phase = cur.phase if cur is not None else item.phase
+                rollbacks.finish(view, req, ok, item.message)
                 self.metrics.rollbacks.labels("done" if ok else "refused").inc()
-                log.log(logging.INFO if ok else logging.WARNING, "rollback of %s requested "
-                        "by the platform: %s: %s", req.id, item.phase, item.message)
-        if done and self.reports_upstream:
-            loop.report_upstream(self.stream_path, [item for _, item, _ in done])
+                items.append(item)
+        todo = [r.to_document() for r in self.cache.for_targets([key])
+                if needs_work(r, cfg.writers)]
+        if todo and cfg.mode == "gitops" and self.batcher is not None:
+            self.batcher.add(key, todo)  # _flush finishes the key with the batch
+            self._pending_items[key] = (items, started, temporary)
+            return
+        if todo:
+            out = direct.run(todo, cfg, view, parts.need_engine(), parts.need_api(),
+                             dry_run=self.dry_run)
+            items.extend(it for it in out.items
+                         if (it.kind, it.id) not in {(w.rec.kind, w.rec.id)
+                                                     for w in out.handoff})
+            if out.handoff and self.batcher is not None:
+                self.batcher.add(key, [w.document for w in out.handoff])
+                self._pending_items[key] = (items, started, temporary)
+                return
+        self._finish(key, items, started, error=temporary)
 
-    # ------------------------------------------------------------------ the process
+    def _flush(self, work: dict[Target, Docs]) -> None:
+        """One GitOps batch for the targets gathered in a window: one commit, one pull
+        request; what the policy routes to direct mode goes there in the same pass."""
+        assert self.parts is not None and self.store is not None
+        cfg, parts = self.cfg, self.parts
+        docs = [d for ds in work.values() for d in ds]
+        view = informer.TargetView(self.store, work)
+        self.metrics.batch_size.observe(len(docs))
+        out: flow.Batch | None = None
+        failure: errors.ReconcilerError | None = None
+        try:
+            out = pipeline.run(docs, cfg, view, parts.need_engine(), parts.need_prs(),
+                               dry_run=self.dry_run, routed=cfg.mode == "gitops",
+                               cluster_api=parts.api if cfg.cluster.facts else None)
+            if out.handoff and parts.api is not None:
+                jobs.merge(out, direct.run([w.document for w in out.handoff], cfg, view,
+                                           parts.need_engine(), parts.api,
+                                           dry_run=self.dry_run, routed=False))
+        except errors.ReconcilerError as e:
+            failure = e
+            log.warning("GitOps batch of %d recommendation(s) failed: %s", len(docs), e)
+            if isinstance(e, errors.TemporaryError) and not self.dry_run:
+                self._mark_retrying(view, docs, e)
+        except Exception as e:
+            failure = errors.PermanentError(f"{type(e).__name__}: {e}")
+            log.exception("GitOps batch of %d recommendation(s) failed", len(docs))
+        if out is not None:
+            with self._summary_lock:
+                jobs.merge(self.summary, dataclasses.replace(out, items=[]))
+        by_target: dict[Target, list[results.ItemResult]] = {}
+        index = {(d.get("kind"), (d.get("spec") or {}).get("recommendationId")): t
+                 for t, ds in work.items() for d in ds}
+        for it in (out.items if out is not None else []):
+            t = index.get((it.kind, it.id))
+            if t is not None:
+                by_target.setdefault(t, []).append(it)
+        for t in work:
+            items, started, temporary = self._pending_items.pop(t, ([], time.monotonic(),
+                                                                    None))
+            self._finish(t, items + by_target.get(t, []), started,
+                         error=failure or temporary)
+        if out is not None and not self.dry_run:
+            self._follow()
+
+    def _mark_retrying(self, view: informer.TargetView, docs: Docs,
+                       e: errors.ReconcilerError) -> None:
+        """A batch that could not reach the repository or the forge: each of its
+        recommendations says so, and is tried again with backoff."""
+        now = clock.rfc3339()
+        for d in docs:
+            rec = view.get(str(d.get("kind")), str((d.get("spec") or {}).get("recommendationId")))
+            if rec is None or rec.phase not in (model.PENDING, model.APPROVED):
+                continue
+            with_retry = status.retrying(status.from_dict(rec.status), "GitOpsUnavailable",
+                                         f"the repository or the forge is unavailable: {e}",
+                                         now)
+            try:
+                report.save_status(view, rec, with_retry)
+            except errors.ReconcilerError as err:
+                log.warning("%s: could not record the retry: %s", rec.id, err)
+
+    def _finish(self, key: Target, items: list[results.ItemResult], started: float, *,
+                error: BaseException | None = None) -> None:
+        """Report what came of a key, then requeue it with backoff (temporary) or forget
+        its failures (settled), and hand it back to the queue."""
+        try:
+            self.metrics.observe_items(self.cfg.mode, items)
+            for it in items:
+                log.info("%s %s: %s%s", it.id or "(invalid)", it.phase, it.message,
+                         f" (retry: {it.retry})" if it.retry else "")
+            if self.stream is not None and not self.dry_run:
+                for it in items:
+                    if it.id:
+                        self.stream.send_status(
+                            it.kind, it.id, it.phase, message=it.message,
+                            pull_request_url=it.pull_request,
+                            decision=it.to_json().get("decision"))
+            if self.run_settings.once:
+                with self._summary_lock:
+                    jobs.merge(self.summary, flow.Batch(items=list(items)))
+            retry = error is not None or any(it.retry for it in items)
+            if retry and not self.queue.shutting_down:
+                delay = self.queue.add_rate_limited(key)
+                self._note_next_try(items, delay)
+                result = "error" if error is not None and not isinstance(
+                    error, errors.TemporaryError) else "retry"
+            else:
+                self.queue.forget(key)
+                result = "ok"
+            self.metrics.observe_work(started, result)
+        finally:
+            self.queue.done(key)
+
+    def _note_next_try(self, items: Iterable[results.ItemResult], delay: float) -> None:
+        """Write when a temporary outcome is tried next into its Retrying condition."""
+        if self.store is None or self.dry_run:
+            return
+        at = clock.rfc3339(time.time() + delay)
+        for it in items:
+            if not it.retry:
+                continue
+            rec = self.store.get(it.kind, it.id)
+            if rec is None:
+                continue
+            cur = status.from_dict(rec.status)
+            cond = next((c for c in cur.conditions if c.type == status.RETRYING), None)
+            if cond is None or cond.status != "True" or "next try at" in cond.message:
+                continue
+            note = f"{cond.message}; next try at {at}"
+            try:
+                report.save_status(self.store, rec, cur.with_condition(dataclasses.replace(
+                    cond, message=note[:status.MESSAGE_LIMIT])))
+            except errors.ReconcilerError as e:
+                log.debug("%s: could not note the next try: %s", it.id, e)
+
+    # ------------------------------------------------------------------ periodic work
+
+    def _follow(self) -> None:
+        """Carry open pull requests to their end (merged, closed), and report it."""
+        if self.parts is None or self.parts.prs is None or self.store is None:
+            return
+        try:
+            done = pullrequests.follow_all(self.store, self.parts.prs, clock.rfc3339())
+        except errors.ReconcilerError as e:
+            log.warning("following pull requests: %s", e)
+            return
+        if done:
+            self._finish_followed(done)
+
+    def _finish_followed(self, items: list[results.ItemResult]) -> None:
+        self.metrics.observe_items("gitops", items)
+        if self.stream is not None:
+            for it in items:
+                self.stream.send_status(it.kind, it.id, it.phase, message=it.message,
+                                        pull_request_url=it.pull_request)
+        if self.run_settings.once:
+            with self._summary_lock:
+                jobs.merge(self.summary, flow.Batch(items=list(items)))
+
+    def _take_in_files(self) -> None:
+        if self.store is None or not any(s.kind != "platform" for s in self.sources):
+            return
+        got = sources.take_in(self.sources, self.store)
+        for reason in got.refused:
+            log.warning("refused: %s", reason)
+        self.metrics.observe_intake(got.by_source, got.refused_by_source)
+        for r in got.stored:
+            self.queue.add(informer.target_of(r))
+
+    def resync(self) -> None:
+        """What a resync period brings: the file sources again, the open pull requests, and
+        every recommendation that still has something to do (a missed event costs a
+        period, never the recommendation)."""
+        self._take_in_files()
+        self._follow()
+        for r in self.cache.all():
+            if needs_work(r, self.cfg.writers) or rollback_requested(r) is not None or (
+                    r.deleting and direct_cache.FINALIZER in r.finalizers):
+                self.queue.add(informer.target_of(r))
+
+    # ------------------------------------------------------------------ life cycle
+
+    def _start(self) -> None:
+        cfg, tuning = self.cfg, self.run_settings
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.parts = parts = wiring.build_parts(cfg)
+        watchable = parts.store
+        self.store = informer.CachedStore(
+            watchable, self.cache,
+            finalizers=(direct_cache.FINALIZER,) if "direct" in cfg.writers else ())
+        for kind in model.KINDS:
+            self.informers.append(informer.Informer(
+                watchable, kind, self.cache, self._changed,
+                watch_timeout=tuning.watch_timeout,
+                on_list=lambda k: self.metrics.relists.labels(k).inc()).start())
+        deadline = time.monotonic() + tuning.sync_timeout
+        for inf in self.informers:
+            if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
+                raise errors.TemporaryError(
+                    f"the {inf.kind} store did not sync within {tuning.sync_timeout:g}s")
+        if "gitops" in cfg.writers:
+            self.batcher = batcher.Batcher(self._flush, batcher.Window(
+                tuning.batch_window, tuning.batch_max_wait, tuning.batch_max)).start()
+        self._workers = [threading.Thread(target=self._worker, daemon=True,
+                                          name=f"worker-{i}") for i in range(tuning.workers)]
+        for t in self._workers:
+            t.start()
+        if self.platform is not None:
+            self._start_stream()
+
+    def _start_stream(self) -> None:
+        assert self.platform is not None and self.store is not None and self.parts is not None
+        run = self.run_settings
+        conn = client.ClientConfig(target=self.platform.where, cluster_id=self.cfg.cluster_id,
+                                   token_file=run.platform_token_file,
+                                   token=run.platform_token)
+        # Kept open until the operator stops: what is reported after the stream ended (a
+        # --once run) waits in the outbox for the next connection.
+        self._stream_state = state = stream_state.StreamState(
+            stream_state.default_path(self.cfg.store.uri, None, self.cfg.state_dir))
+        api = self.parts.api
+        self.stream = client.StreamClient(
+            conn, self.store, state,
+            crd_installer=client.KubeCrdInstaller(api.api_client) if api is not None else None,
+            on_rollback=self._rollback_requested, on_policy_update=self._policy_updated,
+            on_stored=self._stored)
+        stream = self.stream
+
+        def serve() -> None:
+            stream.run(until_idle=run.idle if run.once else None)
+
+        def watch_connection() -> None:
+            while self._stream_thread is not None and self._stream_thread.is_alive():
+                up = stream.connected.wait(0.2)
+                self.metrics.stream_connected.set(1 if up else 0)
+                if up:
+                    self._stream_up.set()
+
+        self._stream_thread = threading.Thread(target=serve, daemon=True, name="stream")
+        self._stream_thread.start()
+        threading.Thread(target=watch_connection, daemon=True, name="stream-probe").start()
+
+    def _idle(self) -> bool:
+        """--once: nothing left to do now (retries in backoff do not count). A GitOps
+        window still open is flushed at once: there is nothing more to wait for."""
+        stream_done = self._stream_thread is None or not self._stream_thread.is_alive()
+        if not stream_done or len(self.queue) or self.queue.processing():
+            return False
+        if self.batcher is None:
+            return True
+        left = self.batcher.take()
+        if left:
+            self._flush(left)
+        return self.batcher.idle() and self.queue.processing() == 0 and not len(self.queue)
+
+    def _stop(self) -> None:
+        tuning = self.run_settings
+        if self.stream is not None:
+            self.stream.stop()
+        for inf in self.informers:
+            inf.stop()
+        self.queue.shut_down()
+        deadline = time.monotonic() + tuning.shutdown_timeout
+        for t in self._workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self.batcher is not None:
+            left = self.batcher.stop(max(0.0, deadline - time.monotonic()))
+            if left:
+                log.info("stopping: %d target(s) left for the next leader (still Pending)",
+                         len(left))
+        if self._stream_thread is not None:
+            self._stream_thread.join(max(0.0, deadline - time.monotonic()))
+        for inf in self.informers:
+            inf.join(max(0.0, deadline - time.monotonic()))
+        if self._stream_state is not None:
+            self._stream_state.close()
+        if self.parts is not None:
+            self.parts.close()
+
+    def work(self, until: threading.Event) -> None:
+        """The operator while it leads: start, serve until ``until`` (or, once, until
+        idle), stop."""
+        run = self.run_settings
+        self.metrics.leader.set(1)
+        try:
+            self._start()
+            if self.health is not None:
+                self.health.check = self.not_ready
+                self.health.ready.set()
+            next_resync = 0.0
+            while not until.is_set():
+                if time.monotonic() >= next_resync or self._resync_now.is_set():
+                    self._resync_now.clear()
+                    self.resync()
+                    next_resync = time.monotonic() + run.resync
+                self.metrics.depth.set(len(self.queue))
+                self.metrics.waiting.set(self.queue.waiting())
+                if run.once and self._idle():
+                    self._follow()
+                    break
+                until.wait(0.05 if run.once else 0.5)
+        finally:
+            self._stop()
+            s = self.summary
+            if run.once and (s.items or s.pull_requests or s.branch):
+                self.on_batch(s)
 
     def run(self) -> int:
         run = self.run_settings
@@ -110,35 +546,28 @@ class Operator:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: stop.set())
-        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         metrics = self.metrics
-        self.health = (health_mod.Health(run.health_addr, metrics) if run.health_addr
-                       else None)
-        metrics_server = (health_mod.Health(run.metrics_addr, metrics, probes=False)
-                          if run.metrics_addr and run.metrics_addr != run.health_addr
-                          else None)
-
-        def work(until: threading.Event) -> object:
-            metrics.leader.set(1)
-            return loop.loop(
-                self.sources, lambda: wiring.open_store(self.cfg.store.uri, self.cfg.kube),
-                self.stream_path, self.batch, interval=run.interval, once=run.once,
-                stop=until, idle=run.idle, token_file=run.platform_token_file,
-                token=run.platform_token, health=self.health, metrics=metrics,
-                run_rollbacks=self.rollbacks,
-                platform_data=self.platform_data)
+        try:
+            self.health = (health.Health(run.health_addr, metrics, check=self.not_ready,
+                                         on_resync=self._resync_now.set)
+                           if run.health_addr else None)
+            metrics_server = (health.Health(run.metrics_addr, metrics, probes=False)
+                              if run.metrics_addr and run.metrics_addr != run.health_addr
+                              else None)
+        except (ValueError, OSError) as e:
+            raise errors.ConfigError(f"--health-addr / --metrics-addr: {e}") from e
 
         def standby() -> None:
             # A standby is ready: readiness gated on leadership would stall every rolling
             # update (the new pod cannot lead while the old one holds the lease).
             metrics.leader.set(0)
             if self.health is not None:
+                self.health.check = None
                 self.health.ready.set()
 
         def lost() -> None:
-            # The loop stops between rounds only; a round still running when a standby may
-            # take over (lease duration minus renew deadline from now) must not go on
-            # writing.
+            # Work may still be in flight when a standby may take over (lease duration
+            # minus renew deadline from now): it must not go on writing.
             metrics.leader.set(0)
             timer = threading.Timer(max(1.0, lead.lease_duration - lead.renew_deadline),
                                     lambda: os._exit(1))
@@ -146,8 +575,8 @@ class Operator:
             timer.start()
 
         try:
-            return leader.run_as_leader(lease_client, lead, stop, work, on_standby=standby,
-                                        on_lost=lost)
+            return leader.run_as_leader(lease_client, lead, stop, self.work,
+                                        on_standby=standby, on_lost=lost)
         finally:
             for server in (self.health, metrics_server):
                 if server is not None:

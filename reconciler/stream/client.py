@@ -62,6 +62,7 @@ class CrdInstaller(Protocol):
 
 RollbackHandler = Callable[[str, str, str], None]  # (kind, recommendation id, reason)
 PolicyUpdateHandler = Callable[[dict[str, Any]], None]
+StoredHandler = Callable[[Sequence[store.Record]], None]  # new or changed, durably stored
 
 
 @dataclass(frozen=True)
@@ -237,13 +238,17 @@ class StreamClient:
     def __init__(self, config: ClientConfig, st: store.Store, state: stream_state.StreamState,
                  *, crd_installer: CrdInstaller | None = None,
                  on_rollback: RollbackHandler | None = None,
-                 on_policy_update: PolicyUpdateHandler | None = None) -> None:
+                 on_policy_update: PolicyUpdateHandler | None = None,
+                 on_stored: StoredHandler | None = None) -> None:
         self.config = config
         self.store = st
         self.state = state
         self.crd_installer = crd_installer
         self.on_rollback = on_rollback
         self.on_policy_update = on_policy_update
+        # Told what each batch stored, once it is durable (the operator queues the work at
+        # once instead of waiting for the store's watch to report it).
+        self.on_stored = on_stored
         self.stats = Stats()
         self._stop = threading.Event()
         self._upstream_wakeup = threading.Event()
@@ -570,6 +575,13 @@ class StreamClient:
             else:
                 self.stats.duplicates += 1
             out.append(_ack(seq, item.id, duplicate=not res.changed))
+        if self.on_stored is not None:
+            changed = [r.record for r in results if r.changed]
+            if changed:
+                try:
+                    self.on_stored(changed)
+                except Exception:  # the acks stand: the records are stored
+                    log.exception("stream: on_stored failed")
         return out
 
     def _crd(self, m: stream_pb2.CrdUpdate) -> stream_pb2.Ack | stream_pb2.Nack:

@@ -21,11 +21,9 @@ timestamp only has second resolution.
 from __future__ import annotations
 
 import hashlib
-import queue
 import re
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from reconciler.adapters import kube
@@ -40,10 +38,9 @@ NAMESPACED = {model.WORKLOAD: True, model.NODE_GROUP: False}
 CREATED_ANNOTATION = f"{GROUP}/created"
 ID_LABEL = f"{GROUP}/recommendation-id"
 JSON = dict[str, Any]
-# Aliases: inside KubeStore the name ``list`` is the Store method.
+# An alias: inside KubeStore the name ``list`` is the Store method.
 _Anys = list[Any]
-_Kinds = list[str]
-_Seen = list[tuple[int, store.Change]]
+_Records = list[store.Record]
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -102,16 +99,20 @@ class KubeStore:
         self.kube = api
         self.namespace = namespace
         self._owns_client = owns_client
-        self._ns: dict[str, str] = {}  # id -> namespace of WorkloadRecommendations seen
+        # (kind, id) -> (namespace, name) of every object seen: an object may have any
+        # valid name (created with kubectl, say), so the id alone does not locate it.
+        self._where: dict[tuple[str, str], tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ helpers
 
-    def _list_objects(self, kind: str, **query: Any) -> tuple[list[JSON], str]:
+    def _list_objects(self, kind: str, namespace: str = "",
+                      **query: Any) -> tuple[list[JSON], str]:
         plural = _plural(kind)
         c = self.kube.custom
-        if NAMESPACED[kind] and self.namespace:
-            answer = self.kube.call(f"list {plural}", c.list_namespaced_custom_object,
-                                    GROUP, VERSION, self.namespace, plural, **query)
+        ns = (namespace or self.namespace or "") if NAMESPACED[kind] else ""
+        if ns:
+            answer = self.kube.call(f"list {plural} in {ns}", c.list_namespaced_custom_object,
+                                    GROUP, VERSION, ns, plural, **query)
         else:
             answer = self.kube.call(f"list {plural}", c.list_cluster_custom_object,
                                     GROUP, VERSION, plural, **query)
@@ -122,37 +123,61 @@ class KubeStore:
         rv = str((answer.get("metadata") or {}).get("resourceVersion", ""))
         return items, rv
 
-    def _get_object(self, kind: str, rec_id: str) -> JSON | None:
-        plural, name = _plural(kind), object_name(rec_id)
-        c = self.kube.custom
-        if not NAMESPACED[kind]:
+    def _get_object(self, kind: str, rec_id: str, namespace: str = "") -> JSON | None:
+        """The object whose ``spec.recommendationId`` is ``rec_id``, found by what it is:
+        where it was last seen, else under the name derived from the id, else by the id
+        label this store sets, else by scanning the kind's objects (one created with
+        kubectl may have any name and no label). ``namespace``: where it must be, when
+        known (a WorkloadRecommendation lives in its target's namespace)."""
+        plural, c = _plural(kind), self.kube.custom
+        ns_hint = (namespace or self.namespace or "") if NAMESPACED[kind] else ""
+        where = self._where.get((kind, rec_id))
+        if where is None and (ns_hint or not NAMESPACED[kind]):
+            where = (ns_hint, object_name(rec_id))
+        if where is not None:
+            ns, name = where
             try:
-                obj: JSON = self.kube.call(f"get {plural} {name}", c.get_cluster_custom_object,
-                                           GROUP, VERSION, plural, name)
+                if ns:
+                    obj: JSON = self.kube.call(f"get {plural} {ns}/{name}",
+                                               c.get_namespaced_custom_object, GROUP, VERSION,
+                                               ns, plural, name)
+                else:
+                    obj = self.kube.call(f"get {plural} {name}", c.get_cluster_custom_object,
+                                         GROUP, VERSION, plural, name)
             except errors.NotFoundError:
-                return None
-            return obj
-        ns = self._ns.get(rec_id) or self.namespace
-        if ns:
-            try:
-                obj = self.kube.call(f"get {plural} {ns}/{name}",
-                                     c.get_namespaced_custom_object, GROUP, VERSION, ns,
-                                     plural, name)
-            except errors.NotFoundError:
-                return None
-            return obj
-        # Unknown namespace: one list across namespaces, by name.
-        items, _ = self._list_objects(kind, field_selector=f"metadata.name={name}")
-        items = [o for o in items if (o.get("spec") or {}).get("recommendationId") == rec_id]
-        if not items:
-            return None
-        self._ns[rec_id] = items[0]["metadata"]["namespace"]
-        return items[0]
+                obj = {}
+            if (obj.get("spec") or {}).get("recommendationId", rec_id) == rec_id and obj:
+                obj.setdefault("kind", kind)
+                return obj
+            self._where.pop((kind, rec_id), None)
+        queries: list[dict[str, Any]] = []
+        if _LABEL_VALUE.match(rec_id) and len(rec_id) <= 63:
+            queries.append({"label_selector": f"{ID_LABEL}={rec_id}"})
+        if NAMESPACED[kind] and not ns_hint:
+            queries.append({"field_selector": f"metadata.name={object_name(rec_id)}"})
+        queries.append({})  # named otherwise and unlabelled (kubectl): look at them all
+        for query in queries:
+            items, _ = self._list_objects(kind, namespace=ns_hint, **query)
+            found = [o for o in items if (o.get("spec") or {}).get("recommendationId") == rec_id]
+            if found:
+                found.sort(key=_order)
+                self._remember(to_record(found[0]))
+                return found[0]
+        return None
 
     def _remember(self, rec: store.Record) -> store.Record:
-        if rec.kind == model.WORKLOAD:
-            self._ns[rec.id] = rec.namespace
+        self._where[(rec.kind, rec.id)] = (rec.namespace, rec.name)
         return rec
+
+    def _locate(self, kind: str, rec_id: str) -> tuple[str, str]:
+        """(namespace, name) of the record's object, read when not yet known."""
+        where = self._where.get((kind, rec_id))
+        if where is not None:
+            return where
+        cur = self._get_object(kind, rec_id)
+        if cur is None:
+            raise errors.NotFoundError(f"{kind} {rec_id} not found")
+        return str(cur["metadata"].get("namespace") or ""), str(cur["metadata"]["name"])
 
     # ------------------------------------------------------------------ Store protocol
 
@@ -173,7 +198,8 @@ class KubeStore:
                spec: dict[str, Any], *, finalizers: Sequence[str] = (),
                current: Any = store.UNREAD) -> store.UpsertResult:
         """Create, or replace a changed spec (the status is kept); the same spec is a replay
-        and sends no write. ``name`` is ignored: the object name derives from the id.
+        and sends no write. A new object is named after the id (``name`` is not used); an
+        existing one is found by its id, whatever its name.
 
         ``current``: the record as the caller last read it (None: known absent), which
         saves the read; a wrong guess only costs a conflict and a re-read.
@@ -185,7 +211,7 @@ class KubeStore:
             if attempt == 0 and current is not store.UNREAD:
                 cur = None if current is None else self._guess(kind, current)
             else:
-                cur = self._get_object(kind, rec_id)
+                cur = self._get_object(kind, rec_id, namespace)
             if cur is None:
                 try:
                     created = self._create(kind, rec_id, namespace, spec, finalizers)
@@ -248,13 +274,7 @@ class KubeStore:
     def update_status(self, kind: str, rec_id: str, status: dict[str, Any],
                       resource_version: str) -> store.Record:
         plural = _plural(kind)
-        ns = self._ns.get(rec_id, self.namespace or "") if NAMESPACED[kind] else ""
-        if NAMESPACED[kind] and not ns:
-            cur = self._get_object(kind, rec_id)
-            if cur is None:
-                raise errors.NotFoundError(f"{kind} {rec_id} not found")
-            ns = cur["metadata"]["namespace"]
-        name = object_name(rec_id)
+        ns, name = self._locate(kind, rec_id)
         meta: JSON = {"name": name, "resourceVersion": resource_version}
         if ns:
             meta["namespace"] = ns
@@ -286,15 +306,8 @@ class KubeStore:
         """See ``store.Store.set_finalizers``: a JSON Patch guarded on the resourceVersion
         (our own object's metadata, so the version is the right guard). None when the
         server deleted the object (the last finalizer of an object being deleted went)."""
-        plural, name = _plural(kind), object_name(rec_id)
-        ns = ""
-        if NAMESPACED[kind]:
-            ns = self._ns.get(rec_id, self.namespace or "")
-            if not ns:
-                cur = self._get_object(kind, rec_id)
-                if cur is None:
-                    raise errors.NotFoundError(f"{kind} {rec_id} not found")
-                ns = cur["metadata"]["namespace"]
+        plural = _plural(kind)
+        ns, name = self._locate(kind, rec_id)
         ops: _Anys = [{"op": "test", "path": "/metadata/resourceVersion",
                        "value": resource_version},
                       {"op": "add", "path": "/metadata/finalizers", "value": list(finalizers)}]
@@ -315,181 +328,72 @@ class KubeStore:
 
     # ------------------------------------------------------------------ watch
 
-    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[store.Change]:
-        """Changes after ``since`` in resourceVersion order, across both kinds.
+    def list_records(self, kind: str) -> tuple[_Records, str]:
+        """See ``store.Store.list_records``: one LIST, and its resourceVersion."""
+        items, rv = self._list_objects(kind)
+        items.sort(key=_order)
+        return [self._remember(to_record(o)) for o in items], rv
 
-        What is already there is read up to the newest object version seen by one LIST per
-        kind (so the call knows when it has caught up instead of waiting on a quiet stream);
-        when nothing is, it waits up to ``timeout`` for the first new change. ``since=""``
-        replays the server's whole event history, or, when the server no longer holds it
-        (410 Gone), reports the current objects as ADDED, as an informer would.
-        Resource versions are compared as integers, which holds for etcd revisions.
-        """
-        start = since or "1"
-        lists = {k: self._list_objects(k) for k in PLURALS}
-        newest = {k: max((int(o["metadata"]["resourceVersion"]) for o in objs), default=0)
-                  for k, (objs, _) in lists.items()}
-        list_rv = max(int(rv or 0) for _, rv in lists.values())
-        pending = [k for k in PLURALS if newest[k] > int(start)]
-        seen: _Seen = []
-        if pending:
-            try:
-                seen = self._catch_up(pending, start, newest)
-            except errors.ReconcilerError as e:
-                text = str(e).lower()
-                if since or ("too old" not in text and "expired" not in text):
-                    raise
-                seen = [(int(o["metadata"]["resourceVersion"]),
-                         store.Change("ADDED", to_record(o)))
-                        for objs, _ in lists.values() for o in objs]
-                seen.sort(key=lambda p: _order_key(p[1]))
-                for _, ch in seen:
-                    yield ch
-                return
-        seen.sort(key=lambda p: p[0])
-        if seen:
-            for _, ch in seen:
-                yield ch
-            return
-        if timeout <= 0:
-            return
-        yield from self._wait_first(str(max(list_rv, int(start))), timeout)
-
-    def _stream(self, kind: str, rv: str, timeout: float, out: queue.Queue[Any],
-                stop: threading.Event, opened: _Anys) -> None:
+    def watch_records(self, kind: str, since: str, timeout: float) -> _KubeWatch:
+        """See ``store.Store.watch_records``: a Kubernetes watch from ``since`` with
+        bookmarks, which the server ends after ``timeout``; a connection silent for longer
+        than that (a stalled watch) ends with a read timeout instead of hanging. 410 Gone
+        raises ``errors.ExpiredError``."""
         plural = _plural(kind)
         c = self.kube.custom
-        try:
-            fn: Any = c.list_cluster_custom_object
-            args: tuple[str, ...] = (GROUP, VERSION, plural)
-            if NAMESPACED[kind] and self.namespace:
-                fn = c.list_namespaced_custom_object
-                args = (GROUP, VERSION, self.namespace, plural)
-
-            def on_open(resp: Any) -> None:
-                opened.append(resp)
-                if stop.is_set():
-                    kube.close_stream(resp)
-
-            for ev in self.kube.watch_lines(f"watch {plural}", fn, *args, timeout=timeout,
-                                            on_open=on_open, resource_version=rv):
-                if stop.is_set():
-                    break
-                out.put(("event", kind, ev))
-        except Exception as e:  # reported to the consuming thread, which raises it
-            out.put(("error", kind, e))
-        out.put(("end", kind, None))
-
-    def _run_streams(self, kinds: _Kinds, rv: str, timeout: float,
-                     ) -> tuple[queue.Queue[Any], _Streams]:
-        q: queue.Queue[Any] = queue.Queue()
-        streams = _Streams()
-        streams.threads = [
-            threading.Thread(target=self._stream,
-                             args=(k, rv, timeout, q, streams.stop, streams.opened),
-                             daemon=True, name=f"kubestore-watch-{k}") for k in kinds]
-        for t in streams.threads:
-            t.start()
-        return q, streams
-
-    def _catch_up(self, kinds: _Kinds, start: str, newest: dict[str, int]) -> _Seen:
-        q, streams = self._run_streams(kinds, start, 30.0)
-        got: _Seen = []
-        open_kinds: set[str] = set(kinds)
-        deadline = time.monotonic() + 30.0
-        try:
-            while open_kinds:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise errors.TemporaryError("watch did not catch up within 30s")
-                what, kind, payload = q.get(timeout=left)
-                if what == "error":
-                    raise payload
-                if what == "end":
-                    open_kinds.discard(kind)
-                    continue
-                change = _change(payload)
-                if change is None:
-                    continue
-                rv = change[0]
-                if rv > int(start):
-                    got.append(change)
-                if rv >= newest[kind]:
-                    open_kinds.discard(kind)
-        except queue.Empty:
-            raise errors.TemporaryError("watch did not catch up within 30s") from None
-        finally:
-            streams.close()
-        return got
-
-    def _wait_first(self, rv: str, timeout: float) -> Iterator[store.Change]:
-        q, streams = self._run_streams(list(PLURALS), rv, timeout)
-        deadline = time.monotonic() + timeout
-        found: _Seen = []
-        ended: set[str] = set()
-        try:
-            while not found and len(ended) < len(PLURALS):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    what, kind, payload = q.get(timeout=left)
-                except queue.Empty:
-                    break
-                if what == "error":
-                    raise payload
-                if what == "end":
-                    ended.add(kind)
-                    continue
-                change = _change(payload)
-                if change is not None:
-                    found.append(change)
-            while True:  # whatever else already arrived with it
-                try:
-                    what, kind, payload = q.get_nowait()
-                except queue.Empty:
-                    break
-                change = _change(payload) if what == "event" else None
-                if change is not None:
-                    found.append(change)
-        finally:
-            streams.close()
-        found.sort(key=lambda p: p[0])
-        for _, ch in found:
-            yield ch
+        fn: Any = c.list_cluster_custom_object
+        args: tuple[str, ...] = (GROUP, VERSION, plural)
+        if NAMESPACED[kind] and self.namespace:
+            fn = c.list_namespaced_custom_object
+            args = (GROUP, VERSION, self.namespace, plural)
+        return _KubeWatch(self, kind, lambda on_open: self.kube.watch_lines(
+            f"watch {plural}", fn, *args, timeout=timeout, on_open=on_open,
+            resource_version=since))
 
     def close(self) -> None:
         if self._owns_client:
             self.kube.api_client.close()
 
 
-class _Streams:
-    """The watch threads of one ``watch`` call, closed together."""
+class _KubeWatch:
+    """One watch request's events as store events; ``close`` ends the stream at once."""
 
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.opened: list[Any] = []
-        self.threads: list[threading.Thread] = []
+    def __init__(self, st: KubeStore, kind: str,
+                 start: Callable[[Callable[[Any], None]], Iterator[JSON]]) -> None:
+        self._store, self._kind, self._start = st, kind, start
+        self._resp: Any = None
+        self._closed = threading.Event()
+
+    def _opened(self, resp: Any) -> None:
+        self._resp = resp
+        if self._closed.is_set():
+            kube.close_stream(resp)
 
     def close(self) -> None:
-        self.stop.set()
-        for resp in list(self.opened):
-            kube.close_stream(resp)
-        for t in self.threads:
-            t.join(5)
+        self._closed.set()
+        if self._resp is not None:
+            kube.close_stream(self._resp)
 
-
-def _order_key(ch: store.Change) -> tuple[str, str]:
-    return (ch.record.created_at, ch.record.name)
-
-
-def _change(ev: JSON) -> tuple[int, store.Change] | None:
-    """A watch event as a store change; None for bookmarks and deletions (the store has no
-    delete). A watch ERROR event (410 Gone, ...) raises."""
-    typ = ev.get("type")
-    obj = ev.get("object") or {}
-    if typ == "ERROR":
-        raise errors.TemporaryError(f"watch failed: {obj.get('message', obj)}")
-    if typ not in ("ADDED", "MODIFIED"):
-        return None
-    return int(obj["metadata"]["resourceVersion"]), store.Change(str(typ), to_record(obj))
+    def __iter__(self) -> Iterator[store.Event]:
+        for ev in self._start(self._opened):
+            if self._closed.is_set():
+                return
+            typ = str(ev.get("type", ""))
+            obj = ev.get("object") or {}
+            if typ == "ERROR":
+                if obj.get("code") == 410 or obj.get("reason") in ("Expired", "Gone"):
+                    why = obj.get("message", "resource version too old")
+                    raise errors.ExpiredError(f"watch {self._kind}: {why}")
+                raise errors.TemporaryError(f"watch {self._kind} failed: "
+                                            f"{obj.get('message', obj)}")
+            rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+            if typ == store.BOOKMARK:
+                yield store.Event(store.BOOKMARK, None, rv)
+            elif typ in (store.ADDED, store.MODIFIED, store.DELETED):
+                obj.setdefault("kind", self._kind)
+                rec = to_record(obj)
+                if typ == store.DELETED:
+                    self._store._where.pop((rec.kind, rec.id), None)
+                else:
+                    self._store._remember(rec)
+                yield store.Event(typ, rec, rv)

@@ -65,12 +65,26 @@ class UpsertResult:
     changed: bool  # the spec differed from the stored one (False: an idempotent replay)
 
 
+ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+
+
 @dataclass(frozen=True)
-class Change:
-    """One write seen by ``watch``; ``type`` is ADDED or MODIFIED, as in a Kubernetes watch."""
+class Event:
+    """One change seen by a watch, as in a Kubernetes watch: ADDED, MODIFIED, DELETED (the
+    record as it was last), or BOOKMARK (no record: the history up to ``resource_version``
+    holds nothing more for this watch)."""
 
     type: str
-    record: Record
+    record: Record | None
+    resource_version: str
+
+
+class Watch(Protocol):
+    """An open watch: iterate its events; ``close`` ends it early from any thread."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
 
 
 class Store(Protocol):
@@ -113,12 +127,21 @@ class Store(Protocol):
         (a local SQLite file) keeps none and returns the record as it is."""
         ...
 
-    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[Change]:
-        """Changes after resource version ``since`` ("" means from the start), in order.
-
-        Waits up to ``timeout`` seconds for the first change when there is none yet.
-        """
+    def close(self) -> None:
         ...
 
-    def close(self) -> None:
+
+class Watchable(Store, Protocol):
+    """A store that can be listed and watched, as an informer needs (the SQLite file and
+    the custom resources; the views one batch works through are plain ``Store``s)."""
+
+    def list_records(self, kind: str) -> tuple[list[Record], str]:
+        """Every record of ``kind`` in creation order, and the version to watch it from."""
+        ...
+
+    def watch_records(self, kind: str, since: str, timeout: float) -> Watch:
+        """The changes of ``kind`` after ``since`` (a version ``list_records`` or an event
+        gave), in order, until ``timeout`` seconds have passed or the watch is closed.
+        Raises ``errors.ExpiredError`` (on opening or while iterating) when the history
+        after ``since`` is gone: list again."""
         ...

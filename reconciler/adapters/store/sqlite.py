@@ -37,8 +37,7 @@ from typing import Any
 from reconciler.adapters.store import port as store
 from reconciler.domain import clock, errors, model
 
-ADDED = "ADDED"
-MODIFIED = "MODIFIED"
+ADDED, MODIFIED = store.ADDED, store.MODIFIED
 
 # Bump when the schema changes; a file with a newer schema is refused rather than misread.
 _SCHEMA_VERSION = 1
@@ -415,32 +414,27 @@ class SqliteStore:
             raise errors.NotFoundError(f"{kind} {rec_id!r} not found")
         return rec
 
-    def watch(self, since: str = "", timeout: float = 0.0) -> Iterator[store.Change]:
-        """See ``store.Store.watch``: every change after ``since``, then it returns.
+    def list_records(self, kind: str) -> tuple[builtins.list[store.Record], str]:
+        """See ``store.Store.list_records``: the records and the version, read in one
+        snapshot, so a watch from that version misses nothing and repeats nothing."""
+        _check_kind(kind)
+        conn = self._conn()
+        with translated():
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE kind = ? "
+                                    "ORDER BY seq", (kind,)).fetchall()
+                version = conn.execute(
+                    "SELECT value FROM counter WHERE row_key = 0").fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+        return [_record(r) for r in rows], str(version)
 
-        ``since`` is checked now rather than at the first ``next()``, so a bad version fails
-        where it is passed.
-        """
-        after = _parse_since(since)
-        return self._watch(after, time.monotonic() + max(timeout, 0.0))
-
-    def _watch(self, after: int, deadline: float) -> Iterator[store.Change]:
-        rows = self._changes_after(after)
-        while not rows:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(_POLL_SECONDS, remaining))
-            rows = self._changes_after(after)
-        while rows:
-            # Rows are fetched a page at a time and no read is held open across a yield,
-            # so a slow consumer never blocks the store's WAL checkpoints.
-            for rv, change_type, snapshot in rows:
-                yield store.Change(type=change_type, record=_from_snapshot(snapshot))
-                after = rv
-            if len(rows) < _WATCH_PAGE:
-                return
-            rows = self._changes_after(after)
+    def watch_records(self, kind: str, since: str, timeout: float) -> _PollWatch:
+        """See ``store.Store.watch_records``: the changes log polled every 50 ms. Nothing
+        is ever compacted away, so a watch never expires; ``since`` is checked now."""
+        _check_kind(kind)
+        return _PollWatch(self, kind, _parse_since(since), timeout)
 
     def _changes_after(self, after: int) -> _ChangeRows:
         conn = self._conn()
@@ -450,13 +444,6 @@ class SqliteStore:
                 "WHERE resource_version > ? ORDER BY resource_version LIMIT ?",
                 (after, _WATCH_PAGE)).fetchall()
         return rows
-
-    def latest_version(self) -> str:
-        """The newest resource version ("0" for an empty store): where a new watch starts."""
-        conn = self._conn()
-        with translated():
-            value = conn.execute("SELECT value FROM counter WHERE row_key = 0").fetchone()[0]
-        return str(value)
 
     def close(self) -> None:
         """Close every thread's connection; the store cannot be used afterwards."""
@@ -496,3 +483,35 @@ def _existing(tx: Any, items: Sequence[_Item]) -> dict[tuple[str, str], tuple[st
             for row in rows:
                 found[(row[0], row[1])] = (row[4], _record(row))
     return found
+
+
+class _PollWatch:
+    """A watch on the changes log: rows after the last version seen, one page at a time,
+    no read held open across a yield (a slow consumer never blocks WAL checkpoints)."""
+
+    def __init__(self, st: SqliteStore, kind: str, after: int, timeout: float) -> None:
+        self._store, self._kind, self._after = st, kind, after
+        self._deadline = time.monotonic() + max(timeout, 0.0)
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[store.Event]:
+        while not self._closed.is_set():
+            rows = self._store._changes_after(self._after)
+            mine = False
+            for rv, change_type, snapshot in rows:
+                self._after = rv
+                rec = _from_snapshot(snapshot)
+                if rec.kind == self._kind:
+                    mine = True
+                    yield store.Event(change_type, rec, str(rv))
+            if rows and not mine:
+                yield store.Event(store.BOOKMARK, None, str(self._after))
+            if len(rows) == _WATCH_PAGE:
+                continue
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._closed.wait(min(_POLL_SECONDS, remaining))

@@ -1,18 +1,18 @@
-"""`reconciler run`: the operator loop over its sources, one round at a time (--once).
+"""`reconciler run --once`: the operator does what there is to do, prints it, and exits.
 
 Cases:
-- file and VPA sources in one round: both are taken into the store and decided in one
-  batch (the VPA one is refused by the default policy, which wants a confidence VPA does
-  not give); the malformed document of the file is refused on its own;
+- file and VPA sources: both are taken into the store and decided, in one GitOps batch
+  (the VPA one is refused by the default policy, which wants a confidence VPA does not
+  give); the malformed document of the file is refused on its own;
 - the platform source: recommendations arrive over gRPC from the reference platform on
-  loopback, are acked once stored, and the round's batch proposes them;
-- a second round finds nothing pending and makes no commit;
-- each round's decisions go up the stream (status updates) on the next connection, once,
-  in order;
+  loopback, are acked once stored, and proposed in one pull request;
+- a second run finds nothing pending, prints nothing and makes no commit;
+- decisions made after the stream went idle wait in the outbox and go up on the next
+  connection, once, in order;
 - a recommendation whose spec changes (same id, new generation) is decided again;
 - unusable --source values and a missing --repo exit 2;
-- /healthz and /readyz (ready after the first round); the DAKR_* environment the chart
-  sets becomes the defaults of `run` (table).
+- /healthz and /readyz; the DAKR_* environment the chart sets becomes the defaults of
+  `run` (table).
 """
 
 from __future__ import annotations

@@ -2,21 +2,18 @@
 
 Cases:
 - end to end: `reconciler run` (the real CLI, GitOps mode, a file source, the embedded
-  OPA engine and the default policy) serves /metrics on --metrics-addr; after its first
-  round the scrape shows the round, the recommendations taken in and refused by source,
-  the items per mode and phase (the same counts as the store holds), the policy denials
-  by rule, the leader gauge and a last-success timestamp; SIGTERM ends it between rounds;
+  OPA engine and the default policy) serves /metrics on --metrics-addr; once its work is
+  done the scrape shows the keys reconciled, the recommendations taken in and refused by
+  source, the outcomes per writer and phase (the same counts as the store holds), the
+  policy denials by rule, one GitOps batch for all of them, the store's lists, an empty
+  work queue, the leader gauge and a last-success timestamp; SIGTERM ends it;
 - the metrics port serves /metrics only (no probes), the health port serves both;
-- a round that fails with a temporary error is counted (result="error"), logged, and the
-  loop goes on: the next round succeeds and decides the same recommendations; a
-  permanent error ends the loop, counted too;
 - series labels are bounded: no recommendation id or workload name appears in a scrape.
 """
 
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.store import sqlite as sqlite_store
-from reconciler.domain import errors, model
-from reconciler.runtime import loop as run
-from reconciler.runtime import metrics, sources
+from reconciler.domain import model
 from tests.integration.run_support import free_port, get, run_until, samples, value
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,25 +40,29 @@ def test_run_serves_metrics(origin: Path, tmp_path: Path,
 
     rc, scraped = run_until(
         ["run", "--repo", str(origin), "--state-dir", str(tmp_path / "state"), "--now", NOW,
-         "--output", "json", "--source", f"file:{RECS}", "--interval", "30",
+         "--output", "json", "--source", f"file:{RECS}", "--resync", "30",
+         "--batch-window", "0.5",
          "--metrics-addr", f"127.0.0.1:{mport}", "--health-addr", f"127.0.0.1:{hport}"],
-        mport, lambda text: 'dakr_rounds_total{result="ok"} 1.0' in text, probes)
+        mport, lambda text: value(samples(text), "dakr_batch_items_total", mode="gitops",
+                                  phase=model.APPLYING) >= 1, probes)
     capsys.readouterr()
     assert rc == 0
-    assert "metrics" in scraped, "no successful round was scraped"
+    assert "metrics" in scraped, "the work was never scraped done"
     assert scraped["metrics_port_healthz"] == 404  # the metrics port serves /metrics only
     assert scraped["health_port_metrics"] == 200 and scraped["readyz"] == 200
 
     m = samples(scraped["metrics"])
-    assert value(m, "dakr_rounds_total", result="ok") == 1
-    assert value(m, "dakr_rounds_total", result="error") == 0
-    assert value(m, "dakr_round_duration_seconds_count") == 1
-    assert value(m, "dakr_last_successful_round_timestamp_seconds") > time.time() - 120
+    # examples/recommendations.yaml: 14 well-formed for 14 workloads, 1 malformed.
+    assert value(m, "dakr_reconciles_total", result="ok") == 14
+    assert value(m, "dakr_reconciles_total", result="error") == 0
+    assert value(m, "dakr_work_duration_seconds_count") == 14
+    assert value(m, "dakr_last_successful_reconcile_timestamp_seconds") > time.time() - 120
     assert value(m, "dakr_leader") == 1
-    # examples/recommendations.yaml: 14 well-formed, 1 malformed.
     assert value(m, "dakr_recommendations_taken_in_total", source="file") == 14
     assert value(m, "dakr_recommendations_refused_total", source="file") == 1
-    assert value(m, "dakr_pending_recommendations") == 14
+    assert value(m, "dakr_gitops_batch_recommendations_count") == 1  # one window, one PR
+    assert value(m, "dakr_informer_lists_total", kind=model.WORKLOAD) == 1
+    assert value(m, "dakr_workqueue_depth") == 0
 
     st = sqlite_store.SqliteStore(tmp_path / "state" / "reconciler.db")
     try:
@@ -79,42 +78,3 @@ def test_run_serves_metrics(origin: Path, tmp_path: Path,
     assert sum(denials.values()) >= counted[model.REJECTED]
     assert "rec-0001" not in scraped["metrics"]  # no per-recommendation series
     assert "cartservice" not in scraped["metrics"]
-
-
-def test_temporary_error_is_counted_and_the_loop_goes_on(tmp_path: Path) -> None:
-    m = metrics.Metrics()
-    db = tmp_path / "s.db"
-    calls: list[int] = []
-    stop = threading.Event()
-
-    def batch(docs: list[dict[str, Any]]) -> object:
-        calls.append(len(docs))
-        if len(calls) == 1:
-            raise errors.TemporaryError("git remote unreachable")
-        stop.set()
-        return None
-
-    rounds = run.loop([sources.Source("file", str(RECS))], lambda: sqlite_store.SqliteStore(db),
-                      tmp_path / "stream.db", batch, interval=0.01, once=False, stop=stop,
-                      metrics=m)
-    assert rounds == 2
-    assert calls == [14, 14]  # the failed round lost nothing: the same 14 again
-    scrape = samples(m.exposition().decode())
-    assert value(scrape, "dakr_rounds_total", result="error") == 1
-    assert value(scrape, "dakr_rounds_total", result="ok") == 1
-    assert value(scrape, "dakr_recommendations_taken_in_total", source="file") == 14
-
-
-def test_permanent_error_ends_the_loop(tmp_path: Path) -> None:
-    m = metrics.Metrics()
-
-    def batch(docs: list[dict[str, Any]]) -> object:
-        raise errors.ConfigError("no such repository")
-
-    with pytest.raises(errors.ConfigError):
-        run.loop([sources.Source("file", str(RECS))],
-                 lambda: sqlite_store.SqliteStore(tmp_path / "s.db"), tmp_path / "stream.db",
-                 batch, interval=0.01, once=False, stop=threading.Event(), metrics=m)
-    scrape = samples(m.exposition().decode())
-    assert value(scrape, "dakr_rounds_total", result="error") == 1
-    assert value(scrape, "dakr_last_successful_round_timestamp_seconds") == 0

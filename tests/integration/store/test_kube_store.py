@@ -124,11 +124,14 @@ def test_watch_after_compaction(kubeapi: KubeApi, real_store: kube_store.KubeSto
     real_store.update_status("WorkloadRecommendation", "a", {"phase": "Approved"},
                              a.resource_version)
     kubeapi.store.compact()
-    seen = list(real_store.watch())
-    assert [(c.type, c.record.id, c.record.phase) for c in seen] == [
-        ("ADDED", "a", "Approved")]
-    with pytest.raises(errors.TemporaryError, match="too old"):
-        list(real_store.watch(since=a.resource_version))
+    # The history after a's creation is gone: 410 Gone, raised as ExpiredError ...
+    with pytest.raises(errors.ExpiredError, match="too old"):
+        list(real_store.watch_records("WorkloadRecommendation", a.resource_version, 2))
+    # ... and a new list gives the current objects and a version to watch from.
+    recs, version = real_store.list_records("WorkloadRecommendation")
+    assert [(r.id, r.phase) for r in recs] == [("a", "Approved")]
+    assert [e.type for e in real_store.watch_records("WorkloadRecommendation", version, 1)
+            if e.type != "BOOKMARK"] == []
 
 
 def test_status_write_retried_on_500(kubeapi: KubeApi,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from reconciler.adapters.store import port as store_api
 from reconciler.adapters.store import sqlite as sqlite_store
 from reconciler.domain import errors, model
 
@@ -76,19 +77,33 @@ def test_file_created_in_wal_mode(sq: sqlite_store.SqliteStore, db_path: pathlib
         raw.close()
 
 
+def history(sq: sqlite_store.SqliteStore) -> list[store_api.Event]:
+    """Every change the file's log holds, both kinds, in order."""
+    events = [e for kind in (W, model.NODE_GROUP) for e in sq.watch_records(kind, "0", 0)
+              if e.type != store_api.BOOKMARK]
+    return sorted(events, key=lambda e: int(e.resource_version))
+
+
+def latest(sq: sqlite_store.SqliteStore) -> str:
+    return sq.list_records(W)[1]
+
+
 def test_versions_are_one_increasing_counter(sq: sqlite_store.SqliteStore) -> None:
-    assert sq.latest_version() == "0"
+    assert latest(sq) == "0"
     a = sq.upsert(W, "a", "default", "a", {"x": 1}).record
     b = sq.upsert(model.NODE_GROUP, "b", "", "b", {"y": 1}).record
     a2 = sq.update_status(W, "a", {"phase": "Approved"}, a.resource_version)
     a3 = sq.upsert(W, "a", "default", "a", {"x": 2}).record
     versions = [int(r.resource_version) for r in (a, b, a2, a3)]
     assert versions == sorted(versions) and len(set(versions)) == 4
-    assert sq.latest_version() == a3.resource_version
+    assert latest(sq) == a3.resource_version
     sq.upsert(W, "a", "default", "a", {"x": 2})  # replay
-    assert sq.latest_version() == a3.resource_version
-    # Watching from latest_version() sees only what comes next.
-    assert list(sq.watch(since=sq.latest_version())) == []
+    assert latest(sq) == a3.resource_version
+    # Watching from the list's version sees only what comes next.
+    assert list(sq.watch_records(W, latest(sq), 0)) == []
+    # The log keeps every change (a restarted operator can resume from any version).
+    assert [(e.type, e.record.id) for e in history(sq) if e.record is not None] == [
+        ("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("MODIFIED", "a")]
 
 
 def test_watch_pages(sq: sqlite_store.SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,15 +111,16 @@ def test_watch_pages(sq: sqlite_store.SqliteStore, monkeypatch: pytest.MonkeyPat
     rec = sq.upsert(W, "a", "default", "a", {"x": 0}).record
     for i in range(1, 8):
         rec = sq.update_status(W, "a", {"phase": "Applying", "step": i}, rec.resource_version)
-    seen = list(sq.watch())
-    assert [c.record.status.get("step") for c in seen] == [None, 1, 2, 3, 4, 5, 6, 7]
+    seen = history(sq)
+    assert [c.record.status.get("step") for c in seen if c.record is not None] == [
+        None, 1, 2, 3, 4, 5, 6, 7]
     assert [c.type for c in seen] == ["ADDED"] + ["MODIFIED"] * 7
 
 
 @pytest.mark.parametrize("since", ["abc", "-1", "1.5"])
 def test_watch_rejects_malformed_since(sq: sqlite_store.SqliteStore, since: str) -> None:
     with pytest.raises(errors.PermanentError, match="invalid resource version"):
-        sq.watch(since=since)
+        sq.watch_records(W, since, 0)
 
 
 def test_locked_database_is_temporary(db_path: pathlib.Path) -> None:
@@ -119,7 +135,7 @@ def test_locked_database_is_temporary(db_path: pathlib.Path) -> None:
         holder.execute("ROLLBACK")
         # Once the lock is gone the same call succeeds, and the failed one left nothing.
         assert s.upsert(W, "a", "default", "a", {"x": 1}).created is True
-        assert len(list(s.watch())) == 1
+        assert len(history(s)) == 1
     finally:
         holder.close()
         s.close()
