@@ -62,16 +62,25 @@ from reconciler.stream import state as stream_state
 log = logging.getLogger(__name__)
 
 PLATFORM_DATA = "platform-data.json"  # the platform's policy parameters, under data.platform
+# A watch event waits this long before its key is worked on, so that recommendations
+# created together (`kubectl apply` of a file, a batch the platform sends) are decided and
+# applied together instead of one by one.
+COALESCE = 0.25
 Target = informer.Target
 Docs = list[dict[str, Any]]
 
 
 def needs_work(rec: store.Record, writers: frozenset[str]) -> bool:
     """Whether a recommendation has something for a worker to do: not decided yet (or its
-    spec changed since), or waiting for a writer the process now has."""
+    spec changed since), a direct change interrupted (Applying without a pull request: the
+    process stopped between recording the way back and the patch; looking again finds the
+    values applied or applies them, never twice), or waiting for a writer the process now
+    has."""
     if rec.deleting:
         return False
     if not rec.observed or rec.phase == model.PENDING:
+        return True
+    if rec.phase == model.APPLYING and not rec.status.get("pullRequest"):
         return True
     if rec.phase == model.FAILED:
         conds = rec.status.get("conditions") or []
@@ -109,8 +118,10 @@ class Operator:
                  on_batch: Callable[[flow.Batch], object] = lambda _: None) -> None:
         self.sources = [sources.Source.parse(x) for x in run.sources]
         self.platform = next((s for s in self.sources if s.kind == "platform"), None)
-        if not self.sources:
-            raise errors.ConfigError("no --source given and DAKR_API_ENDPOINT is not set")
+        if not self.sources and cfg.store.uri != "kube":
+            # The custom resources are a source of their own; a local file store is not.
+            raise errors.ConfigError("no --source given and DAKR_API_ENDPOINT is not set "
+                                     "(with --store kube, the custom resources suffice)")
         if cfg.mode == "gitops" and not cfg.git.repo:
             raise errors.ConfigError("--repo is required with --mode gitops (the default)")
         self.platform_data = cfg.state_dir / PLATFORM_DATA
@@ -165,10 +176,10 @@ class Operator:
     def _changed(self, old: store.Record | None, new: store.Record | None) -> None:
         if worth_work(old, new):
             assert new is not None
-            self.queue.add(informer.target_of(new))
+            self.queue.add_after(informer.target_of(new), COALESCE)
 
     def _stored(self, recs: Sequence[store.Record]) -> None:
-        """The stream stored these: queue them now (the watch event follows, and collapses)."""
+        """The stream stored a batch: queue it now, whole (its watch events follow)."""
         self.metrics.taken_in.labels("platform").inc(len(recs))
         for r in recs:
             self.queue.add(informer.target_of(r))
@@ -463,10 +474,12 @@ class Operator:
 
         def watch_connection() -> None:
             while self._stream_thread is not None and self._stream_thread.is_alive():
-                up = stream.connected.wait(0.2)
+                up = stream.connected.is_set()
                 self.metrics.stream_connected.set(1 if up else 0)
                 if up:
                     self._stream_up.set()
+                time.sleep(0.2)
+            self.metrics.stream_connected.set(0)
 
         self._stream_thread = threading.Thread(target=serve, daemon=True, name="stream")
         self._stream_thread.start()

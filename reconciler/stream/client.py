@@ -343,6 +343,7 @@ class StreamClient:
             try:
                 for msg in call:
                     last_received[0] = time.monotonic()
+                    self.connected.set()  # the platform answered: the stream is up
                     for item in self._unpack(msg):
                         while not closed.is_set():
                             try:
