@@ -43,7 +43,7 @@ def kube_api(k: settings.KubeSettings, client: Any | None = None) -> kube.Kube:
     """The API adapter every writer goes through (rate limit, retries, error translation)."""
     return kube.Kube(client if client is not None else api_client(k),
                      kube.Options(qps=k.qps, burst=k.burst, service_account=k.service_account,
-                                  cache_ttl=k.cache_ttl))
+                                  cache_ttl=k.cache_ttl, list_workloads=k.list_workloads))
 
 
 def open_store(uri: str, k: settings.KubeSettings | None = None,

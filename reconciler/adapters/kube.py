@@ -252,6 +252,10 @@ class Options:
     # None for one batch (a command), seconds for a long-lived operator, whose decisions
     # must see an HPA created since; a patch is guarded by `test` operations either way.
     cache_ttl: float | None = None
+    # Read a workload by listing its namespace once (a batch touching many workloads of a
+    # namespace), or by one GET each (an operator: a cluster's workloads are not kept in
+    # its memory, only the few it works on are read).
+    list_workloads: bool = True
 
 
 EVICTION_DONE = "evicted"        # the server accepted the eviction (the pod terminates)
@@ -374,7 +378,10 @@ class Kube:
         return objs
 
     def workload(self, kind: str, namespace: str, name: str) -> JSON | None:
-        """The live workload (from the cache), or None when it does not exist."""
+        """The live workload (from the cache, or read alone: ``list_workloads``), or None
+        when it does not exist."""
+        if not self.options.list_workloads:
+            return self.refresh(kind, namespace, name)
         obj = self._objects(kind, namespace).get(name)
         return copy.deepcopy(obj) if obj is not None else None
 

@@ -76,6 +76,7 @@ class KubeSettings:
     qps: float = 50.0          # client-side rate limit shared by every writer
     burst: int = 100
     cache_ttl: float | None = None  # reads served from memory this long (None: one batch)
+    list_workloads: bool = True    # read workloads a namespace at a time (False: one GET each)
 
 
 @dataclass(frozen=True)

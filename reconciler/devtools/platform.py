@@ -407,7 +407,8 @@ class PlatformServer(stream_pb2_grpc.RecommendationStreamServicer):
             entry: dict[str, Any] = {"id": m.id, "kind": body, "sequence": m.sequence,
                                      "reason": getattr(m, "reason", ""),
                                      "duplicate": bool(getattr(m, "duplicate", False)),
-                                     "latency_ms": round((now - at) * 1000, 3) if at else None}
+                                     "latency_ms": round((now - at) * 1000, 3) if at else None,
+                                     "sent_at": at}
             if body == "nack":
                 entry["fields"] = [v.field for v in m.violations]
             entries.append(entry)
@@ -426,7 +427,7 @@ class PlatformServer(stream_pb2_grpc.RecommendationStreamServicer):
                 st._acked_upstream = m.upstream_sequence
                 entry = {"type": body, "upstream_sequence": m.upstream_sequence,
                          "recommendation_id": m.recommendation_id,
-                         "connection": conn.number}
+                         "connection": conn.number, "received_at": time.monotonic()}
                 if body == "status_update":
                     entry["phase"] = m.phase
                 else:

@@ -45,6 +45,11 @@ def cluster_facts(st: store.Store, api: kube.Kube, live: Sequence[batch.Work], n
         if isinstance(err, errors.TemporaryError):
             w.item.phase, w.item.retry = model.PENDING, "ClusterFactsUnavailable"
             w.item.message = f"not decided: {err} (tried again)"
+            try:
+                report.save_status(st, w.rec, status.retrying(
+                    model.Status(), w.item.retry, w.item.message, now))
+            except errors.ReconcilerError as e:
+                log.warning("%s: could not record the retry: %s", w.rec.id, e)
             continue
         w.item.phase, w.item.message = model.FAILED, f"not decided: {err}"
         report.save_status(st, w.rec, model.Status(phase=model.FAILED, message=w.item.message)

@@ -15,10 +15,12 @@ workload's recommendations, whatever the cluster holds.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.adapters.store import port as store
@@ -36,11 +38,46 @@ def target_of(rec: store.Record) -> Target:
     return model.target_key_of(rec.kind, rec.namespace, rec.spec)
 
 
-def _newer(new: store.Record, old: store.Record) -> bool:
-    """Whether ``new`` is at least as recent as ``old`` (versions compare as integers where
-    they are, as etcd revisions and the SQLite counter do)."""
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A record as the cache keeps it: the fields the index and the version checks need,
+    and spec and status packed as compact JSON. A cluster's recommendations then cost
+    about a kilobyte each in the operator's memory instead of several (Python dicts of
+    strings are large), and a batch unpacks only the few it works on."""
+
+    kind: str
+    id: str
+    namespace: str
+    name: str
+    resource_version: str
+    generation: int
+    created_at: str
+    finalizers: tuple[str, ...]
+    uid: str
+    deleting: bool
+    target: Target
+    phase: str
+    packed: bytes
+
+    @classmethod
+    def of(cls, rec: store.Record) -> _Entry:
+        return cls(rec.kind, rec.id, rec.namespace, rec.name, rec.resource_version,
+                   rec.generation, rec.created_at, rec.finalizers, rec.uid, rec.deleting,
+                   target_of(rec), rec.phase,
+                   json.dumps([rec.spec, rec.status], separators=(",", ":")).encode())
+
+    def record(self) -> store.Record:
+        spec, status = json.loads(self.packed)
+        return store.Record(self.kind, self.id, self.namespace, self.name, spec, status,
+                            self.resource_version, self.generation, self.created_at,
+                            self.finalizers, self.uid, self.deleting)
+
+
+def _newer_version(new: str, old: str) -> bool:
+    """Whether version ``new`` is at least as recent as ``old`` (versions compare as
+    integers where they are, as etcd revisions and the SQLite counter do)."""
     try:
-        return int(new.resource_version) >= int(old.resource_version)
+        return int(new) >= int(old)
     except ValueError:
         return True
 
@@ -50,7 +87,7 @@ class Cache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._recs: dict[Key, store.Record] = {}
+        self._recs: dict[Key, _Entry] = {}
         self._seq: dict[Key, int] = {}           # first seen: creation order
         self._by_target: dict[Target, set[Key]] = {}
         self._next = 0
@@ -59,36 +96,38 @@ class Cache:
         """Keep ``rec`` (unless a newer one is known and not ``force``); the previous one."""
         key = (rec.kind, rec.id)
         old = self._recs.get(key)
-        if old is not None and not force and not _newer(rec, old):
-            return old
-        if old is not None:
-            t = target_of(old)
-            if t != target_of(rec):
-                self._by_target.get(t, set()).discard(key)
-        self._recs[key] = rec
+        if old is not None and not force and not _newer_version(rec.resource_version,
+                                                                 old.resource_version):
+            return old.record()
+        entry = _Entry.of(rec)
+        if old is not None and old.target != entry.target:
+            self._by_target.get(old.target, set()).discard(key)
+        self._recs[key] = entry
         if key not in self._seq:
             self._seq[key] = self._next
             self._next += 1
-        self._by_target.setdefault(target_of(rec), set()).add(key)
-        return old
+        self._by_target.setdefault(entry.target, set()).add(key)
+        return old.record() if old is not None else None
 
     def _drop(self, key: Key) -> store.Record | None:
         old = self._recs.pop(key, None)
         self._seq.pop(key, None)
-        if old is not None:
-            keys = self._by_target.get(target_of(old))
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._by_target[target_of(old)]
-        return old
+        if old is None:
+            return None
+        keys = self._by_target.get(old.target)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_target[old.target]
+        return old.record()
 
     def observe(self, rec: store.Record) -> tuple[store.Record | None, store.Record]:
         """A record read or written: kept unless an even newer one is already known.
         Returns (what was known before, what is known now)."""
         with self._lock:
             old = self._put(rec)
-            return old, self._recs[(rec.kind, rec.id)]
+            now = self._recs[(rec.kind, rec.id)]
+            return old, rec if now.resource_version == rec.resource_version else now.record()
 
     def delete(self, rec: store.Record) -> store.Record | None:
         with self._lock:
@@ -107,23 +146,28 @@ class Cache:
                 old = self._recs.get((r.kind, r.id))
                 if old is not None and old.resource_version == r.resource_version:
                     continue
-                self._put(r, force=True)
-                out.append((old, r))
+                out.append((self._put(r, force=True), r))
         return out
 
     def get(self, kind: str, rec_id: str) -> store.Record | None:
         with self._lock:
-            return self._recs.get((kind, rec_id))
+            entry = self._recs.get((kind, rec_id))
+        return entry.record() if entry is not None else None
 
     def for_targets(self, targets: Iterable[Target]) -> list[store.Record]:
         """The recommendations for these targets, in creation order."""
         with self._lock:
             keys = [k for t in targets for k in self._by_target.get(t, ())]
-            return [self._recs[k] for k in sorted(keys, key=lambda k: self._seq[k])]
+            entries = [self._recs[k] for k in sorted(keys, key=lambda k: self._seq[k])]
+        return [e.record() for e in entries]
 
-    def all(self) -> list[store.Record]:
+    def all(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+        """Every record (of ``kind``, in ``phase``), in creation order; only those are
+        unpacked."""
         with self._lock:
-            return [self._recs[k] for k in sorted(self._recs, key=lambda k: self._seq[k])]
+            entries = [self._recs[k] for k in sorted(self._recs, key=lambda k: self._seq[k])]
+        return [e.record() for e in entries if (kind is None or e.kind == kind)
+                and (phase is None or e.phase == phase)]
 
     def __len__(self) -> int:
         with self._lock:
@@ -144,8 +188,7 @@ class CachedStore:
         return self.cache.get(kind, rec_id)
 
     def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
-        return [r for r in self.cache.all() if (kind is None or r.kind == kind)
-                and (phase is None or r.phase == phase)]
+        return self.cache.all(kind, phase)
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
                spec: dict[str, Any], *, finalizers: Sequence[str] = (),

@@ -127,7 +127,10 @@ class Operator:
         self.platform_data = cfg.state_dir / PLATFORM_DATA
         self.cfg = dataclasses.replace(
             cfg, policy=dataclasses.replace(cfg.policy, platform_data=self.platform_data),
-            kube=dataclasses.replace(cfg.kube, cache_ttl=run.api_cache_ttl))
+            # A long-lived process keeps no cluster's worth of workloads in memory: it reads
+            # the few it works on, and its other reads expire.
+            kube=dataclasses.replace(cfg.kube, cache_ttl=run.api_cache_ttl,
+                                     list_workloads=False))
         self.run_settings = run
         self.dry_run = dry_run
         self.on_batch = on_batch

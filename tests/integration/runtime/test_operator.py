@@ -7,8 +7,9 @@ Cases:
   a WorkloadRecommendation created through the API under any name is applied within
   seconds; deleting it rolls the change back within seconds with no other work around; a
   recommendation the platform sends while connected is stored, acked, applied and its
-  phase reported up the same connection; a rightsizing and a replica change for one
-  Deployment, sent together, are both applied; /readyz is ready, /metrics counts the work;
+  phase reported up the same connection; a CRD the platform sends is installed through the
+  API; a rightsizing and a replica change for one Deployment, sent together, are both
+  applied; /readyz is ready, /metrics counts the work;
   the platform saw one connection the whole time; SIGTERM ends it, exit 0;
 - both writers in one process: an Argo-CD-managed workload gets a pull request while
   another is patched directly;
@@ -100,6 +101,22 @@ def test_direct_operator_reacts_in_seconds(cluster: KubeApi, tmp_path: Path) -> 
         assert op.phase_of(api, "rec-plat-1") == model.APPLIED
         assert op.requests_of(api, "web")["cpu"] == "70m"
 
+        # A CRD the platform sends (in the allowed group) is installed through the API.
+        server.add(feed({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.dakr.devzero.io"},
+            "spec": {"group": "dakr.devzero.io", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                               "listKind": "WidgetList"},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {
+                                       "type": "object",
+                                       "x-kubernetes-preserve-unknown-fields": True}}}]}}))
+        assert server.state.wait_for(
+            lambda s: "widgets.dakr.devzero.io" in s.acked_ids(), timeout=20)
+        assert api.exists("apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                          "widgets.dakr.devzero.io", "")
+
         # A rightsizing and a replica change for one Deployment, sent together: both apply.
         server.add(feed(op.wrec("rec-both-cpu", "both", cpu="60m"),
                         op.wrec("rec-both-replicas", "both", replicas=3)))
@@ -110,8 +127,10 @@ def test_direct_operator_reacts_in_seconds(cluster: KubeApi, tmp_path: Path) -> 
         assert op.requests_of(api, "both")["cpu"] == "60m"
 
         assert running.ready()
-        m = running.metrics()
-        assert value(m, "dakr_batch_items_total", mode="direct", phase=model.APPLIED) >= 4
+        # (counted once each key's work is finished, just after its status is written)
+        m = op.wait_for(lambda: (lambda m: m if value(
+            m, "dakr_batch_items_total", mode="direct", phase=model.APPLIED) >= 4 else None)(
+            running.metrics()), timeout=10)
         assert value(m, "dakr_stream_connected") == 1
         # One stream for the whole life of the process: no flapping connection.
         while time.monotonic() - started < 65:

@@ -12,7 +12,10 @@ Cases:
 - a recommendation whose spec changes (same id, new generation) is decided again;
 - unusable --source values and a missing --repo exit 2;
 - /healthz and /readyz; the DAKR_* environment the chart sets becomes the defaults of
-  `run` (table).
+  `run` (table);
+- `config check` prints the effective settings with every token masked (variables, and a
+  token in the repository URL) and the chart's variables read; an invalid flag or
+  variable exits 2 naming it, never with a traceback (table).
 """
 
 from __future__ import annotations
@@ -188,3 +191,41 @@ def test_health_endpoints() -> None:
 def test_run_reads_the_charts_environment(env: dict[str, str],
                                           expected: dict[str, object]) -> None:
     assert config_env.run_defaults(env) == expected
+
+
+def test_config_check_prints_the_settings_with_secrets_masked(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DAKR_GITOPS_TOKEN", "s3cr3t-forge")
+    monkeypatch.setenv("DAKR_API_TOKEN", "s3cr3t-platform")
+    monkeypatch.setenv("DAKR_CLUSTER_ID", "prod-eu")
+    monkeypatch.setenv("DAKR_GITOPS_BRANCH_PREFIX", "cost/")
+    rc = cli.main(["config", "check", "--repo", "https://bot:s3cr3t-url@git.example/org/r.git",
+                   "--source", "platform:api.example:443", "--workers", "8"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "s3cr3t" not in out  # no token, from a variable or a URL
+    doc = json.loads(out)
+    assert doc["settings"]["forge"]["token"] == "***"
+    assert doc["run"]["platform_token"] == "***"
+    assert doc["settings"]["git"]["repo"] == "https://***@git.example/org/r.git"
+    assert doc["settings"]["cluster_id"] == "prod-eu"
+    assert doc["settings"]["git"]["branch_prefix"] == "cost/"
+    assert doc["run"]["workers"] == 8 and doc["writers"] == ["gitops"]
+
+
+@pytest.mark.parametrize(("argv", "env", "needle"), [
+    (["--health-addr", "nonsense"], {}, "--health-addr (DAKR_HEALTH_ADDR)"),
+    (["--metrics-addr", ":99999"], {}, "--metrics-addr"),
+    (["--workers", "0"], {}, "--workers"),
+    (["--batch-window", "-1"], {}, "--batch-window"),
+    ([], {"DAKR_LEADER_ELECTION_LEASE_DURATION": "soon"}, "DAKR_LEADER_ELECTION_LEASE_DURATION"),
+    ([], {"DAKR_LOG_LEVEL": "chatty"}, "DAKR_LOG_LEVEL"),
+])
+def test_config_check_names_what_is_invalid(argv: list[str], env: dict[str, str],
+                                            needle: str, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    rc = cli.main(["config", "check", "--repo", "x", "--source", "file:x.yaml", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
