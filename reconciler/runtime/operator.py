@@ -249,8 +249,8 @@ class Operator:
         todo = [r.to_document() for r in self.cache.for_targets([key])
                 if needs_work(r, cfg.writers)]
         if todo and cfg.mode == "gitops" and self.batcher is not None:
-            self.batcher.add(key, todo)  # _flush finishes the key with the batch
             self._pending_items[key] = (items, started, temporary)
+            self.batcher.add(key, todo)  # _flush finishes the key with the batch
             return
         if todo:
             out = direct.run(todo, cfg, view, parts.need_engine(), parts.need_api(),
@@ -259,8 +259,8 @@ class Operator:
                          if (it.kind, it.id) not in {(w.rec.kind, w.rec.id)
                                                      for w in out.handoff})
             if out.handoff and self.batcher is not None:
-                self.batcher.add(key, [w.document for w in out.handoff])
                 self._pending_items[key] = (items, started, temporary)
+                self.batcher.add(key, [w.document for w in out.handoff])
                 return
         self._finish(key, items, started, error=temporary)
 

@@ -82,6 +82,7 @@ class WorkQueue(Generic[K]):
         self._seq = itertools.count()
         self._limiter: RateLimiter[K] = RateLimiter(backoff or Backoff(), clock)
         self._shutting_down = False
+        self._drain = False
 
     # ------------------------------------------------------------------ adding
 
@@ -168,7 +169,7 @@ class WorkQueue(Generic[K]):
         """The worker finished ``key``; if it was added meanwhile, it is queued again."""
         with self._cond:
             self._processing.discard(key)
-            if key in self._dirty:
+            if key in self._dirty and not (self._shutting_down and not self._drain):
                 self._queue.append(key)
                 self._cond.notify()
 
@@ -195,13 +196,19 @@ class WorkQueue(Generic[K]):
             self._promote()
             return not self._queue and not self._processing and not self._ready_at
 
-    def shut_down(self) -> None:
-        """Take no more keys; ``get`` returns None once what is queued has been handed out
-        (keys in backoff are dropped: they are in the store and a restart finds them)."""
+    def shut_down(self, *, drain: bool = False) -> None:
+        """Take no more keys. ``get`` returns None at once, so workers stop after the key
+        they hold; with ``drain``, only once what is queued has been handed out. Keys
+        dropped (queued, or waiting out a backoff) are in the store: the next leader, or
+        the next start, finds them."""
         with self._cond:
             self._shutting_down = True
+            self._drain = drain
             self._waiting.clear()
             self._ready_at.clear()
+            if not drain:
+                self._dirty.difference_update(self._queue)
+                self._queue.clear()
             self._cond.notify_all()
 
     @property

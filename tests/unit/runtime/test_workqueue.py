@@ -9,8 +9,8 @@ Cases:
 - the overall bucket delays retries once the burst is spent, refilling at qps;
 - add_rate_limited returns the delay it chose and the key comes out after it;
 - idle() and the depth counts; get(timeout) returns None when nothing is ready;
-- shut_down: no new keys, queued ones are still handed out, then None; keys in backoff
-  are dropped;
+- shut_down: no new keys, get() returns None at once (queued keys dropped), or with
+  drain once the queued ones are handed out; keys in backoff are dropped;
 - threads: many workers on many keys never hold one key twice at once.
 """
 
@@ -110,15 +110,27 @@ def test_rate_limited_key_comes_out_after_its_delay() -> None:
     assert wq.get(0) == "a"
 
 
-def test_shut_down_hands_out_what_is_queued_then_none() -> None:
+def test_shut_down_with_drain_hands_out_what_is_queued_then_none() -> None:
     wq, _ = q()
     wq.add("a")
     wq.add_after("later", 5)
-    wq.shut_down()
+    wq.shut_down(drain=True)
     wq.add("b")
     assert wq.get(0) == "a"
     assert wq.get() is None  # does not block: nothing left, later was dropped
     assert wq.waiting() == 0
+
+
+def test_shut_down_stops_handing_out_keys() -> None:
+    wq, _ = q()
+    wq.add("a")
+    wq.add("b")
+    assert wq.get(0) == "a"  # a worker holds it
+    wq.add("a")  # and an event names it again
+    wq.shut_down()
+    assert wq.get() is None  # b is dropped: the store still has it for the next start
+    wq.done("a")  # not handed out again either
+    assert wq.get(0) is None and len(wq) == 0
 
 
 def test_workers_never_hold_one_key_twice() -> None:
