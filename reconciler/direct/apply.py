@@ -33,6 +33,7 @@ from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.store import port as store
 from reconciler.config import settings
 from reconciler.direct import cache, drain, patches
+from reconciler.direct import rollback as restore
 from reconciler.domain import clock, decision, errors, model, policy_input, status
 from reconciler.flow import batch as flow
 from reconciler.flow import decide, report
@@ -71,12 +72,17 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         w.item.message = f"cannot store the recommendation: {why}"
         live.remove(w)
     read = {w.rec.id: _read_target(kube_api, w) for w in live}
+    # A change recorded as Applying by a process that stopped before recording the result
+    # is settled first: deciding again would see nothing left to change.
     # The HPA and PDBs for the policy (the same cached LISTs the HPA routing uses), and
     # the pods on the nodes a node group recommendation would drain.
     nodes = any(isinstance(w.rec, model.NodeGroupRecommendation) for w in live)
     live, cluster = decide.cluster_facts(sv, kube_api, live, now, nodes=nodes)
     decide.decide(sv, engine, live, now, cluster, operator_namespace=cfg.operator_namespace,
                   operator_mode=cfg.mode)
+    if not dry_run:
+        live = [w for w in live
+                if not _found_in_place(sv, view, kube_api, w, read[w.rec.id], now)]
     writers = decide.Writers("direct", cfg.writers, routed=routed)
     for w in live:
         if not decide.route(sv, w, writers, batch, now):
@@ -87,6 +93,48 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
             continue
         _carry_out(w, sv, view, kube_api, engine, cfg, read[w.rec.id], now, dry_run)
     return batch
+
+
+def _found_in_place(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
+                    fact: _Live, now: str) -> bool:
+    """True when ``w`` was being applied (Applying, the way back recorded) by a process
+    that stopped before it wrote the result, and the workload holds the values it set:
+    the change happened, so it is Applied now, never sent twice. False: not applied (or
+    not all of it): decide and apply as usual."""
+    rec = w.rec
+    stored = st.get(rec.kind, rec.id)
+    if (stored is None or stored.phase != model.APPLYING or w.target is None
+            or stored.status.get("pullRequest") or not stored.observed):
+        return False
+    prev = stored.status.get("previous") or {}
+    tref = prev.get("target") or {}
+    if not prev.get("set") or not isinstance(rec, model.WorkloadRecommendation):
+        return False
+    undo = restore.restore_plan(rec.id, str(tref.get("kind", rec.targetRef.kind)),
+                                rec.namespace, str(tref.get("name", rec.targetRef.name)),
+                                prev)
+    hpa_name = str(prev.get("hpaName") or "")
+    if restore.foreign_change(undo, w.target, fact.hpa, hpa_name) is not None:
+        return False
+    # The change itself: the undo's edits turned round (old = before, new = what was set).
+    done = replace(undo, resources=tuple(replace(e, old=e.new, new=str(e.old))
+                                         for e in undo.resources),
+                   replicas=(undo.replicas[1], int(undo.replicas[0] or 0))
+                   if undo.replicas else None,
+                   hpa=(undo.hpa[1], undo.hpa[0]) if undo.hpa else None)
+    w.item.phase = model.APPLIED
+    w.item.message = "applied to the live workload (found in place after a restart)"
+    report.save_status(st, rec, replace(
+        status.from_dict(stored.status), phase=model.APPLIED, appliedAt=now,
+        message=w.item.message).with_condition(
+        status.condition("Applied", True, "Patched", patches.describe(done), now)))
+    cache.ensure_finalizer(view, rec)
+    dec = decision.Decision(allow=True, mode="direct", decision_id=str(
+        (stored.status.get("decision") or {}).get("decisionId", "")))
+    for line in patches.audit_lines(done, fact.hpa, dec, "apply", api.who):
+        audit_log.info(json.dumps(line, sort_keys=True))
+    api.event(w.target, "DakrRecommendationApplied", f"{rec.id}: {patches.describe(done)}")
+    return True
 
 
 def _read_target(api: kube.Kube, w: flow.Work) -> _Live:

@@ -62,8 +62,8 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
     target = api.refresh(tkind, ns, name)
     hpa_name = str(prev.get("hpaName") or "")
     hpa = api.refresh(kube.HPA, ns, hpa_name) if hpa_name else None
-    plan = _restore_plan(rec_id, tkind, ns, name, prev)
-    problem = _foreign_change(plan, target, hpa, hpa_name)
+    plan = restore_plan(rec_id, tkind, ns, name, prev)
+    problem = foreign_change(plan, target, hpa, hpa_name)
     if problem is None:
         try:
             assert target is not None
@@ -125,7 +125,7 @@ def _uncordon_if_present(api: kube.Kube, node: str) -> bool:
         return False  # removed by the autoscaler meanwhile: nothing to put back
 
 
-def _restore_plan(rec_id: str, kind: str, ns: str, name: str,
+def restore_plan(rec_id: str, kind: str, ns: str, name: str,
                   prev: Mapping[str, Any]) -> planner.Plan:
     """The edits of the original change, old and new swapped back: ``old`` = what we set,
     ``new`` = what was there before."""
@@ -149,7 +149,7 @@ def _restore_plan(rec_id: str, kind: str, ns: str, name: str,
                         resources=tuple(edits), replicas=replicas, hpa=hpa)
 
 
-def _foreign_change(plan: planner.Plan, target: Mapping[str, Any] | None,
+def foreign_change(plan: planner.Plan, target: Mapping[str, Any] | None,
                     hpa: Mapping[str, Any] | None, hpa_name: str) -> str | None:
     """Why the values we set are no longer there (a readable reason), or None."""
     if target is None:

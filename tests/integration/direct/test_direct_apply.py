@@ -9,6 +9,8 @@ Cases:
   after, decision id);
 - re-apply: a second run of the same file makes no write at all, and its reads are a few
   LISTs, not one GET per recommendation;
+- a process that dies after the patch and before the Applied status: the next run finds
+  the values it set in place and settles the recommendation Applied, sending nothing;
 - conflict: another writer changes a value between our read and our patch -> the test op
   fails (422), the workload is read again and the recommendation decided again; the patch
   that follows starts from the new value (never the stale one), and when the other writer
@@ -313,6 +315,34 @@ def test_conflict_other_writer_already_set_our_value(env: Env) -> None:
     # Only the refused (stale) dry-run: after the re-read there was nothing left to send.
     assert env.api.requests.count("patch", "deployments") == 1
     assert env.resources()["requests"]["cpu"] == "250m"
+
+
+class Crash(BaseException):
+    """The process dies here (not an error anything handles)."""
+
+
+def test_crash_after_the_patch_is_settled_without_deciding_again(env: Env) -> None:
+    class DiesAfterPatching(kube.Kube):
+        def json_patch(self, kind: str, namespace: str, name: str, ops: Any, *,
+                       dry_run: bool = False) -> dict[str, Any]:
+            out = super().json_patch(kind, namespace, name, ops, dry_run=dry_run)
+            if not dry_run and kind == "Deployment":
+                raise Crash  # patched, and gone before the status says so
+            return out
+
+    with pytest.raises(Crash):
+        env.run(rightsizing("rec-1", requests={"cpu": "250m"}),
+                api=DiesAfterPatching(env.client, FAST))
+    assert env.rec("rec-1")["status"]["phase"] == "Applying"
+    generation = env.workload()["metadata"]["generation"]
+    env.api.requests.reset()
+    item = only(env.run(rightsizing("rec-1", requests={"cpu": "250m"})))
+    assert item.phase == "Applied" and "found in place after a restart" in item.message
+    assert env.api.requests.count("patch", "deployments") == 0  # nothing sent again
+    assert env.workload()["metadata"]["generation"] == generation
+    status = env.rec("rec-1")["status"]
+    assert status["previous"]["containers"]["app"]["requests"]["cpu"] == "100m"
+    assert status["appliedAt"] == "2026-03-01T10:00:00Z"
 
 
 def test_conflict_that_never_stops_is_retried_later(env: Env) -> None:

@@ -304,7 +304,13 @@ def test_killed_mid_batch_applies_nothing_twice(kubeapi: KubeApi, tmp_path: Path
         assert applied() < n
         second = op.start(argv, tmp_path, name="second")
         try:
-            op.wait_for(lambda: applied() == n, timeout=120)
+            try:
+                op.wait_for(lambda: applied() == n, timeout=120)
+            except AssertionError:
+                left = {o["spec"]["recommendationId"]: (o.get("status") or {})
+                        for o in api.items(op.API, model.WORKLOAD, "default")
+                        if (o.get("status") or {}).get("phase") != model.APPLIED}
+                raise AssertionError(f"not Applied: {left}") from None
         finally:
             assert second.stop() == 0, second.logs()[-3000:]
     finally:
