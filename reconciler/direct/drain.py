@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reconciler.adapters import kube
-from reconciler.domain import errors
+from reconciler.domain import errors, retry
 
 log = logging.getLogger("reconciler.direct.drain")
 
@@ -169,7 +169,9 @@ def _forbidden(e: errors.ReconcilerError, verb: str, resource: str) -> str:
 
 
 def _set_unschedulable(api: kube.Kube, node: str, value: bool) -> bool:
-    for attempt in range(CORDON_ATTEMPTS):
+    """Set ``spec.unschedulable``, guarded on what was read (a node's resourceVersion moves
+    with its status: a conflict reads it again); False when it already was so."""
+    def write(_: int) -> bool:
         obj = api.refresh_node(node)
         if obj is None:
             raise kube.NotFound(f"node {node} not found")
@@ -189,15 +191,11 @@ def _set_unschedulable(api: kube.Kube, node: str, value: bool) -> bool:
             ops.append({"op": "add", "path": "/spec/unschedulable", "value": True})
         else:
             ops.append({"op": "remove", "path": "/spec/unschedulable"})
-        try:
-            api.patch_node(node, ops)
-        except errors.ConflictError:
-            if attempt == CORDON_ATTEMPTS - 1:
-                raise
-            continue
+        api.patch_node(node, ops)
         log.info("%s node %s", "cordoned" if value else "uncordoned", node)
         return True
-    raise AssertionError("unreachable")
+
+    return retry.on_conflict(write, f"node {node}", attempts=CORDON_ATTEMPTS)
 
 
 def cordon(api: kube.Kube, node: str) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 
 from reconciler.adapters import kube
 from reconciler.adapters.store import port as store
-from reconciler.domain import clock, errors, model
+from reconciler.domain import clock, errors, model, retry
 
 GROUP = "dakr.devzero.io"
 VERSION = "v1alpha1"
@@ -207,37 +207,34 @@ class KubeStore:
         finalizer, so that applying later needs no separate metadata write).
         """
         plural = _plural(kind)
-        for attempt in range(5):
+
+        def write(attempt: int) -> store.UpsertResult:
             if attempt == 0 and current is not store.UNREAD:
                 cur = None if current is None else self._guess(kind, current)
             else:
                 cur = self._get_object(kind, rec_id, namespace)
             if cur is None:
-                try:
-                    created = self._create(kind, rec_id, namespace, spec, finalizers)
-                except kube.Conflict:  # created meanwhile by another writer: compare
-                    continue
+                # Created meanwhile by another writer: a conflict, read and compare again.
+                created = self._create(kind, rec_id, namespace, spec, finalizers)
                 return store.UpsertResult(self._remember(to_record(created)), True, True)
             rec = self._remember(to_record(cur))
             if rec.spec == spec:
                 return store.UpsertResult(rec, False, False)
             body = dict(cur)
             body["spec"] = spec
-            try:
-                if NAMESPACED[kind]:
-                    new = self.kube.call(
-                        f"update {plural} {rec.namespace}/{rec.name}",
-                        self.kube.custom.replace_namespaced_custom_object, GROUP, VERSION,
-                        rec.namespace, plural, rec.name, body)
-                else:
-                    new = self.kube.call(
-                        f"update {plural} {rec.name}",
-                        self.kube.custom.replace_cluster_custom_object, GROUP, VERSION,
-                        plural, rec.name, body)
-            except errors.ConflictError:
-                continue  # changed since read: read again and compare again
+            if NAMESPACED[kind]:
+                new = self.kube.call(
+                    f"update {plural} {rec.namespace}/{rec.name}",
+                    self.kube.custom.replace_namespaced_custom_object, GROUP, VERSION,
+                    rec.namespace, plural, rec.name, body)
+            else:
+                new = self.kube.call(
+                    f"update {plural} {rec.name}",
+                    self.kube.custom.replace_cluster_custom_object, GROUP, VERSION,
+                    plural, rec.name, body)
             return store.UpsertResult(self._remember(to_record(new)), False, True)
-        raise errors.ConflictError(f"{kind} {rec_id} keeps changing: upsert gave up")
+
+        return retry.on_conflict(write, f"{kind} {rec_id} (upsert)")
 
     @staticmethod
     def _guess(kind: str, rec: store.Record) -> JSON:
