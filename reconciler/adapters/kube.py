@@ -293,6 +293,7 @@ class Kube:
         self.autoscaling = kubernetes.client.AutoscalingV2Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.policy = kubernetes.client.PolicyV1Api(api_client)
+        self.apiextensions = kubernetes.client.ApiextensionsV1Api(api_client)
         self._cache: dict[tuple[str, str], dict[str, JSON]] = {}
         # Cluster facts for policy (PDBs per namespace, pods per node, nodes by name): read
         # once per instance like the workload cache, cleared by forget().
@@ -540,6 +541,20 @@ class Kube:
         with self._lock:
             self._node_cache[name] = obj
         return copy.deepcopy(obj)
+
+    def apply_crd(self, crd: Mapping[str, Any], field_manager: str) -> JSON:
+        """Server-side apply of a CustomResourceDefinition the platform sent.
+
+        ``force=True``: the operator owns the CRDs it is told to install, so a field
+        another manager set is taken over rather than turned into a conflict nobody would
+        resolve. Temporary failures are retried here like every other request.
+        """
+        name = crd["metadata"]["name"]
+        out: JSON = self.call(f"apply CustomResourceDefinition {name}",
+                              self.apiextensions.patch_custom_resource_definition, name,
+                              dict(crd), field_manager=field_manager, force=True,
+                              _content_type="application/apply-patch+yaml")
+        return out
 
     def evict(self, namespace: str, name: str, uid: str | None, *,
               grace_period_seconds: int | None = None, dry_run: bool = False) -> Eviction:

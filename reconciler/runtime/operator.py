@@ -467,7 +467,7 @@ class Operator:
         api = self.parts.api
         self.stream = client.StreamClient(
             conn, self.store, state,
-            crd_installer=client.KubeCrdInstaller(api.api_client) if api is not None else None,
+            crd_installer=api,
             on_rollback=self._rollback_requested, on_policy_update=self._policy_updated,
             on_stored=self._stored)
         stream = self.stream

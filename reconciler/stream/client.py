@@ -52,12 +52,13 @@ FIELD_MANAGER = "dakr-reconciler"
 
 
 class CrdInstaller(Protocol):
-    """Installs or upgrades a CustomResourceDefinition (server-side apply).
+    """Installs or upgrades a CustomResourceDefinition (server-side apply): the Kubernetes
+    adapter (``adapters.kube.Kube``) is one.
 
-    Raises ``errors.TemporaryError`` when worth retrying, ``errors.PermanentError`` when not.
+    Raises ``errors.ReconcilerError`` when it could not; the platform is told why (a nack).
     """
 
-    def apply(self, crd: dict[str, Any], field_manager: str) -> None: ...
+    def apply_crd(self, crd: dict[str, Any], field_manager: str) -> Any: ...
 
 
 RollbackHandler = Callable[[str, str, str], None]  # (kind, recommendation id, reason)
@@ -597,7 +598,7 @@ class StreamClient:
             return _nack(m.sequence, m.id, [errors.FieldError(
                 "(message)", "this operator has no Kubernetes API to install CRDs through")])
         try:
-            self.crd_installer.apply(crd, self.config.field_manager)
+            self.crd_installer.apply_crd(crd, self.config.field_manager)
         except errors.ReconcilerError as e:
             return _nack(m.sequence, m.id, [errors.FieldError("(apply)", str(e))])
         self.stats.crds_applied += 1
@@ -673,31 +674,3 @@ def check_crd(crd: object, allowed_groups: Sequence[str]) -> list[errors.FieldEr
             out.append(errors.FieldError(
                 "metadata.name", f"must be '<spec.names.plural>.<spec.group>', got {name!r}"))
     return out
-
-
-class KubeCrdInstaller:
-    """Server-side apply of a CRD with the operator's field manager (``kubernetes`` client).
-
-    ``force=True``: the operator owns the CRDs it is told to install, so a field another
-    manager set is taken over rather than turned into a conflict nobody would resolve.
-    """
-
-    def __init__(self, api_client: Any) -> None:
-        self._api_client = api_client
-
-    def apply(self, crd: dict[str, Any], field_manager: str) -> None:
-        import kubernetes  # heavy imports, only when a cluster is in use
-        import urllib3
-
-        name = crd["metadata"]["name"]
-        api = kubernetes.client.ApiextensionsV1Api(self._api_client)
-        try:
-            api.patch_custom_resource_definition(
-                name, crd, field_manager=field_manager, force=True,
-                _content_type="application/apply-patch+yaml")
-        except kubernetes.client.exceptions.ApiException as e:
-            if e.status in (429, 500, 502, 503, 504) or not e.status:
-                raise errors.TemporaryError(f"apply CRD {name}: {e.status} {e.reason}") from e
-            raise errors.PermanentError(f"apply CRD {name}: {e.status} {e.reason}") from e
-        except urllib3.exceptions.HTTPError as e:  # connection refused, timeouts, resets
-            raise errors.TemporaryError(f"apply CRD {name}: {e}") from e

@@ -7,9 +7,11 @@ Cases:
   the platform's --upstream-out file holds the same lines;
 - messages produced while connected, then during an outage, keep their order across it;
 - CrdUpdate: a CRD in an allowed group is server-side applied through the Kubernetes API
-  (the test API server in tests/kubeapi, through the official client) with the operator's
+  (the test API server in tests/fakes/kubeapi, through the official client) with the operator's
   field manager; one in another group, and a malformed one, are nacked naming the field
-  and never reach the API;
+  and never reach the API; a CRD apply the API server answers 503 is retried by the
+  Kubernetes adapter and acked; one it refuses (403) is nacked with the reason, and the
+  recommendations behind it are still stored;
 - RollbackRequest and PolicyUpdate reach their handlers and are acked; without a handler
   they are nacked with a reason; a PolicyUpdate whose data is not an object is nacked.
 """
@@ -18,12 +20,13 @@ from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import kubernetes
 
+from reconciler.adapters import kube
 from reconciler.devtools import platform
-from reconciler.stream import client
 from reconciler.stream.gen import stream_pb2
 from tests.fakes.kubeapi.fixtures import KubeApi, kubeapi  # noqa: F401
 from tests.integration import stream_support as ss
@@ -100,16 +103,19 @@ def _crd(group: str, plural: str = "widgets") -> dict[str, Any]:
     }
 
 
-class _RecordingInstaller(client.KubeCrdInstaller):
-    """The real installer, noting which field manager the client asked for."""
+FAST = kube.Options(qps=1000, burst=1000, retries=3, backoff=0.01, backoff_max=0.02)
+
+
+class _RecordingKube(kube.Kube):
+    """The real Kubernetes adapter, noting which field manager the client asked for."""
 
     def __init__(self, api_client: Any) -> None:
-        super().__init__(api_client)
+        super().__init__(api_client, FAST, limiter=kube.RateLimiter(1000, 1000))
         self.managers: list[str] = []
 
-    def apply(self, crd: dict[str, Any], field_manager: str) -> None:
+    def apply_crd(self, crd: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
         self.managers.append(field_manager)
-        super().apply(crd, field_manager)
+        return super().apply_crd(crd, field_manager)
 
 
 def test_crd_updates_are_applied_only_for_allowed_groups(tmp_path: pathlib.Path,
@@ -119,7 +125,7 @@ def test_crd_updates_are_applied_only_for_allowed_groups(tmp_path: pathlib.Path,
     misnamed = _crd("dakr.devzero.io", "gadgets")
     misnamed["metadata"]["name"] = "wrong.dakr.devzero.io"
     srv = ss.server([allowed, foreign, misnamed, ss.doc(0)])
-    installer = _RecordingInstaller(kubeapi.api_client())
+    installer = _RecordingKube(kubeapi.api_client())
     h = ss.harness(tmp_path, ss.fast_config(srv.address), crd_installer=installer)
     try:
         h.client.run(until_idle=1.0)
@@ -140,6 +146,41 @@ def test_crd_updates_are_applied_only_for_allowed_groups(tmp_path: pathlib.Path,
     assert len(applies) == 1  # (the test API server refuses an apply without fieldManager)
     assert installer.managers == ["dakr-reconciler"]
     assert h.stored_ids() == {"rec-00000"}  # recommendations kept flowing alongside
+
+
+def test_a_crd_the_api_server_cannot_take_now_is_retried_then_acked(
+        tmp_path: pathlib.Path, kubeapi: KubeApi) -> None:  # noqa: F811
+    kubeapi.faults.fail_next(2, 503, verb="patch", resource="customresourcedefinitions")
+    srv = ss.server([_crd("dakr.devzero.io")])
+    h = ss.harness(tmp_path, ss.fast_config(srv.address),
+                   crd_installer=_RecordingKube(kubeapi.api_client()))
+    try:
+        h.client.run(until_idle=1.0)
+    finally:
+        srv.stop(None)
+    assert [a["kind"] for a in srv.state.acks] == ["ack"]
+    tries = [r for r in kubeapi.requests.log if r.resource == "customresourcedefinitions"]
+    assert len(tries) == 3  # two refused, the third went through
+    ext = kubernetes.client.ApiextensionsV1Api(kubeapi.api_client())
+    assert ext.read_custom_resource_definition("widgets.dakr.devzero.io").metadata.name
+
+
+def test_a_crd_the_api_server_refuses_is_nacked_with_its_reason(
+        tmp_path: pathlib.Path, kubeapi: KubeApi) -> None:  # noqa: F811
+    kubeapi.faults.fail_next(1, 403, verb="patch", resource="customresourcedefinitions")
+    srv = ss.server([_crd("dakr.devzero.io"), ss.doc(0)])
+    h = ss.harness(tmp_path, ss.fast_config(srv.address),
+                   crd_installer=_RecordingKube(kubeapi.api_client()))
+    try:
+        h.client.run(until_idle=1.0)
+    finally:
+        srv.stop(None)
+    acks = {a["id"]: a for a in srv.state.acks}
+    assert acks["widgets.dakr.devzero.io"]["kind"] == "nack"
+    assert acks["widgets.dakr.devzero.io"]["fields"] == ["(apply)"]
+    assert "403" in acks["widgets.dakr.devzero.io"]["reason"] or \
+        "forbidden" in acks["widgets.dakr.devzero.io"]["reason"].lower()
+    assert h.stored_ids() == {"rec-00000"}  # one refused CRD does not stop the stream
 
 
 def test_rollback_and_policy_updates_reach_their_handlers(tmp_path: pathlib.Path) -> None:
