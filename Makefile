@@ -4,14 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench proto clean
+.PHONY: demo test lint bench proto clean chart-policies
 
-$(STAMP): pyproject.toml requirements.lock
+# requirements.lock: the runtime set (what the image installs); requirements-dev.lock: that
+# plus the tools; requirements-opa.lock: the embedded OPA engine, shared with the Dockerfile.
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock requirements-opa.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.lock
 	# The embedded OPA engine's metadata asks for Python 3.14; its ctypes wrapper runs on 3.11.
-	$(PY) -m pip install -q --disable-pip-version-check --ignore-requires-python --no-deps opa-golib-python-bindings==0.4.4
+	$(PY) -m pip install -q --disable-pip-version-check --ignore-requires-python --no-deps -r requirements-opa.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
@@ -34,5 +36,19 @@ bench: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m reconciler.stream.generate
 
+# The operator's image (Dockerfile), tagged with the project's version; needs a running
+# container engine, which `docker info` must reach.
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE ?= dakr-reconciler
+.PHONY: image
+image:
+	@docker info >/dev/null 2>&1 || { echo "error: no container engine is reachable (\`docker info\` failed): start Docker or point DOCKER_HOST at one, then run \`make image\` again" >&2; exit 2; }
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Copies the default policy library (policies/**/*.rego without tests, policies/data.yaml)
+# into the Helm chart (manifests/files/policies/); tests/unit/chart fails when it is stale.
+chart-policies: $(STAMP)
+	$(PY) manifests/sync_policies.py
