@@ -193,6 +193,7 @@ def audit_lines(p: planner.Plan, hpa: Mapping[str, Any] | None, dec: decision.De
     def line(what: str, obj: Mapping[str, Any], before: Any, after: Any) -> None:
         lines.append({"event": "change", "action": action, "who": who,
                       "recommendationId": p.rec_id, "decisionId": dec.decision_id,
+                      "policyRevision": dec.policy_revision,
                       "object": dict(obj), "field": what, "before": before, "after": after,
                       "at": clock.rfc3339()})
 

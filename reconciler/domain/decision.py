@@ -31,6 +31,9 @@ class Decision:
     warnings: tuple[str, ...] = ()
     bounds: dict[str, Any] = field(default_factory=dict)
     decision_id: str = ""
+    # Which policy set decided: a digest of the modules and data.config the engine had
+    # loaded (``engine.revision``); empty when the engine could not say.
+    policy_revision: str = ""
 
     @property
     def policy_unavailable(self) -> bool:
@@ -55,6 +58,8 @@ class Decision:
             out["bounds"] = self.bounds
         if self.decision_id:
             out["decision_id"] = self.decision_id
+        if self.policy_revision:
+            out["policy_revision"] = self.policy_revision
         return out
 
 
@@ -63,7 +68,7 @@ def unavailable(msg: str) -> Decision:
     return Decision(allow=False, mode="audit", deny=(Denial(POLICY_UNAVAILABLE, msg),))
 
 
-def from_document(doc: Any, decision_id: str = "") -> Decision:
+def from_document(doc: Any, decision_id: str = "", policy_revision: str = "") -> Decision:
     """Turn a raw ``data.dakr.decision`` value into a Decision, failing closed.
 
     A non-object, a missing or non-boolean ``allow``, an unknown ``mode`` or malformed
@@ -102,4 +107,5 @@ def from_document(doc: Any, decision_id: str = "") -> Decision:
         warnings=tuple(str(w) for w in raw_warn),
         bounds=bounds,
         decision_id=decision_id,
+        policy_revision=policy_revision,
     )

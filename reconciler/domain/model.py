@@ -65,12 +65,15 @@ class DecisionSummary:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     decisionId: str = ""
+    policyRevision: str = ""  # which policy set decided (engine.revision)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"allowed": self.allowed, "mode": self.mode,
                                "reasons": list(self.reasons), "warnings": list(self.warnings)}
         if self.decisionId:
             out["decisionId"] = self.decisionId
+        if self.policyRevision:
+            out["policyRevision"] = self.policyRevision
         return out
 
 

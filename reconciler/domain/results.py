@@ -46,6 +46,8 @@ class ItemResult:
             "mode": self.decision.mode,
             "reasons": self.decision.reasons,
             "warnings": list(self.decision.warnings),
+            **({"policyRevision": self.decision.policy_revision}
+               if self.decision.policy_revision else {}),
         }
         out["errors"] = [{"field": e.field, "reason": e.reason} for e in self.errors]
         if self.message:
@@ -156,7 +158,9 @@ def pull_request_body(items: Sequence[ItemResult], *, branch: str, base: str) ->
         if it.savings is not None:
             facts.append(f"projected savings {it.savings.display()}")
         if it.decision is not None:
-            facts.append(f"policy: allowed, mode `{it.decision.mode}`")
+            facts.append(f"policy: allowed, mode `{it.decision.mode}`" + (
+                f", revision `{it.decision.policy_revision}`"
+                if it.decision.policy_revision else ""))
         out.append("- " + "; ".join(facts))
         if it.decision is not None:
             out += [f"- warning: {_cell(w)}" for w in it.decision.warnings]

@@ -43,7 +43,8 @@ def set_condition(status: Mapping[str, Any], cond: model.Condition) -> dict[str,
 
 def decision_summary(d: decision.Decision) -> model.DecisionSummary:
     return model.DecisionSummary(allowed=d.allow, mode=d.mode, reasons=tuple(d.reasons),
-                                 warnings=d.warnings, decisionId=d.decision_id)
+                                 warnings=d.warnings, decisionId=d.decision_id,
+                                 policyRevision=d.policy_revision)
 
 
 def decided(rec: model.Recommendation, dec: decision.Decision) -> model.Status:
@@ -75,7 +76,8 @@ def from_dict(status: Mapping[str, Any]) -> model.Status:
     summary = model.DecisionSummary(
         allowed=bool(d.get("allowed")), mode=str(d.get("mode", "direct")),
         reasons=tuple(d.get("reasons") or ()), warnings=tuple(d.get("warnings") or ()),
-        decisionId=str(d.get("decisionId", ""))) if isinstance(d, dict) else None
+        decisionId=str(d.get("decisionId", "")),
+        policyRevision=str(d.get("policyRevision", ""))) if isinstance(d, dict) else None
     pr = status.get("pullRequest")
     ref = model.PullRequestRef(**{k: v for k, v in pr.items() if k in (
         "url", "number", "branch", "commit", "state")}) if isinstance(pr, dict) else None

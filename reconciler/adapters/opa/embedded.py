@@ -27,9 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def policy_files(policy_dir: Path) -> list[Path]:
-    """The Rego modules that make up a policy set: tests are not part of the decision."""
+    """The Rego modules that make up a policy set: tests are not part of the decision.
+
+    Hidden paths are skipped, as OPA's ``--ignore=.*`` does: a ConfigMap mounted as a
+    volume holds every file twice, once in a ``..<timestamp>`` directory.
+    """
     return sorted(
-        p for p in policy_dir.rglob("*.rego") if p.is_file() and not p.name.endswith("_test.rego")
+        p for p in policy_dir.rglob("*.rego")
+        if p.is_file() and not p.name.endswith("_test.rego")
+        and not any(part.startswith(".") for part in p.relative_to(policy_dir).parts)
     )
 
 
@@ -98,6 +104,8 @@ class EmbeddedEngine:
         self.path = path.strip("/")
         self.last_error: str | None = None
         self.reloads = 0
+        self.revision = ""  # of the set in use (engine.revision); swapped with it
+        self.modules: list[tuple[str, str]] = []  # (path, source) of the set in use
         self._lock = threading.Lock()
         self._engine: OpaEngine | None = None
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
@@ -153,8 +161,10 @@ class EmbeddedEngine:
             self.last_error = f"policy load failed, {kept}: {e}"
             log.error("%s", self.last_error)
             return False
+        rev = opa.revision((src for _, src in modules), data.get(opa.CONFIG_PATH))
         with self._lock:
             old, self._engine = self._engine, new
+            self.revision, self.modules = rev, modules
             self._fingerprint = fingerprint
             self.last_error = None
             self.reloads += 1
@@ -180,12 +190,17 @@ class EmbeddedEngine:
 
         The one place where the binding's errors become the project's.
         """
+        return self._evaluate(path, input)[0]
+
+    def _evaluate(self, path: str, input: Any) -> tuple[Any, str]:
+        """The document and the revision of the set that produced it (read together: a
+        reload between the two cannot mislabel a decision)."""
         ref = path.strip("/").replace("/", ".")
         with self._lock:
             if self._engine is None:
                 raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
             try:
-                return self._engine.eval_document(ref, input)
+                return self._engine.eval_document(ref, input), self.revision
             except OpaUndefinedError as e:
                 raise opa.Undefined(f"data.{ref}" if ref else "data") from e
             except OpaError as e:
@@ -211,14 +226,14 @@ class EmbeddedEngine:
             return decision.unavailable("policy engine is closed")
         self.maybe_reload()
         try:
-            doc = self.evaluate(self.path, dict(input))
+            doc, rev = self._evaluate(self.path, dict(input))
         except opa.Undefined as e:
             return decision.unavailable(str(e.message))
         except opa.PolicyError as e:
             return decision.unavailable(f"policy evaluation failed: {e}")
         except Exception as e:  # unserializable input and the like: still fail closed
             return decision.unavailable(f"policy evaluation failed: {type(e).__name__}: {e}")
-        return decision.from_document(doc, decision_id=str(uuid.uuid4()))
+        return decision.from_document(doc, decision_id=str(uuid.uuid4()), policy_revision=rev)
 
     def decide_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[decision.Decision]:
         """Evaluate a batch in one engine call through ``data.dakr.batch``.
@@ -233,13 +248,14 @@ class EmbeddedEngine:
             return [decision.unavailable("policy engine is closed") for _ in inputs]
         self.maybe_reload()
         try:
-            docs = self.evaluate(opa.BATCH_PATH, {"items": [dict(i) for i in inputs]})
+            docs, rev = self._evaluate(opa.BATCH_PATH, {"items": [dict(i) for i in inputs]})
         except Exception as e:
             log.debug("batch evaluation failed, deciding one by one: %s", e)
             return [self.decide(i) for i in inputs]
         if not isinstance(docs, list) or len(docs) != len(inputs):
             return [self.decide(i) for i in inputs]
-        return [decision.from_document(d, decision_id=str(uuid.uuid4())) for d in docs]
+        return [decision.from_document(d, decision_id=str(uuid.uuid4()), policy_revision=rev)
+                for d in docs]
 
     def healthy(self) -> bool:
         with self._lock:

@@ -15,8 +15,9 @@ engine in-process) and ``sidecar`` (an OPA server over its REST Data API);
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,20 @@ from reconciler.domain import decision, errors
 
 DECISION_PATH = "dakr/decision"
 BATCH_PATH = "dakr/batch"
+CONFIG_PATH = "config"  # the library's parameters (policies/data.yaml): part of a revision
+
+
+def revision(sources: Iterable[str], config: Any) -> str:
+    """Which policy set decided: a digest of the Rego sources and ``data.config``.
+
+    Content only (no file names, no order), so the embedded engine and an OPA sidecar
+    loaded with the same files (the chart's ConfigMap flattens the paths) give the same
+    revision, and a reviewer can tell whether two decisions came from the same rules. The
+    platform's parameters (``data.platform``) are left out: they are inputs, not rules.
+    """
+    doc = json.dumps({"modules": sorted(sources), "config": config}, sort_keys=True,
+                     separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 class PolicyError(errors.PermanentError):

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import requests
 
 from reconciler.adapters.opa import engine as opa
 from reconciler.domain import decision, errors
+
+# How long a policy revision read from OPA is reused. OPA --watch reloads files within
+# about a second, so a decision that close to a reload may carry the previous revision.
+REVISION_TTL = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class SidecarEngine:
@@ -33,6 +41,7 @@ class SidecarEngine:
         *,
         path: str = opa.DECISION_PATH,
         session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
@@ -41,8 +50,36 @@ class SidecarEngine:
         self.session.headers["Content-Type"] = "application/json"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
+        self._clock = clock
+        self._revision = ""
+        self._revision_at: float | None = None
+
+    def revision(self) -> str:
+        """The loaded set's revision (``engine.revision``), from OPA's own lists of its
+        modules (``GET /v1/policies``) and of ``data.config``; empty when OPA will not say
+        (an authorization policy may refuse those reads): it labels decisions, it never
+        gates them."""
+        now = self._clock()
+        if self._revision_at is not None and now - self._revision_at < REVISION_TTL:
+            return self._revision
+        rev = ""
+        try:
+            pols = self.session.get(f"{self.url}/v1/policies", timeout=self.timeout)
+            conf = self.session.get(f"{self.url}/v1/data/{opa.CONFIG_PATH}",
+                                    timeout=self.timeout)
+            if pols.status_code == 200 and conf.status_code == 200:
+                sources = [m["raw"] for m in pols.json()["result"]
+                           if not str(m.get("id", "")).endswith("_test.rego")]
+                rev = opa.revision(sources, conf.json().get("result"))
+        except (requests.RequestException, ValueError, KeyError, TypeError) as e:
+            log.debug("policy revision unknown: %s", e)
+        self._revision, self._revision_at = rev, now
+        return rev
 
     def decide(self, input: Mapping[str, Any]) -> decision.Decision:
+        return self._decide(input, self.revision())
+
+    def _decide(self, input: Mapping[str, Any], revision: str) -> decision.Decision:
         endpoint = f"{self.url}/v1/data/{self.path}"
         try:
             body = json.dumps({"input": input})
@@ -68,7 +105,7 @@ class SidecarEngine:
             # Keep OPA's decision id even on a deny: the decision log explains it.
             undefined = decision.unavailable(f"data.{self.path.replace('/', '.')} is undefined")
             return dataclasses.replace(undefined, decision_id=did)
-        return decision.from_document(doc["result"], decision_id=did)
+        return decision.from_document(doc["result"], decision_id=did, policy_revision=revision)
 
     def put_data(self, path: str, value: Any) -> None:
         """Create or replace the document at ``data.<path>`` (OPA's ``PUT /v1/data``).
@@ -89,7 +126,8 @@ class SidecarEngine:
     def decide_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[decision.Decision]:
         # One request each: a user's sidecar policy need not define a batch entry point,
         # and the keep-alive session keeps the per-request cost low.
-        return [self.decide(i) for i in inputs]
+        rev = self.revision() if inputs else ""
+        return [self._decide(i, rev) for i in inputs]
 
     def healthy(self) -> bool:
         try:

@@ -3,7 +3,9 @@
 It stands in for the OPA sidecar in tests: the sidecar client talks real HTTP to it and
 gets OPA's answers and error shapes (``{"result"}`` plus ``decision_id``, 200 without
 ``result`` for an undefined document, 400 for a bad body, 500 ``{code, message, errors}``
-for evaluation errors, ``GET /health``, ``PUT /v1/data/{path}`` answering 204). Fault
+for evaluation errors, ``GET /health``, ``PUT /v1/data/{path}`` answering 204, ``GET
+/v1/data/{path}`` for a document without input, ``GET /v1/policies`` listing the loaded
+modules with their ``id`` and ``raw`` source). Fault
 switches (delay, forced status or body, dropped connection, unhealthy) let tests prove that
 every failure fails closed.
 """
@@ -34,6 +36,7 @@ class Faults:
     body: bytes | None = None          # answer this raw body (with ``status`` or 200)
     close_connection: bool = False     # drop the connection without an answer
     healthy: bool = True               # GET /health answers 200, else 500
+    hide_policies: bool = False        # GET /v1/policies answers 403 (an authz policy)
 
 
 @dataclass
@@ -190,11 +193,27 @@ def _handler(server: OpaServer) -> type[BaseHTTPRequestHandler]:
                 server.seen.requests.append(("GET", self.path, dict(self.headers), None))
             if not self._authorized():
                 return
-            if self.path.split("?")[0] == "/health":
+            path = self.path.split("?")[0]
+            if path == "/health":
                 if server.faults.healthy and server.engine.healthy():
                     self._send(200, {})
                 else:
                     self._send(500, {"error": "not ready"})
+                return
+            if path == "/v1/policies" and server.faults.hide_policies:
+                self._send(403, {"code": "unauthorized", "message": "request rejected by "
+                                 "administrative policy"})
+                return
+            if path == "/v1/policies":
+                # OPA lists each module with its id (the file it was loaded from), its raw
+                # source and its AST; the AST is left out here, nothing reads it.
+                root = server.engine.policy_dir
+                self._send(200, {"result": [{"id": (root / name).as_posix(), "raw": src}
+                                            for name, src in server.engine.modules]})
+                return
+            if path == "/v1/data" or path.startswith("/v1/data/"):
+                status, body = server.data(path[len("/v1/data"):].strip("/"), b"{}")
+                self._send(status, body)
                 return
             self._send(404, {"code": "resource_not_found", "message": "not found"})
 

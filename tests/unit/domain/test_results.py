@@ -2,7 +2,8 @@
 
 Cases covered:
 - ``ItemResult.to_json``: keys ``id``, ``kind``, ``phase``, ``decision`` (``allowed``,
-  ``mode``, ``reasons``, ``warnings``; ``None`` without a decision), ``errors`` as
+  ``mode``, ``reasons``, ``warnings``, ``policyRevision`` when known; ``None`` without a
+  decision), ``errors`` as
   ``{field, reason}``, ``changes`` (resources and replicas), ``branch``, ``commit``,
   ``pullRequest``, ``file``/``lines``; optional keys absent when empty; JSON-serializable;
 - ``summary_table``: a header plus one row per item, in order; mode only for allowed items;
@@ -10,7 +11,8 @@ Cases covered:
   80 characters; a newline in a message adds a line to the table;
 - ``pull_request_body``: per-workload section with container before -> after rows
   (``(unset)`` for new keys), replicas before -> after (``(unset, 1)`` for an absent key),
-  savings per item and in total (changed items only), decision mode and id, warnings,
+  savings per item and in total (changed items only), decision mode and policy revision,
+  warnings,
   file and lines, the refused items with their reasons, the recommendation ids, the
   rollback section naming branch and base; items without a commit are not listed as
   applied; the same input renders the same bytes;
@@ -31,7 +33,7 @@ import pytest
 from reconciler.domain import decision, errors, model, planner, results
 
 ALLOW = decision.Decision(allow=True, mode="gitops", warnings=("window closes at 18:00",),
-                          decision_id="dec-42")
+                          decision_id="dec-42", policy_revision="sha256:00aa11bb22cc33dd")
 DENY = decision.Decision(
     allow=False, mode="audit",
     deny=(decision.Denial("guardrails.cpu", "request below 10m | floor\nsee runbook"),
@@ -94,7 +96,8 @@ def test_to_json_full() -> None:
         "namespace": "default",
         "target": "Deployment/cartservice",
         "decision": {"allowed": True, "mode": "gitops", "reasons": [],
-                     "warnings": ["window closes at 18:00"]},
+                     "warnings": ["window closes at 18:00"],
+                     "policyRevision": "sha256:00aa11bb22cc33dd"},
         "errors": [],
         "changes": [
             {"container": "server", "field": "requests.cpu", "old": "200m", "new": "100m"},
@@ -205,7 +208,7 @@ def test_pull_request_body_content() -> None:
     assert "### `shop/Deployment/frontend`" in body
     assert "Replicas: (unset, 1) → 3" in body
     assert ("- recommendation `rec-1`; projected savings $42.30/month; policy: allowed, "
-            "mode `gitops`") in body
+            "mode `gitops`, revision `sha256:00aa11bb22cc33dd`") in body
     assert "- warning: window closes at 18:00" in body
     assert "- file: `apps/cart.yaml` (lines 31, 34)" in body
     # Refused items, with their reasons
