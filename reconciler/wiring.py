@@ -158,7 +158,7 @@ def build_parts(s: settings.Settings, *, engine: bool = True) -> Parts:
     requests, the API for direct changes (and for cluster facts), which a ``kube`` store
     shares. ``engine=False`` for work that decides nothing (a rollback). The caller
     closes them (``Parts.close``); a long-lived operator keeps them for its life."""
-    api = kube_api(s.kube) if "direct" in s.writers or s.cluster.facts else None
+    api = kube_api(s.kube) if s.reads_cluster else None
     parts = Parts(store=open_store(s.store.uri, s.kube, api), api=api)
     try:
         if "gitops" in s.writers:

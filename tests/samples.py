@@ -15,6 +15,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_FILE = ROOT / "rego-tests" / "data" / "samples.json"
 POLICIES = ROOT / "policies"
+# Coverage is opt-in (policies/scope/scope.rego): the suite opts every namespace in.
+OPT_IN = ROOT / "tests" / "data" / "opt-in.yaml"
+DATA_FILES = (POLICIES / "data.yaml", OPT_IN)
+AS_SHIPPED = (POLICIES / "data.yaml",)
 
 _DELETE = object()
 DELETE: Any = _DELETE  # a patch value that removes the key

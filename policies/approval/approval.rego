@@ -3,7 +3,8 @@
 #   review -> a pull request (mode gitops), whatever the target
 #   auto   -> gitops when Argo CD / Flux manages the target, else apply_mode: the applyMode
 #             the configuration sets (defaults or a scoped rule), else the operator's own
-#             mode (input.cluster.operatorMode: its --mode / DAKR_MODE)
+#             mode (input.cluster.operatorMode: its --mode / DAKR_MODE; audit when the
+#             operator has no writer, so an allowed change is recorded, not applied)
 # A recommendation whose source set autoApply: false is treated as review.
 package dakr.approval
 
@@ -52,6 +53,13 @@ deny contains lib.denial("InvalidConfig", sprintf("approval %v is not one of aut
 	not approval in {"auto", "audit", "review"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of direct, gitops", [apply_mode])) if {
-	not apply_mode in {"direct", "gitops"}
+deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of direct, gitops", [m])) if {
+	m := scope.settings.applyMode
+	not m in {"direct", "gitops"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("the operator's mode %v is not one of audit, direct, gitops", [m])) if {
+	not scope.settings.applyMode
+	m := lib.cluster.operatorMode
+	not m in {"audit", "direct", "gitops"}
 }

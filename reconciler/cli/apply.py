@@ -11,7 +11,7 @@ from reconciler import wiring
 from reconciler.adapters import files
 from reconciler.cli import flags, output
 from reconciler.config import env
-from reconciler.domain import errors
+from reconciler.flow import audit
 from reconciler.runtime import jobs
 
 
@@ -35,8 +35,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for f in args.filename:
         docs.extend(files.load_documents(f))
     cfg = flags.settings_of(args, env.environ())
-    if cfg.mode == "gitops" and not cfg.git.repo:
-        raise errors.ConfigError("--repo is required with --mode gitops (the default)")
+    if cfg.mode == "audit":
+        print(f"note: {audit.HOW}", file=sys.stderr)
     with wiring.open_parts(cfg) as parts:
         if "direct" in cfg.writers and not args.dry_run:
             for item in jobs.release_deletions(parts, cfg):

@@ -20,6 +20,8 @@ from reconciler.domain import errors
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICIES = PROJECT_ROOT / "policies"
+# Data files layered over DIR/data.yaml when --policy-data is not given (none as shipped).
+DEFAULT_POLICY_DATA: tuple[Path, ...] = ()
 
 
 def add_output(p: argparse.ArgumentParser) -> None:
@@ -30,6 +32,7 @@ def add_output(p: argparse.ArgumentParser) -> None:
 def add_policy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", type=Path, default=DEFAULT_POLICIES, metavar="DIR",
                    help="Rego policy directory for the embedded OPA engine (default: %(default)s)")
+    add_policy_data(p)
     p.add_argument("--opa-url", default="", metavar="URL",
                    help="ask an OPA sidecar (e.g. http://localhost:8181) instead of the "
                         "embedded engine")
@@ -41,6 +44,14 @@ def add_policy(p: argparse.ArgumentParser) -> None:
                    metavar="PATH",
                    help="the decision document's path in the sidecar's data "
                         "(default: %(default)s)")
+
+
+def add_policy_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy-data", action="append", type=Path, default=None, metavar="FILE",
+                   help="a data file (YAML or JSON) layered over DIR/data.yaml for the "
+                        "embedded engine, key by key (lists replace lists): the namespaces "
+                        "you opt in, your own limits, without editing the library; "
+                        "repeatable, later files win")
 
 
 def add_kube(p: argparse.ArgumentParser) -> None:
@@ -117,10 +128,11 @@ def add_gitops(p: argparse.ArgumentParser) -> None:
 
 def add_batch(p: argparse.ArgumentParser) -> None:
     """Everything a batch needs besides its input (apply, run)."""
-    p.add_argument("--mode", choices=("gitops", "direct"), default="gitops",
+    p.add_argument("--mode", choices=("gitops", "direct", "audit"), default="gitops",
                    help="gitops: a pull request against --repo; direct: patch the cluster "
-                        "through the Kubernetes API, records in the CR store there "
-                        "(default: %(default)s)")
+                        "through the Kubernetes API, records in the CR store there; audit: "
+                        "decide and report, write nothing, which is also what gitops "
+                        "without --repo does (default: %(default)s)")
     add_gitops(p)
     p.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
                    help="one branch and pull request per batch, namespace or workload "
@@ -152,9 +164,23 @@ def state_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
     return given or env.state_dir(environ)
 
 
+def policy_data_files(args: argparse.Namespace, policy_dir: Path) -> tuple[Path, ...] | None:
+    """DIR/data.yaml and the --policy-data files over it; None: DIR/data.yaml alone."""
+    given = getattr(args, "policy_data", None)
+    layered = tuple(given) if given is not None else DEFAULT_POLICY_DATA
+    for f in layered:
+        if not f.is_file():
+            raise errors.ConfigError(f"--policy-data {f}: no such file")
+    if not layered:
+        return None
+    base = policy_dir / "data.yaml"
+    return ((base,) if base.is_file() else ()) + layered
+
+
 def policy_settings(args: argparse.Namespace) -> settings.PolicySettings:
+    policy_dir = Path(getattr(args, "policies", DEFAULT_POLICIES))
     return settings.PolicySettings(
-        policy_dir=Path(getattr(args, "policies", DEFAULT_POLICIES)),
+        policy_dir=policy_dir, data_files=policy_data_files(args, policy_dir),
         opa_url=getattr(args, "opa_url", ""), timeout=getattr(args, "opa_timeout", 2.0),
         token_file=getattr(args, "opa_token_file", ""),
         decision_path=getattr(args, "opa_decision_path", settings.PolicySettings.decision_path),
@@ -194,7 +220,9 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
     state = state_dir(args, environ)
     mode = getattr(args, "mode", "gitops")
     repo = getattr(args, "repo", "")
-    default_store = f"sqlite:{state / 'reconciler.db'}" if mode == "gitops" else "kube"
+    if mode == "gitops" and not repo:
+        mode = "audit"  # no writer: decide and report (flow/audit.py says why)
+    default_store = "kube" if mode == "direct" else f"sqlite:{state / 'reconciler.db'}"
     timeout = float(getattr(args, "drain_timeout", settings.DirectSettings.drain_timeout))
     if timeout <= 0:
         raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")

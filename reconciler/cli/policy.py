@@ -71,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ep.add_argument("--policies", type=Path, default=flags.DEFAULT_POLICIES, metavar="DIR",
                     help="policy directory for the embedded engine (default: %(default)s)")
     ep.add_argument("--data", action="append", default=None, metavar="FILE",
-                    help="data file(s) for the embedded engine (default: DIR/data.yaml)")
+                    help="data file(s) for the embedded engine instead of DIR/data.yaml")
+    flags.add_policy_data(ep)
     ep.add_argument("--now", default="", metavar="RFC3339",
                     help="the time the policies see (default: the input's, else now)")
     ep.set_defaults(func=cmd_eval)
@@ -122,7 +123,8 @@ def _engine(args: argparse.Namespace) -> opa.PolicyEngine:
     eng = wiring.policy_engine(settings.PolicySettings(
         policy_dir=args.policies, opa_url=args.opa_url, timeout=args.opa_timeout,
         token_file=args.opa_token_file,
-        data_files=tuple(Path(d) for d in args.data) if args.data else None,
+        data_files=(tuple(Path(d) for d in args.data) if args.data
+                    else flags.policy_data_files(args, args.policies)),
         reload_interval=-1))
     if isinstance(eng, embedded.EmbeddedEngine) and eng.last_error:
         raise errors.ConfigError(eng.last_error)

@@ -109,7 +109,9 @@ class Settings:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
     direct: DirectSettings = field(default_factory=DirectSettings)
-    mode: str = "gitops"       # gitops | direct: the writer this process was configured for
+    # gitops | direct: the writer this process was configured for; audit: none (no
+    # repository and not direct mode), so it decides and reports and writes nothing.
+    mode: str = "gitops"
     state_dir: Path = Path("state")  # local state: the store file, clones, stream cursor
     operator_namespace: str = "dakr-operator"
     cluster_id: str = "default"  # how this cluster introduces itself to the platform
@@ -121,12 +123,20 @@ class Settings:
         repository is configured, a direct change when it works against a cluster (direct
         mode, or the custom-resource store). A decision for a writer it lacks ends with a
         WriterNotConfigured condition, never a silent "Approved"."""
-        out = set()
+        out: set[str] = set()
+        if self.mode == "audit":
+            return frozenset(out)
         if self.git.repo:
             out.add("gitops")
         if self.mode == "direct" or self.store.uri == "kube":
             out.add("direct")
         return frozenset(out)
+
+    @property
+    def reads_cluster(self) -> bool:
+        """Whether the Kubernetes API is opened: to write, for the facts policy sees, or
+        because the records live there (an audit of a cluster reads its targets)."""
+        return "direct" in self.writers or self.cluster.facts or self.store.uri == "kube"
 
 
 ENV_ENABLED = "DAKR_LEADER_ELECTION"

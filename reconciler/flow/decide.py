@@ -167,11 +167,18 @@ def plan_item(st: store.Store, w: batch.Work, now: str) -> bool:
     return True
 
 
+def describe_plan(plan: planner.Plan) -> list[str]:
+    """The values a plan changes, one "what old -> new" each, for people."""
+    changes = [f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
+               for e in plan.resources]
+    if plan.replicas is not None:
+        changes.append(f"replicas {plan.replicas[0]} -> {plan.replicas[1]}")
+    if plan.hpa is not None:
+        changes.extend(f"hpa.{k} {plan.hpa[0].get(k)} -> {v}" for k, v in plan.hpa[1].items())
+    return changes
+
+
 def mark_dry_run(item: results.ItemResult) -> None:
     assert item.plan is not None
-    changes = [f"{e.container}.{e.section}.{e.resource} {e.old} -> {e.new}"
-               for e in item.plan.resources]
-    if item.plan.replicas is not None:
-        changes.append(f"replicas {item.plan.replicas[0]} -> {item.plan.replicas[1]}")
     item.phase = model.APPROVED
-    item.message = "dry run: would change " + ", ".join(changes)
+    item.message = "dry run: would change " + ", ".join(describe_plan(item.plan))

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler import wiring
+from reconciler.adapters.store import port as store
 from reconciler.config import settings
 from reconciler.direct import apply as direct
 from reconciler.direct import deletions
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, errors, results
+from reconciler.flow import audit, decide
 from reconciler.flow import batch as flow
-from reconciler.flow import decide
 from reconciler.gitops import pipeline, pullrequests, revert
 
 
@@ -27,6 +28,8 @@ def batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *
     """One batch through the configured mode's writer; what the policy routes to the other
     writer is carried out there in the same call (or fails WriterNotConfigured when this
     process has no such writer)."""
+    if cfg.mode == "audit":
+        return audit_batch(parts, cfg, docs, dry_run=dry_run)
     first, second = ((direct_batch, gitops_batch) if cfg.mode == "direct"
                      else (gitops_batch, direct_batch))
     out = first(parts, cfg, docs, dry_run=dry_run)
@@ -65,6 +68,15 @@ def direct_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[obj
     """One batch straight through the Kubernetes API."""
     return direct.run(docs, cfg, parts.store, parts.need_engine(), parts.need_api(),
                       dry_run=dry_run, routed=routed)
+
+
+def audit_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
+                dry_run: bool = False, st: store.Store | None = None) -> flow.Batch:
+    """No writer: decide and record (in ``st``, else the parts' store), with the live
+    targets when the cluster is read."""
+    return audit.run(docs, st if st is not None else parts.store, parts.need_engine(), parts.api,
+                     now=cfg.now or clock.rfc3339(), operator_namespace=cfg.operator_namespace,
+                     node_facts=cfg.cluster.nodes, dry_run=dry_run)
 
 
 def release_deletions(parts: wiring.Parts, cfg: settings.Settings
@@ -108,7 +120,7 @@ def rollback(parts: wiring.Parts, cfg: settings.Settings, rec_id: str,
     writer = "gitops" if by_pr else "direct" if direct_change else cfg.mode
     try:
         if writer not in cfg.writers:
-            what, how = decide.WRITER_SETTINGS[writer]
+            what, how = decide.WRITER_SETTINGS.get(writer, ("a writer", audit.HOW))
             raise errors.PermanentError(f"taking it back needs {what}; {how}")
         if writer == "gitops":
             return gitops_rollback(parts, cfg, rec_id), True

@@ -42,8 +42,8 @@ from reconciler.direct import apply as direct
 from reconciler.direct import cache as direct_cache
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, errors, model, results, status
+from reconciler.flow import audit, decide, report
 from reconciler.flow import batch as flow
-from reconciler.flow import decide, report
 from reconciler.gitops import pipeline, pullrequests
 from reconciler.runtime import (
     batcher,
@@ -75,18 +75,20 @@ def needs_work(rec: store.Record, writers: frozenset[str]) -> bool:
     spec changed since), a direct change interrupted (Applying without a pull request: the
     process stopped between recording the way back and the patch; looking again finds the
     values applied or applies them, never twice), or waiting for a writer the process now
-    has."""
+    has (refused for want of one, or only audited)."""
     if rec.deleting:
         return False
     if not rec.observed or rec.phase == model.PENDING:
         return True
     if rec.phase == model.APPLYING and not rec.status.get("pullRequest"):
         return True
+    conds = rec.status.get("conditions") or []
     if rec.phase == model.FAILED:
-        conds = rec.status.get("conditions") or []
         mode = str((rec.status.get("decision") or {}).get("mode", ""))
         return mode in writers and any(c.get("reason") == decide.WRITER_NOT_CONFIGURED
                                        for c in conds)
+    if rec.phase == model.APPROVED and writers:
+        return any(c.get("reason") == audit.AUDIT_MODE for c in conds)
     return False
 
 
@@ -122,8 +124,9 @@ class Operator:
             # The custom resources are a source of their own; a local file store is not.
             raise errors.ConfigError("no --source given and DAKR_API_ENDPOINT is not set "
                                      "(with --store kube, the custom resources suffice)")
-        if cfg.mode == "gitops" and not cfg.git.repo:
-            raise errors.ConfigError("--repo is required with --mode gitops (the default)")
+        if cfg.mode == "audit":
+            log.warning("audit mode: recommendations are taken in, decided and reported; "
+                        "nothing is written: %s", audit.HOW)
         self.platform_data = cfg.state_dir / PLATFORM_DATA
         self.cfg = dataclasses.replace(
             cfg, policy=dataclasses.replace(cfg.policy, platform_data=self.platform_data),
@@ -228,7 +231,13 @@ class Operator:
         items: list[results.ItemResult] = []
         temporary: errors.ReconcilerError | None = None
         for r in recs:
-            if r.deleting and direct_cache.FINALIZER in r.finalizers and parts.api is not None:
+            if r.deleting and direct_cache.FINALIZER in r.finalizers and cfg.mode == "audit":
+                # Writes nothing, a rollback neither: the finalizer keeps the deletion
+                # until an operator with a writer restores the values.
+                log.warning("%s is being deleted; its rollback waits for an operator that "
+                            "writes (audit mode: %s)", r.id, audit.HOW)
+            elif (r.deleting and direct_cache.FINALIZER in r.finalizers
+                  and parts.api is not None):
                 try:
                     items.append(restore.rollback(r.id, view, parts.api, kind=r.kind))
                 except errors.TemporaryError as e:
@@ -252,7 +261,10 @@ class Operator:
             self._pending_items[key] = (items, started, temporary)
             self.batcher.add(key, todo)  # _flush finishes the key with the batch
             return
-        if todo:
+        if todo and cfg.mode == "audit":
+            items.extend(jobs.audit_batch(parts, cfg, todo, dry_run=self.dry_run,
+                                          st=view).items)
+        elif todo:
             out = direct.run(todo, cfg, view, parts.need_engine(), parts.need_api(),
                              dry_run=self.dry_run)
             items.extend(it for it in out.items

@@ -6,6 +6,12 @@ test_auto_goes_gitops_by_default if f.mode(f.rightsizing) == "gitops"
 
 test_auto_follows_the_operators_mode if f.mode(f.cluster("operatorMode", "direct")) == "direct"
 
+test_an_operator_without_writer_audits if f.mode(f.cluster("operatorMode", "audit")) == "audit"
+
+test_an_operator_without_writer_still_allows if f.allows(f.cluster("operatorMode", "audit"))
+
+test_bad_operator_mode if f.denies(f.cluster("operatorMode", "kubectl"), "InvalidConfig")
+
 test_no_operator_mode_is_gitops if f.mode(json.remove(f.rightsizing, ["/cluster/operatorMode"])) == "gitops"
 
 test_config_beats_the_operators_mode if f.mode(f.cluster("operatorMode", "direct")) == "gitops" with data.config.defaults.applyMode as "gitops"

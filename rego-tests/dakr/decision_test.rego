@@ -32,8 +32,10 @@ test_invalid_input_hides_other_reasons if f.rules(f.set(f.at("noon"), "/recommen
 test_no_bounds_when_gated if not "bounds" in object.keys(f.decision(f.set(f.in_namespace("kube-system"), "/normalized/containers/server/proposed/requests/cpu", 0.01)))
 
 test_batch_decides_each_item if {
-	ds := data.dakr.batch with input as {"items": [f.rightsizing, f.in_namespace("kube-system")]}
-	[d.allow | some d in ds] == [true, false]
+	ds := data.dakr.batch with input as {"items": [f.rightsizing, f.in_namespace("kube-system"), f.in_namespace("shop")]}
+		with data.config.scope.includeNamespaces as ["default"]
+	[d.allow | some d in ds] == [true, false, false]
+	[r | some d in ds; some r in d.deny; r.rule == "NotCovered"] != []
 }
 
 test_warnings_are_strings if {

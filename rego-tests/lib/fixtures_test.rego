@@ -5,9 +5,19 @@ package fixtures
 
 import data.samples
 
+# Coverage is opt-in (scope.rego). The area tests judge their own rule on a covered
+# workload, so decision() opts every namespace in, as a team's
+# config.scope.includeNamespaceRegex [".*"] would; the scope tests use shipped(), which
+# evaluates the library's data as it ships.
 decision(inp) := d if {
+	d := data.dakr.decision with input as inp with data.config.scope.includeNamespaceRegex as [".*"]
+}
+
+shipped(inp) := d if {
 	d := data.dakr.decision with input as inp
 }
+
+shipped_rules(inp) := {d.rule | some d in shipped(inp).deny}
 
 rules(inp) := {d.rule | some d in decision(inp).deny}
 

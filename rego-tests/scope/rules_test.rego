@@ -19,7 +19,7 @@ winner(rules) := w if {
 
 test_no_rule_no_match if not scope.matched_rule with input as f.rightsizing with data.config.rules as []
 
-test_default_payments_rule if scope.settings.approval == "review" with input as f.in_namespace("payments")
+test_shipped_data_has_no_rules if count(scope.rules) == 0
 
 test_defaults_without_match if scope.settings.profile == "balanced" with input as f.rightsizing
 

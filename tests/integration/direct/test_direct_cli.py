@@ -7,7 +7,7 @@ Cases:
 - `reconciler rollback ID` restores the values and exits 0, prints JSON;
   an unknown id exits 1; a refused rollback (foreign change) exits 1 and says why;
 - a deleted recommendation is rolled back by the next `apply` run before its batch;
-- bad --qps exits 2 naming it; gitops mode without --repo exits 2;
+- bad --qps exits 2 naming it; gitops mode without --repo runs in audit mode and says so;
 - --no-server-dry-run sends the guarded patch alone; a bad --drain-timeout exits 2;
 - `run --once --mode direct` with a file source: stored as a CR and applied in the same
   round; the next round has nothing pending and writes nothing.
@@ -142,13 +142,15 @@ def test_no_server_dry_run_flag(setup: tuple[KubeApi, Path],
     assert "--drain-timeout" in capsys.readouterr().err
 
 
-def test_gitops_mode_needs_a_repo(setup: tuple[KubeApi, Path],
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_gitops_mode_without_a_repo_audits(setup: tuple[KubeApi, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     _, pol = setup
     f = pol.parent / "r.yaml"
     f.write_text("")
-    assert cli.main(["apply", "-f", str(f), "--policies", str(pol)]) == 2
-    assert "--repo is required" in capsys.readouterr().err
+    assert cli.main(["apply", "-f", str(f), "--policies", str(pol),
+                     "--state-dir", str(pol.parent / "state")]) == 0
+    err = capsys.readouterr().err
+    assert "audit mode" in err and "--repo" in err and "--mode direct" in err
 
 
 def test_run_once_in_direct_mode(setup: tuple[KubeApi, Path],

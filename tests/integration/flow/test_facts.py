@@ -43,6 +43,7 @@ from reconciler.adapters import kube
 from reconciler.adapters.opa import embedded
 from reconciler.domain import errors, model, policy_input, validation
 from reconciler.flow import facts
+from tests import samples
 from tests.fakes.kubeapi.handle import KubeApi
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -437,7 +438,7 @@ def test_rbac_rules_suffice(kubeapi: KubeApi, without_pdbs: bool) -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> Any:
-    eng = embedded.EmbeddedEngine(ROOT / "policies")
+    eng = embedded.EmbeddedEngine(ROOT / "policies", samples.DATA_FILES)
     yield eng
     eng.close()
 

@@ -184,7 +184,7 @@ def test_eval_full_input_json_matches_engine(
     code, out = run(["policy", "eval", "--input", str(f), "-o", "json"], capsys)
     assert code == 0
     got = json.loads(out)
-    want = embedded.EmbeddedEngine(samples.POLICIES).decide(inp).to_dict()
+    want = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES).decide(inp).to_dict()
     got.pop("decision_id")
     want.pop("decision_id")
     assert got == want
@@ -216,7 +216,7 @@ def test_eval_through_sidecar(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     inp = samples.sample("nodegroup", {"/cluster/nodes/0/pods/0/pdbDisruptionsAllowed": 0})
     f = tmp_path / "input.json"
     f.write_text(json.dumps(inp))
-    with OpaServer(samples.POLICIES) as srv:
+    with OpaServer(samples.POLICIES, samples.DATA_FILES) as srv:
         code, out = run(["policy", "eval", "--input", str(f), "--opa-url", srv.url], capsys)
         assert code == 0
         assert "deny     PDBBlocksDrain:" in out

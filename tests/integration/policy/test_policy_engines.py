@@ -111,13 +111,13 @@ def _patched(sample: str, patches: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[OpaServer]:
-    with OpaServer(samples.POLICIES, token="s3cret") as srv:
+    with OpaServer(samples.POLICIES, samples.DATA_FILES, token="s3cret") as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[opa_embedded.EmbeddedEngine]:
-    eng = opa_embedded.EmbeddedEngine(samples.POLICIES)
+    eng = opa_embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES)
     assert eng.last_error is None
     yield eng
     eng.close()
@@ -207,7 +207,7 @@ def test_embedded_engine_mints_a_decision_id(embedded: opa_embedded.EmbeddedEngi
 
 
 def test_sidecar_keeps_one_connection_and_sends_token(tmp_path: Any) -> None:
-    with OpaServer(samples.POLICIES, token="t0k") as srv:
+    with OpaServer(samples.POLICIES, samples.DATA_FILES, token="t0k") as srv:
         eng = opa_sidecar.SidecarEngine(srv.url, token="t0k")
         for _ in range(5):
             assert eng.decide(samples.sample("rightsizing")).allow

@@ -88,7 +88,7 @@ def test_policy_that_does_not_compile_fails_closed(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[OpaServer]:
-    with OpaServer(samples.POLICIES) as srv:
+    with OpaServer(samples.POLICIES, samples.DATA_FILES) as srv:
         yield srv
 
 
@@ -145,7 +145,7 @@ def test_connection_refused_fails_closed() -> None:
 
 
 def test_wrong_token_fails_closed() -> None:
-    with OpaServer(samples.POLICIES, token="right") as srv:
+    with OpaServer(samples.POLICIES, samples.DATA_FILES, token="right") as srv:
         d = opa_sidecar.SidecarEngine(srv.url, token="wrong").decide(samples.sample("rightsizing"))
         _assert_unavailable(d)
         assert "401" in d.deny[0].msg
@@ -156,7 +156,8 @@ def test_wrong_token_fails_closed() -> None:
 @pytest.mark.parametrize("engine_kind", ["embedded", "sidecar"])
 def test_unserializable_input_fails_closed(server: OpaServer, engine_kind: str) -> None:
     eng: opa.PolicyEngine = (
-        opa_embedded.EmbeddedEngine(samples.POLICIES) if engine_kind == "embedded"
+        opa_embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES)
+        if engine_kind == "embedded"
         else opa_sidecar.SidecarEngine(server.url)
     )
     _assert_unavailable(eng.decide({"now": object()}))

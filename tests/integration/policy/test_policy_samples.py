@@ -47,7 +47,7 @@ def test_sample_has_the_contract_keys(name: str) -> None:
 
 
 def test_default_library_allows_every_sample() -> None:
-    eng = embedded.EmbeddedEngine(samples.POLICIES)
+    eng = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES)
     for name, s in samples.load().items():
         d = eng.decide(s)
         assert d.allow, (name, d.reasons)
@@ -69,7 +69,7 @@ def _md(replicas: int, annotations: dict[str, str]) -> dict[str, Any]:
 
 def test_node_group_min_size_is_enforced_by_the_default_policy() -> None:
     """The annotation reaches the library's NodeGroupMinSize rule (real embedded OPA)."""
-    engine = embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+    engine = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES, reload_interval=-1)
     try:
         min_size = policy_input.MIN_SIZE_ANNOTATION
         now = "2026-11-24T10:00:00Z"

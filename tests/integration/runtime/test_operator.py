@@ -36,7 +36,7 @@ import pytest
 
 from reconciler.devtools import platform
 from reconciler.domain import model
-from tests import crds
+from tests import crds, samples
 from tests.fakes.kubeapi.handle import KubeApi
 from tests.fakes.opaserver import OpaServer
 from tests.integration.run_support import value
@@ -51,6 +51,7 @@ POLICIES = ROOT / "policies"
 def direct_argv(api: KubeApi, tmp: Path, *extra: str) -> list[str]:
     return ["--mode", "direct", "--store", "kube", "--kubeconfig", api.kubeconfig_path,
             "--state-dir", str(tmp / "state"), "--policies", str(POLICIES),
+            "--policy-data", str(samples.OPT_IN),
             "--resync", "30", *extra]
 
 
@@ -235,7 +236,8 @@ def test_gitops_burst_is_one_pull_request(tmp_path: Path) -> None:
         feed(*(op.wrec(f"rec-{i:03d}", f"svc-{i}", cpu="80m") for i in range(n)))).start()
     state = tmp_path / "state"
     running = op.start(["--repo", str(origin), "--forge", "local", "--state-dir", str(state),
-                        "--policies", str(POLICIES), "--source",
+                        "--policies", str(POLICIES),
+            "--policy-data", str(samples.OPT_IN), "--source",
                         f"platform:{server.address}", "--batch-window", "2"], tmp_path)
     try:
         assert server.state.wait_for(lambda s: len(s.acked_ids()) == n, timeout=120)
@@ -256,7 +258,7 @@ def test_gitops_burst_is_one_pull_request(tmp_path: Path) -> None:
 
 def test_policy_unavailable_is_decided_again(cluster: KubeApi, tmp_path: Path) -> None:
     api = cluster
-    with OpaServer(POLICIES) as opa:
+    with OpaServer(POLICIES, samples.DATA_FILES) as opa:
         opa.faults.status = 500  # the sidecar is up but cannot evaluate: no answer
         running = op.start(direct_argv(api, tmp_path, "--opa-url", opa.url,
                                        "--retry-max", "1"), tmp_path)
@@ -339,7 +341,8 @@ def test_two_replicas_never_both_write(kubeapi: KubeApi, tmp_path: Path) -> None
     for user, token in users.items():
         cfg = op.kubeconfig(api, tmp_path / f"{user}.kubeconfig", token)
         argv = ["--mode", "direct", "--store", "kube", "--kubeconfig", str(cfg),
-                "--state-dir", str(tmp_path / user), "--policies", str(POLICIES)]
+                "--state-dir", str(tmp_path / user), "--policies", str(POLICIES),
+            "--policy-data", str(samples.OPT_IN)]
         replicas[user] = op.start(argv, tmp_path, name=user,
                                   env={**env, "POD_NAME": user})
 

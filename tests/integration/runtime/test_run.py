@@ -2,15 +2,15 @@
 
 Cases:
 - file and VPA sources: both are taken into the store and decided, in one GitOps batch
-  (the VPA one is refused by the default policy, which wants a confidence VPA does not
-  give); the malformed document of the file is refused on its own;
+  (the VPA one, which gives no confidence, is decided on the other rules with a warning
+  naming its source); the malformed document of the file is refused on its own;
 - the platform source: recommendations arrive over gRPC from the reference platform on
   loopback, are acked once stored, and proposed in one pull request;
 - a second run finds nothing pending, prints nothing and makes no commit;
 - decisions made after the stream went idle wait in the outbox and go up on the next
   connection, once, in order;
 - a recommendation whose spec changes (same id, new generation) is decided again;
-- unusable --source values and a missing --repo exit 2;
+- unusable --source values and a missing --policy-data file exit 2;
 - /healthz and /readyz; the DAKR_* environment the chart sets becomes the defaults of
   `run` (table);
 - `config check` prints the effective settings with every token masked (variables, and a
@@ -74,9 +74,11 @@ def test_file_and_vpa_sources(origin: Path, tmp_path: Path,
     phases = {r["id"]: r["phase"] for r in doc["results"]}
     assert phases["rec-0001"] == model.APPLYING and phases["rec-0009"] == model.REJECTED
     (vpa_item,) = [r for r in doc["results"] if r["id"].startswith("vpa-")]
-    # VPA gives no confidence, and the default policy wants one: decided, and refused.
-    assert vpa_item["phase"] == model.REJECTED
-    assert any("MinimumConfidence" in x for x in vpa_item["decision"]["reasons"])
+    # VPA gives no confidence: decided on the other rules, with a warning that says so,
+    # and proposed in the same pull request.
+    assert vpa_item["phase"] == model.APPLYING
+    assert any("no confidence given (source vpa)" in w
+               for w in vpa_item["decision"]["warnings"])
     assert "rec-0015" not in records(tmp_path)  # malformed: refused, never stored
     again = run_once(tmp_path, origin, capsys, f"file:{RECS}", f"vpa:{vpa}")
     assert again == {"results": []}  # nothing pending: no batch, no commit
@@ -140,7 +142,8 @@ def test_changed_spec_is_decided_again(origin: Path, tmp_path: Path,
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["--source", "ftp:somewhere", "--repo", "x"], "expected one of platform"),
-    (["--source", "file:x.yaml"], "--repo is required"),
+    (["--source", "file:x.yaml", "--repo", "x", "--policy-data", "nope.yaml"],
+     "--policy-data nope.yaml"),
 ])
 def test_unusable_settings(argv: list[str], needle: str,
                            capsys: pytest.CaptureFixture[str]) -> None:
