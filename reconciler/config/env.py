@@ -30,6 +30,9 @@ RUN_VARIABLES = {
     "DAKR_OPA_DECISION_PATH": "opa_decision_path", "DAKR_GITOPS_PATH": "repo_path",
     "DAKR_GITOPS_BRANCH_PREFIX": "branch_prefix", "DAKR_GITOPS_AUTHOR_NAME": "author_name",
     "DAKR_GITOPS_AUTHOR_EMAIL": "author_email",
+    # The embedded engine's policy directory: the image's copy of the library, or the
+    # chart's policy ConfigMap mounted into the reconciler when there is no OPA sidecar.
+    "DAKR_POLICY_DIR": "policies",
 }
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
 

@@ -7,18 +7,22 @@ here, the Helm tests skip with the reason and the CRD file tests still run.
 Cases:
 - lint: default values and every override below lint without warnings; lint is shown to be
   real (invalid object names give warnings, a broken CRD file gives an error).
-- RBAC: the ClusterRole grants exactly the expected (group, resource) -> verbs table; no
+- RBAC: the ClusterRole of a writing operator (direct; gitops with a repository) grants
+  exactly the expected (group, resource) -> verbs table; no
   wildcard verbs, resources or groups; nothing for features not built (pods/resize,
   nodes/proxy); pods list and nodes get only with clusterFacts.nodes (and the env that
-  turns node facts on); evictions and node patch only with nodeDrain.enabled; leases only
+  turns node facts on); evictions and node patch only with nodeDrain.enabled (in direct
+  mode here; audit mode's read-only table is in test_chart_values.py); leases only
   in a namespaced Role; bindings point at the chart's ServiceAccount;
   rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
 - Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
   port), probes on the diagnostic port; an opa.addr that leaves the pod or an unknown mode
   fails the render; every container non-root, read-only root filesystem, no privilege
   escalation, all capabilities dropped; probes on both containers.
-- policies ConfigMap: created empty by default and mounted into OPA; filled from
-  policies.files; not created when policies.existingConfigMap names one.
+- policies ConfigMap: holds the shipped library by default and is mounted into OPA, which
+  runs with --watch and --ignore=.*; policies.files join the library and change nothing in
+  the pod template (no checksum annotation rolls the pod); not created when
+  policies.existingConfigMap names one.
 - gitops token only from a Secret reference; mode=direct renders no gitops settings.
 - CRDs (from the files and as Helm loads them): group, version, scope, status subresource,
   printer columns, short names, categories; spec field names, required fields and enums;
@@ -32,21 +36,25 @@ from __future__ import annotations
 import re
 import shutil
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-CHART_DIR = Path(__file__).resolve().parents[3] / "manifests"
-CRD_DIR = CHART_DIR / "crds"
-RELEASE = "dakr"
-NAMESPACE = "dakr-system"
-GROUP = "dakr.devzero.io"
+from tests.integration.chart.support import (
+    CHART_DIR,
+    CRD_DIR,
+    GROUP,
+    NAMESPACE,
+    RELEASE,
+)
+from tests.integration.chart.support import load_yaml_docs as _load_yaml_docs
+from tests.integration.chart.support import render as _render
+from tests.integration.chart.support import rules_table as _rules_table
 
-# (apiGroup, resource) -> verbs. The operator's whole footprint: anything added to the chart
-# must be added here on purpose.
+# (apiGroup, resource) -> verbs. The operator's whole footprint when it writes (direct, or
+# gitops with a repository): anything added to the chart must be added here on purpose.
+# Audit mode's smaller table is in test_chart_values.py.
 EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("apps", "deployments"): frozenset({"get", "list", "watch", "patch", "update"}),
     ("apps", "statefulsets"): frozenset({"get", "list", "watch", "patch", "update"}),
@@ -78,7 +86,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "direct-mode": {"mode": "direct"},
     "node-facts": {"clusterFacts": {"nodes": True}},
-    "node-drain": {"nodeDrain": {"enabled": True}},
+    "node-drain": {"mode": "direct", "nodeDrain": {"enabled": True}},
     "no-rbac": {"rbac": {"create": False}},
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "existing-sa": {"serviceAccount": {"create": False, "name": "ops"}},
@@ -93,10 +101,6 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _load_yaml_docs(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def _crd_files() -> dict[str, dict[str, Any]]:
@@ -190,70 +194,6 @@ def _structural_violations(node: Any, path: str = "", *, root: bool = True) -> l
     return problems
 
 
-def _rules_table(role: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
-    table: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        for group in rule.get("apiGroups", []):
-            for resource in rule.get("resources", []):
-                table.setdefault((group, resource), set()).update(rule["verbs"])
-    return {key: frozenset(verbs) for key, verbs in table.items()}
-
-
-# ---------------------------------------------------------------- Helm fixtures
-
-
-@pytest.fixture(scope="module")
-def helm() -> types.ModuleType:
-    """The helm_python module, or a skip saying exactly why it cannot be used here."""
-    try:
-        import helm_python
-
-        helm_python.helm_sdk_version()  # forces the native library to load
-    except Exception as exc:  # any failure to load the native library means "cannot test"
-        pytest.skip(f"helm-python-sdk not usable offline here: {exc!r}")
-    return helm_python
-
-
-@pytest.fixture(scope="module")
-def chart(helm: types.ModuleType) -> Iterator[Any]:
-    with helm.Chart.load(CHART_DIR) as loaded:
-        yield loaded
-
-
-class Rendered:
-    """A render's objects, indexed the way the assertions need them."""
-
-    def __init__(self, manifests: dict[str, str]) -> None:
-        self.notes = ""
-        self.objects: list[dict[str, Any]] = []
-        for name, text in manifests.items():
-            if name.endswith("NOTES.txt"):
-                self.notes = text
-            else:
-                self.objects += _load_yaml_docs(text)
-
-    def all(self, kind: str) -> list[dict[str, Any]]:
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def one(self, kind: str) -> dict[str, Any]:
-        found = self.all(kind)
-        assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-        return found[0]
-
-    def container(self, name: str) -> dict[str, Any]:
-        pod = self.one("Deployment")["spec"]["template"]["spec"]
-        (found,) = [c for c in pod["containers"] if c["name"] == name]
-        return dict(found)
-
-    def env(self, container: str) -> dict[str, dict[str, Any]]:
-        return {e["name"]: e for e in self.container(container).get("env", [])}
-
-
-def _render(chart: Any, values: dict[str, Any] | None = None) -> Rendered:
-    manifests: dict[str, str] = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
-    return Rendered(manifests)
-
-
 # ---------------------------------------------------------------- lint
 
 
@@ -286,8 +226,9 @@ def test_lint_parses_crd_files(helm: types.ModuleType, tmp_path: Path) -> None:
 
 
 def test_cluster_role_grants_exactly_what_the_operator_needs(chart: Any) -> None:
-    rendered = _render(chart)
-    assert _rules_table(rendered.one("ClusterRole")) == EXPECTED_CLUSTER_RULES
+    for override in ("direct-mode", "gitops-configured"):
+        rendered = _render(chart, OVERRIDES[override])
+        assert _rules_table(rendered.one("ClusterRole")) == EXPECTED_CLUSTER_RULES, override
 
 
 @pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
@@ -313,7 +254,7 @@ def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> 
 
 
 def test_drain_rights_only_with_node_drain(chart: Any) -> None:
-    default = _rules_table(_render(chart).one("ClusterRole"))
+    default = _rules_table(_render(chart, OVERRIDES["direct-mode"]).one("ClusterRole"))
     drain = _rules_table(_render(chart, OVERRIDES["node-drain"]).one("ClusterRole"))
     assert drain.pop(("", "pods/eviction")) == frozenset({"create"})
     assert drain.pop(("", "nodes")) == frozenset({"get", "patch"})
@@ -422,7 +363,7 @@ def test_opa_sidecar_bound_to_localhost(chart: Any) -> None:
     [
         ({"opa": {"addr": "0.0.0.0:8181"}}, "opa.addr must bind to localhost"),
         ({"opa": {"addr": ":8181"}}, "opa.addr must bind to localhost"),
-        ({"mode": "yolo"}, "mode must be gitops or direct"),
+        ({"mode": "yolo"}, "mode must be gitops, direct or audit, got \"yolo\""),
     ],
 )
 def test_render_refuses_unsafe_values(
@@ -461,30 +402,32 @@ def test_reconciler_has_writable_scratch_space(chart: Any) -> None:
     assert rendered.env("reconciler")["DAKR_WORK_DIR"]["value"] == "/var/lib/dakr"
 
 
-def test_policies_configmap_default_is_empty_and_mounted(chart: Any) -> None:
+def test_policies_configmap_holds_the_library_and_is_mounted(chart: Any) -> None:
     rendered = _render(chart)
     cm = rendered.one("ConfigMap")
-    assert cm["data"] == {}
+    assert "data.yaml" in cm["data"] and "dakr.decision.rego" in cm["data"]
     pod = rendered.one("Deployment")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["policies"]["configMap"]["name"] == cm["metadata"]["name"]
     opa = rendered.container("opa")
     assert {"name": "policies", "mountPath": "/policies", "readOnly": True} in opa["volumeMounts"]
     assert opa["args"][-1] == "/policies"
-    assert "no policies are loaded" in rendered.notes
-
-
-def test_policies_from_values_and_checksum_rolls_pods(chart: Any) -> None:
-    rego = 'package dakr\n\ndefault decision := {"allow": false}\n'
-    rendered = _render(chart, {"policies": {"files": {"decision.rego": rego}}})
-    assert rendered.one("ConfigMap")["data"] == {"decision.rego": rego.rstrip("\n")}
+    assert "--watch" in opa["args"] and "--ignore=.*" in opa["args"]
     assert "no policies are loaded" not in rendered.notes
 
-    def checksum(r: Rendered) -> str:
-        annotations = r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
-        return str(annotations["checksum/policies"])
 
-    assert checksum(rendered) != checksum(_render(chart))
+def test_policies_from_values_join_the_library_without_rolling_pods(chart: Any) -> None:
+    rego = 'package team\n\nlimit := 3\n'
+    rendered = _render(chart, {"policies": {"files": {"team.rego": rego}}})
+    data = rendered.one("ConfigMap")["data"]
+    assert data["team.rego"] == rego
+    assert set(data) == set(_render(chart).one("ConfigMap")["data"]) | {"team.rego"}
+    # OPA --watch (or the embedded engine's polling) reloads the ConfigMap: nothing in the
+    # pod template depends on the policies, so changing them rolls no pod.
+    annotations = rendered.one("Deployment")["spec"]["template"]["metadata"].get(
+        "annotations", {})
+    assert not [a for a in annotations if a.startswith("checksum/")]
+    assert rendered.one("Deployment") == _render(chart).one("Deployment")
 
 
 def test_existing_policies_configmap_is_mounted(chart: Any) -> None:
@@ -534,6 +477,8 @@ def test_values_defaults(chart: Any) -> None:
     assert values["opa"]["addr"] == "localhost:8181"
     assert values["rbac"]["create"] is True
     assert values["leaderElection"]["enabled"] is True
+    assert values["opa"]["sidecar"]["enabled"] is True
+    assert values["policies"] == {"data": {}, "files": {}, "existingConfigMap": ""}
 
 
 # ---------------------------------------------------------------- CRDs
@@ -702,6 +647,7 @@ def test_status_schemas_are_identical_and_complete() -> None:
         "reasons",
         "warnings",
         "decisionId",
+        "policyRevision",
     }
     assert set(status["pullRequest"]["properties"]) == {
         "url",
