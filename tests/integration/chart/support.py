@@ -4,13 +4,13 @@ sync_policies.py loaded as a module (it lives in the chart, not in a package).""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests import chart_sync
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = ROOT / "manifests"
@@ -74,18 +74,48 @@ def rules_table(role: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
 
 
 def sync_policies() -> types.ModuleType:
-    """manifests/sync_policies.py, imported by path (the chart is no Python package)."""
-    name = "dakr_chart_sync_policies"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, CHART_DIR / "sync_policies.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    # No manifests/__pycache__/: the chart directory holds only what Helm should see.
-    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = saved
-    return module
+    """manifests/sync_policies.py, imported by path (tests/chart_sync.py)."""
+    return chart_sync.load()
+
+
+# The ClusterRole in rule groups: (apiGroup, resource) -> verbs.
+ALWAYS: dict[tuple[str, str], frozenset[str]] = {
+    ("apps", "deployments"): frozenset({"get", "list", "watch"}),
+    ("apps", "statefulsets"): frozenset({"get", "list", "watch"}),
+    ("apps", "daemonsets"): frozenset({"get", "list", "watch"}),
+    ("apps", "deployments/scale"): frozenset({"get"}),
+    ("apps", "statefulsets/scale"): frozenset({"get"}),
+    ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "list", "watch"}),
+    (GROUP, "workloadrecommendations"): frozenset(
+        {"get", "list", "watch", "create", "patch", "update"}),
+    (GROUP, "nodegrouprecommendations"): frozenset(
+        {"get", "list", "watch", "create", "patch", "update"}),
+    (GROUP, "workloadrecommendations/status"): frozenset({"get", "patch", "update"}),
+    (GROUP, "nodegrouprecommendations/status"): frozenset({"get", "patch", "update"}),
+    (GROUP, "workloadrecommendations/finalizers"): frozenset({"update"}),
+    (GROUP, "nodegrouprecommendations/finalizers"): frozenset({"update"}),
+    ("", "events"): frozenset({"create", "patch"}),
+    ("policy", "poddisruptionbudgets"): frozenset({"list"}),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset(
+        {"get", "list", "create", "patch"}),
+}
+WRITES = {
+    ("apps", "deployments"): frozenset({"patch", "update"}),
+    ("apps", "statefulsets"): frozenset({"patch", "update"}),
+    ("apps", "daemonsets"): frozenset({"patch", "update"}),
+    ("apps", "deployments/scale"): frozenset({"patch", "update"}),
+    ("apps", "statefulsets/scale"): frozenset({"patch", "update"}),
+    ("autoscaling", "horizontalpodautoscalers"): frozenset({"patch", "update"}),
+}
+NODE_FACTS = {("", "pods"): frozenset({"list"}), ("", "nodes"): frozenset({"get"})}
+DRAIN = {("", "pods/eviction"): frozenset({"create"}), ("", "nodes"): frozenset({"patch"})}
+
+
+def merge_rules(*groups: dict[tuple[str, str], frozenset[str]]
+                ) -> dict[tuple[str, str], frozenset[str]]:
+    """One (apiGroup, resource) -> verbs table from rule groups, verbs united."""
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for group in groups:
+        for key, verbs in group.items():
+            out[key] = out.get(key, frozenset()) | verbs
+    return out

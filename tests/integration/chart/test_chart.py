@@ -41,6 +41,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.chart import support
 from tests.integration.chart.support import (
     CHART_DIR,
     CRD_DIR,
@@ -54,32 +55,8 @@ from tests.integration.chart.support import rules_table as _rules_table
 
 # (apiGroup, resource) -> verbs. The operator's whole footprint when it writes (direct, or
 # gitops with a repository): anything added to the chart must be added here on purpose.
-# Audit mode's smaller table is in test_chart_values.py.
-EXPECTED_CLUSTER_RULES: dict[tuple[str, str], frozenset[str]] = {
-    ("apps", "deployments"): frozenset({"get", "list", "watch", "patch", "update"}),
-    ("apps", "statefulsets"): frozenset({"get", "list", "watch", "patch", "update"}),
-    ("apps", "daemonsets"): frozenset({"get", "list", "watch", "patch", "update"}),
-    ("apps", "deployments/scale"): frozenset({"get", "patch", "update"}),
-    ("apps", "statefulsets/scale"): frozenset({"get", "patch", "update"}),
-    ("autoscaling", "horizontalpodautoscalers"): frozenset(
-        {"get", "list", "watch", "patch", "update"}
-    ),
-    (GROUP, "workloadrecommendations"): frozenset(
-        {"get", "list", "watch", "create", "patch", "update"}
-    ),
-    (GROUP, "nodegrouprecommendations"): frozenset(
-        {"get", "list", "watch", "create", "patch", "update"}
-    ),
-    (GROUP, "workloadrecommendations/status"): frozenset({"get", "patch", "update"}),
-    (GROUP, "nodegrouprecommendations/status"): frozenset({"get", "patch", "update"}),
-    (GROUP, "workloadrecommendations/finalizers"): frozenset({"update"}),
-    (GROUP, "nodegrouprecommendations/finalizers"): frozenset({"update"}),
-    ("", "events"): frozenset({"create", "patch"}),
-    ("policy", "poddisruptionbudgets"): frozenset({"list"}),
-    ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset(
-        {"get", "list", "create", "patch"}
-    ),
-}
+# The rule groups (and audit mode's smaller set) are in support.py.
+EXPECTED_CLUSTER_RULES = support.merge_rules(support.ALWAYS, support.WRITES)
 
 # Overrides that must all render and lint cleanly.
 OVERRIDES: dict[str, dict[str, Any]] = {

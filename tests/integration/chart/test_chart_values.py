@@ -60,11 +60,15 @@ from reconciler.domain import decision, policy_input, validation
 from tests import samples
 from tests.fakes.opaserver import OpaServer
 from tests.integration.chart.support import (
+    ALWAYS,
     CHART_DIR,
-    GROUP,
+    DRAIN,
     NAMESPACE,
+    NODE_FACTS,
     RELEASE,
+    WRITES,
     Rendered,
+    merge_rules,
     render,
     rules_table,
     sync_policies,
@@ -85,38 +89,6 @@ COMBOS: dict[str, list[str]] = {
     "audit": [*SEED, "mode=audit"],
     "audit-drain": [*SEED, "mode=audit", "nodeDrain.enabled=true"],
 }
-
-# The ClusterRole in rule groups: (apiGroup, resource) -> verbs.
-ALWAYS: dict[tuple[str, str], frozenset[str]] = {
-    ("apps", "deployments"): frozenset({"get", "list", "watch"}),
-    ("apps", "statefulsets"): frozenset({"get", "list", "watch"}),
-    ("apps", "daemonsets"): frozenset({"get", "list", "watch"}),
-    ("apps", "deployments/scale"): frozenset({"get"}),
-    ("apps", "statefulsets/scale"): frozenset({"get"}),
-    ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "list", "watch"}),
-    (GROUP, "workloadrecommendations"): frozenset(
-        {"get", "list", "watch", "create", "patch", "update"}),
-    (GROUP, "nodegrouprecommendations"): frozenset(
-        {"get", "list", "watch", "create", "patch", "update"}),
-    (GROUP, "workloadrecommendations/status"): frozenset({"get", "patch", "update"}),
-    (GROUP, "nodegrouprecommendations/status"): frozenset({"get", "patch", "update"}),
-    (GROUP, "workloadrecommendations/finalizers"): frozenset({"update"}),
-    (GROUP, "nodegrouprecommendations/finalizers"): frozenset({"update"}),
-    ("", "events"): frozenset({"create", "patch"}),
-    ("policy", "poddisruptionbudgets"): frozenset({"list"}),
-    ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset(
-        {"get", "list", "create", "patch"}),
-}
-WRITES = {
-    ("apps", "deployments"): frozenset({"patch", "update"}),
-    ("apps", "statefulsets"): frozenset({"patch", "update"}),
-    ("apps", "daemonsets"): frozenset({"patch", "update"}),
-    ("apps", "deployments/scale"): frozenset({"patch", "update"}),
-    ("apps", "statefulsets/scale"): frozenset({"patch", "update"}),
-    ("autoscaling", "horizontalpodautoscalers"): frozenset({"patch", "update"}),
-}
-NODE_FACTS = {("", "pods"): frozenset({"list"}), ("", "nodes"): frozenset({"get"})}
-DRAIN = {("", "pods/eviction"): frozenset({"create"}), ("", "nodes"): frozenset({"patch"})}
 
 # combination -> (rule groups, the mode the operator runs in, containers)
 EXPECTED: dict[str, tuple[list[dict[tuple[str, str], frozenset[str]]], str, list[str]]] = {
@@ -203,11 +175,7 @@ def test_containers_images_probes_and_security(rendered: dict[str, Rendered],
 
 @pytest.mark.parametrize("combo", COMBOS)
 def test_rbac_is_what_the_combination_needs(rendered: dict[str, Rendered], combo: str) -> None:
-    groups = EXPECTED[combo][0]
-    want: dict[tuple[str, str], frozenset[str]] = {}
-    for group in groups:
-        for key, verbs in group.items():
-            want[key] = want.get(key, frozenset()) | verbs
+    want = merge_rules(*EXPECTED[combo][0])
     r = rendered[combo]
     assert rules_table(r.one("ClusterRole")) == want
     assert rules_table(r.one("Role")) == {

@@ -148,16 +148,23 @@ def test_crd_updates_are_applied_only_for_allowed_groups(tmp_path: pathlib.Path,
     assert h.stored_ids() == {"rec-00000"}  # recommendations kept flowing alongside
 
 
-def test_a_crd_the_api_server_cannot_take_now_is_retried_then_acked(
-        tmp_path: pathlib.Path, kubeapi: KubeApi) -> None:  # noqa: F811
-    kubeapi.faults.fail_next(2, 503, verb="patch", resource="customresourcedefinitions")
-    srv = ss.server([_crd("dakr.devzero.io")])
+def _serve_crds(tmp_path: pathlib.Path, api: KubeApi, docs: list[Any]
+                ) -> tuple[platform.PlatformServer, ss.Harness]:
+    """The platform serves ``docs`` once; the client installs CRDs through the adapter."""
+    srv = ss.server(docs)
     h = ss.harness(tmp_path, ss.fast_config(srv.address),
-                   crd_installer=_RecordingKube(kubeapi.api_client()))
+                   crd_installer=_RecordingKube(api.api_client()))
     try:
         h.client.run(until_idle=1.0)
     finally:
         srv.stop(None)
+    return srv, h
+
+
+def test_a_crd_the_api_server_cannot_take_now_is_retried_then_acked(
+        tmp_path: pathlib.Path, kubeapi: KubeApi) -> None:  # noqa: F811
+    kubeapi.faults.fail_next(2, 503, verb="patch", resource="customresourcedefinitions")
+    srv, _ = _serve_crds(tmp_path, kubeapi, [_crd("dakr.devzero.io")])
     assert [a["kind"] for a in srv.state.acks] == ["ack"]
     tries = [r for r in kubeapi.requests.log if r.resource == "customresourcedefinitions"]
     assert len(tries) == 3  # two refused, the third went through
@@ -168,13 +175,7 @@ def test_a_crd_the_api_server_cannot_take_now_is_retried_then_acked(
 def test_a_crd_the_api_server_refuses_is_nacked_with_its_reason(
         tmp_path: pathlib.Path, kubeapi: KubeApi) -> None:  # noqa: F811
     kubeapi.faults.fail_next(1, 403, verb="patch", resource="customresourcedefinitions")
-    srv = ss.server([_crd("dakr.devzero.io"), ss.doc(0)])
-    h = ss.harness(tmp_path, ss.fast_config(srv.address),
-                   crd_installer=_RecordingKube(kubeapi.api_client()))
-    try:
-        h.client.run(until_idle=1.0)
-    finally:
-        srv.stop(None)
+    srv, h = _serve_crds(tmp_path, kubeapi, [_crd("dakr.devzero.io"), ss.doc(0)])
     acks = {a["id"]: a for a in srv.state.acks}
     assert acks["widgets.dakr.devzero.io"]["kind"] == "nack"
     assert acks["widgets.dakr.devzero.io"]["fields"] == ["(apply)"]

@@ -15,33 +15,19 @@ policies/ that is not copied would install stale policies. Cases:
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from tests import chart_sync
+
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "manifests" / "sync_policies.py"
 
 
 @pytest.fixture(scope="module")
 def sync() -> types.ModuleType:
-    name = "dakr_chart_sync_policies"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    # No manifests/__pycache__/: the chart directory holds only what Helm should see.
-    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = saved
-    return module
+    return chart_sync.load()
 
 
 def test_chart_copy_of_the_policies_is_fresh(sync: types.ModuleType) -> None:
