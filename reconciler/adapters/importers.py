@@ -30,6 +30,7 @@ from typing import Any
 
 from reconciler.adapters import files
 from reconciler.domain import errors, model
+from reconciler.domain import limits as limits_mod
 
 _MAX_ID = 253
 
@@ -191,9 +192,10 @@ def _magnitude(q: str) -> float:
     return float(q.rstrip("miM"))
 
 
-def load(source: str, path: str) -> ImportResult:
+def load(source: str, path: str,
+         limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> ImportResult:
     """``source`` is ``vpa`` or ``krr``."""
-    docs = files.load_documents(path)
+    docs = files.load_documents(path, limits)
     if source == "vpa":
         return from_vpa(docs)
     if source == "krr":

@@ -176,6 +176,18 @@ def _retry_after(e: kubernetes.client.ApiException) -> float | None:
 # --------------------------------------------------------------------------- rate limit
 
 
+def _decode(data: bytes, what: str) -> Any:
+    """An answer's JSON; one nested deeper than Python can build (only a free-form field
+    such as status.previous could be) is a permanent error for that request, never a
+    RecursionError loose in a worker or an informer."""
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except RecursionError as e:
+        raise errors.PermanentError(f"{what}: the answer is nested too deeply to read") from e
+
+
 class RateLimiter:
     """Token bucket: ``burst`` requests at once, then ``qps`` per second, thread-safe."""
 
@@ -323,7 +335,7 @@ class Kube:
                     data = resp.data
                 finally:
                     resp.release_conn()  # back to the pool: keep-alive across requests
-                return json.loads(data) if data else {}
+                return _decode(data, what)
             except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError,
                     OSError) as e:
                 err = translate(e, what, guarded=guarded)
@@ -647,8 +659,15 @@ class Kube:
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except RecursionError:
+                        # One object nobody can read: skip its event, keep the watch.
+                        log.warning("%s: skipped an event nested too deeply to read", what)
+                        continue
+                    yield event
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
             if getattr(resp, "_dakr_closed", False):
                 return  # ended on purpose by close_stream

@@ -31,10 +31,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    cfg = flags.settings_of(args, env.environ())
     docs: list[object] = []
     for f in args.filename:
-        docs.extend(files.load_documents(f))
-    cfg = flags.settings_of(args, env.environ())
+        docs.extend(files.load_documents(f, cfg.limits))
     if cfg.mode == "audit":
         print(f"note: {audit.HOW}", file=sys.stderr)
     with wiring.open_parts(cfg) as parts:

@@ -17,6 +17,7 @@ from pathlib import Path
 from reconciler import wiring
 from reconciler.config import env, layout, settings
 from reconciler.domain import errors
+from reconciler.domain import limits as limits_mod
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICIES = PROJECT_ROOT / "policies"
@@ -52,6 +53,14 @@ def add_policy_data(p: argparse.ArgumentParser) -> None:
                         "embedded engine, key by key (lists replace lists): the namespaces "
                         "you opt in, your own limits, without editing the library; "
                         "repeatable, later files win")
+
+
+def add_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-limit", action="append", default=None, metavar="NAME=N",
+                   help="raise or lower one limit on untrusted input (files, stream "
+                        "messages, repository manifests): bytes (16Mi), documents (10000), "
+                        "depth (64), aliases (100), nodes (1000000, after alias "
+                        "expansion), string (1Mi); repeatable; over DAKR_INPUT_LIMITS")
 
 
 def add_kube(p: argparse.ArgumentParser) -> None:
@@ -145,6 +154,7 @@ def add_batch(p: argparse.ArgumentParser) -> None:
     add_policy(p)
     add_output(p)
     add_direct(p)
+    add_limits(p)
     p.add_argument("--cluster-facts", action="store_true",
                    help="gitops mode: give the policy the live cluster's facts too (the HPA "
                         "targeting the workload, the PDBs covering it), read with "
@@ -251,4 +261,12 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
             drain_timeout=timeout),
         mode=mode, state_dir=state, now=getattr(args, "now", ""),
         cluster_id=getattr(args, "cluster_id", "default") or "default",
+        limits=input_limits(args, environ),
     )
+
+
+def input_limits(args: argparse.Namespace, environ: Mapping[str, str]
+                 ) -> limits_mod.InputLimits:
+    """DAKR_INPUT_LIMITS, then each --input-limit over it."""
+    given = getattr(args, "input_limit", None) or []
+    return limits_mod.parse(",".join(given), env.input_limits(environ))

@@ -49,7 +49,8 @@ def _ingest(args: argparse.Namespace) -> int:
         keepalive_time_ms=args.keepalive_time_ms, keepalive_timeout_ms=args.keepalive_timeout_ms,
         heartbeat_timeout=args.heartbeat_timeout, backoff_max=args.backoff_max,
         backoff_initial=min(1.0, args.backoff_max),
-        allowed_crd_groups=tuple(args.allow_crd_group or client.DEFAULT_ALLOWED_GROUPS))
+        allowed_crd_groups=tuple(args.allow_crd_group or client.DEFAULT_ALLOWED_GROUPS),
+        limits=flags.input_limits(args, env.environ()))
     st = open_store(args)
     state = stream_state.StreamState(stream_state.default_path(args.store, args.state))
     c = client.StreamClient(cfg, st, state)
@@ -143,6 +144,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backoff-max", type=float, default=120.0, metavar="SECONDS")
     p.add_argument("--allow-crd-group", action="append", metavar="GROUP",
                    help="API group whose CRDs the platform may install (repeatable)")
+    flags.add_limits(p)
     p.set_defaults(func=_ingest)
 
     p = subparsers.add_parser("list", help="print stored recommendations with their phase")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reconciler.config import settings
 from reconciler.domain import errors
+from reconciler.domain import limits as limits_mod
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_NAMESPACE_FILE = f"{SA_DIR}/namespace"
@@ -57,6 +58,14 @@ def run_defaults(env: Mapping[str, str]) -> dict[str, object]:
         if env.get(var, "").lower() in ("true", "1", "yes"):
             out[dest] = True
     return out
+
+
+def input_limits(env: Mapping[str, str]) -> limits_mod.InputLimits:
+    """``DAKR_INPUT_LIMITS`` ("depth=128,bytes=32Mi"), over the defaults."""
+    try:
+        return limits_mod.parse(env.get("DAKR_INPUT_LIMITS", ""))
+    except errors.ConfigError as e:
+        raise errors.ConfigError(f"DAKR_INPUT_LIMITS: {e}") from e
 
 
 def log_level(env: Mapping[str, str]) -> int | None:

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import yaml
-
 from reconciler.domain import errors
-from reconciler.yamledit import values
+from reconciler.domain import limits as limits_mod
+from reconciler.yamledit import bounded, values
 
 KINDS = ("plain", "kustomize", "helm")
 
@@ -186,9 +185,11 @@ def load_layout(path: Path | None) -> Layout:
     if path is None:
         return Layout()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        docs = bounded.load_yaml(path.read_text(encoding="utf-8"), limits_mod.DEFAULT,
+                                 f"layout {path}")
+        data = docs[0] if docs else None
     except OSError as e:
         raise errors.ConfigError(f"layout: cannot read {path}: {e.strerror}") from e
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise errors.ConfigError(f"layout: {path} is not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:  # bad YAML is a ConfigError from bounded.load_yaml
+        raise errors.ConfigError(f"layout: {path} is not valid UTF-8: {e}") from e
     return parse_layout(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reconciler.config import layout
 from reconciler.domain import errors
+from reconciler.domain import limits as limits_mod
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class Settings:
     operator_namespace: str = "dakr-operator"
     cluster_id: str = "default"  # how this cluster introduces itself to the platform
     now: str = ""              # RFC 3339; empty: the wall clock at the start of the batch
+    # How much untrusted input (files, messages, manifests) may make it read and build.
+    limits: limits_mod.InputLimits = field(default_factory=limits_mod.InputLimits)
 
     @property
     def writers(self) -> frozenset[str]:

@@ -52,3 +52,8 @@ class ValidationError(PermanentError):
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
+
+
+class InputLimitError(ConfigError):
+    """Untrusted input broke one of the input limits (``domain.limits``): refused before it
+    could take the process's time or memory; the message names the limit and its setting."""

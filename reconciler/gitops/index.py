@@ -27,7 +27,9 @@ import yaml
 
 from reconciler.config import layout as layoutfile
 from reconciler.domain import errors, planner
-from reconciler.yamledit import kustomize, splice, values
+from reconciler.domain import limits as limits_mod
+from reconciler.domain import text as txt
+from reconciler.yamledit import bounded, kustomize, splice, values
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +187,11 @@ def _yaml_files(root: Path, under: str) -> Iterable[str]:
 class Index:
     """Every batch target located once: built with ``Index.build``."""
 
-    def __init__(self, root: Path, layout: layoutfile.Layout) -> None:
+    def __init__(self, root: Path, layout: layoutfile.Layout,
+                 limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> None:
         self.root = root
         self.layout = layout
+        self.limits = limits  # anyone with commit rights writes these files
         self.stats = Stats()
         self._texts: dict[str, str] = {}
         self._found: dict[Target, list[_Found]] = {}
@@ -204,13 +208,14 @@ class Index:
     # ---- building
 
     @classmethod
-    def build(cls, root: Path, layout: layoutfile.Layout, targets: Iterable[Target]) -> Index:
+    def build(cls, root: Path, layout: layoutfile.Layout, targets: Iterable[Target],
+              limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> Index:
         """Scan the repository once for all ``targets``.
 
         Every YAML file in scope is read; only those that mention a target's name are
         parsed, and only the documents that can define one of the wanted kinds.
         """
-        self = cls(root, layout)
+        self = cls(root, layout, limits)
         wanted = set(targets)
         self._found = {t: [] for t in wanted}
         self._names = {t[2] for t in wanted}
@@ -255,6 +260,7 @@ class Index:
             if required:
                 raise errors.NotFoundError(f"{rel} cannot be read from the repository") from e
             return ""
+        bounded.check_yaml(text, self.limits, rel)  # a breach: PermanentError naming it
         self._texts[rel] = text
         return text
 
@@ -275,9 +281,10 @@ class Index:
                 continue
             self.stats.files_parsed += 1
             try:
+                bounded.check_yaml(text, self.limits, rel)
                 found = splice.scan_documents(text, kinds, names)
             except errors.PermanentError as e:
-                log.warning("skipping %s: %s", rel, e)
+                log.warning("skipping %s: %s", txt.one_line(rel), txt.one_line(str(e)))
                 continue
             self._texts[rel] = text
             for ref, data in found:

@@ -17,6 +17,7 @@ from reconciler.adapters import files, importers
 from reconciler.adapters.store import bulk as batch
 from reconciler.adapters.store import port as store
 from reconciler.domain import errors, validation
+from reconciler.domain import limits as limits_mod
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class Intake:
     refused_by_source: dict[str, int] = field(default_factory=dict)
 
 
-def take_in(sources: Sequence[Source], st: store.Store) -> Intake:
+def take_in(sources: Sequence[Source], st: store.Store,
+            limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> Intake:
     """Bring the file, VPA and KRR sources into the store (idempotent by id); a source
     that cannot be read is reported and skipped, the others go on."""
     out = Intake()
@@ -58,9 +60,9 @@ def take_in(sources: Sequence[Source], st: store.Store) -> Intake:
         try:
             docs: list[Any]
             if src.kind == "file":
-                docs = files.load_documents(src.where)
+                docs = files.load_documents(src.where, limits)
             else:
-                result = importers.load(src.kind, src.where)
+                result = importers.load(src.kind, src.where, limits)
                 docs = list(result.documents)
                 for s in result.skipped:
                     log.warning("%s: skipped %s: %s", src.where, s.source, s.reason)

@@ -26,6 +26,7 @@ from opa_bindings import OpaEngine, OpaError
 
 from reconciler.adapters.opa import embedded
 from reconciler.adapters.opa import engine as opa
+from reconciler.domain import errors
 
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIPPED"
 
@@ -214,7 +215,7 @@ def run(
     try:
         data = opa.merge_data([opa.load_data_file(f) for f in data_files])
         eng = embedded.build_engine([*modules, runner], data)
-    except (OpaError, OSError, ValueError) as e:
+    except (OpaError, OSError, ValueError, errors.ConfigError) as e:
         return Run([], cov, policy, load_error=str(e))
     try:
         done = _run_group(eng, runnable, list(range(len(runnable))), cov if coverage else None)

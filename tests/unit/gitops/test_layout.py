@@ -536,7 +536,7 @@ def test_load_layout_defaults_and_examples(tmp_path: pathlib.Path) -> None:
         ("defaultNamespace: ''\n", "defaultNamespace"),
         ("overlays: prod\n", "overlays"),
         ("- a\n", "mapping"),
-        ("kind: [\n", "not valid YAML"),
+        ("kind: [\n", "invalid YAML"),
     ],
 )
 def test_load_layout_errors_name_the_key(tmp_path: pathlib.Path, data: str, key: str) -> None:
