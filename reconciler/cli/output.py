@@ -1,4 +1,9 @@
-"""What the commands print: a summary table per batch, or JSON for scripts."""
+"""What the commands print: a summary table per batch, or JSON for scripts.
+
+Every value that did not come from us (ids, names, messages, forge URLs) is printed
+through ``text.terminal``: no escape sequence or line break from a recommendation, a
+policy, a repository or a forge reaches the terminal. JSON needs nothing: ``json.dumps``
+escapes every control character."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Sequence
 
 from reconciler.adapters.store import port as store
 from reconciler.domain import results
+from reconciler.domain import text as txt
 from reconciler.flow import batch as flow
 
 
@@ -19,19 +25,22 @@ def print_batch(batch: flow.Batch, output: str) -> None:
     for it in batch.items:
         counts[it.phase] = counts.get(it.phase, 0) + 1
     print()
-    print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    print("  ".join(f"{txt.terminal(k)}: {v}" for k, v in sorted(counts.items())))
     for pr in batch.pull_requests:
-        print(f"pull request #{pr.number} ({pr.state}) for {pr.branch}: {pr.url}")
+        print(f"pull request #{pr.number} ({txt.terminal(pr.state)}) for "
+              f"{txt.terminal(pr.branch)}: {txt.terminal(pr.url)}")
     if batch.branch:
         state = "new commit" if batch.created_commit else "no new commit (already up to date)"
-        print(f"branch {batch.branch} at {batch.commit[:12]}: {state}")
+        print(f"branch {txt.terminal(batch.branch)} at {txt.terminal(batch.commit[:12])}: "
+              f"{state}")
 
 
 def print_item(item: results.ItemResult, output: str) -> None:
     if output == "json":
         print(json.dumps(item.to_json(), indent=2))
     else:
-        print(f"{item.id}: {item.phase}: {item.message}")
+        print(f"{txt.terminal(item.id)}: {txt.terminal(item.phase)}: "
+              f"{txt.terminal(item.message)}")
 
 
 def print_records(records: Sequence[store.Record], output: str) -> None:
@@ -41,7 +50,8 @@ def print_records(records: Sequence[store.Record], output: str) -> None:
         print(json.dumps({"items": items}, indent=2))
         return
     rows = [("KIND", "NAMESPACE", "ID", "PHASE")] + [
-        (r.kind, r.namespace or "-", r.id, r.phase) for r in records]
+        (txt.terminal(r.kind), txt.terminal(r.namespace) or "-", txt.terminal(r.id),
+         txt.terminal(r.phase)) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])

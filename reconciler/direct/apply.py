@@ -35,6 +35,7 @@ from reconciler.config import settings
 from reconciler.direct import cache, drain, patches
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, decision, errors, model, policy_input, status
+from reconciler.domain import text as txt
 from reconciler.flow import batch as flow
 from reconciler.flow import decide, report
 
@@ -133,7 +134,8 @@ def _found_in_place(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: 
         (stored.status.get("decision") or {}).get("decisionId", "")))
     for line in patches.audit_lines(done, fact.hpa, dec, "apply", api.who):
         audit_log.info(json.dumps(line, sort_keys=True))
-    api.event(w.target, "DakrRecommendationApplied", f"{rec.id}: {patches.describe(done)}")
+    api.event(w.target, "DakrRecommendationApplied",
+              txt.one_line(f"{rec.id}: {patches.describe(done)}", txt.EVENT_LIMIT))
     return True
 
 
@@ -182,7 +184,8 @@ def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.
             _apply(st, view, api, w, change, dec, now, dry_run_first=cfg.direct.server_dry_run)
             return
         except errors.ConflictError as e:
-            log.info("%s: the target changed while applying (%s); reading it again", rec.id, e)
+            log.info("%s: the target changed while applying (%s); reading it again",
+                     txt.one_line(rec.id), txt.one_line(str(e)))
             if attempt == MAX_ATTEMPTS - 1:
                 _retry(st, w, f"the target keeps changing under us: {e}", "Conflict", now)
                 return
@@ -300,15 +303,16 @@ def _carry_out_nodes(w: flow.Work, st: store.Store, view: cache.BatchStore, api:
             base, phase=model.APPLIED, appliedAt=now, message=item.message,
             previous=previous).with_condition(
             status.condition("Applied", True, "Drained", item.message, now)))
-        api.event(cache.object_ref(view, rec.kind, rec.id, ""), "Drained", item.message)
+        api.event(cache.object_ref(view, rec.kind, rec.id, ""), "Drained",
+                  txt.one_line(item.message, txt.EVENT_LIMIT))
         return
     last = results_[-1].message if results_ else "nothing drained"
     item.phase, item.message = model.FAILED, f"drain incomplete: {last}"
     report.save_status(st, rec, replace(
         base, phase=model.FAILED, message=item.message, previous=previous).with_condition(
         status.condition("Applied", False, "DrainIncomplete", item.message, now)))
-    api.event(cache.object_ref(view, rec.kind, rec.id, ""), "DrainIncomplete", item.message,
-              type_="Warning")
+    api.event(cache.object_ref(view, rec.kind, rec.id, ""), "DrainIncomplete",
+              txt.one_line(item.message, txt.EVENT_LIMIT), type_="Warning")
 
 
 def _describe_drain_plan(p: drain.DrainPlan) -> str:
@@ -336,7 +340,8 @@ def _retry(st: store.Store, w: flow.Work, reason: str, code: str, now: str) -> N
     try:
         report.save_status(st, w.rec, status.retrying(base, code, reason, now))
     except errors.ReconcilerError as e:
-        log.warning("%s: could not record the retry: %s", w.rec.id, e)
+        log.warning("%s: could not record the retry: %s", txt.one_line(w.rec.id),
+                    txt.one_line(str(e)))
 
 
 def _fail(st: store.Store, w: flow.Work, reason: str, code: str, now: str) -> None:
@@ -348,7 +353,8 @@ def _fail(st: store.Store, w: flow.Work, reason: str, code: str, now: str) -> No
         report.save_status(st, w.rec, failed.with_condition(
             status.condition("Applied", False, code or "Failed", reason, now)))
     except errors.ReconcilerError as e:
-        log.warning("%s: could not record the failure: %s", w.rec.id, e)
+        log.warning("%s: could not record the failure: %s", txt.one_line(w.rec.id),
+                    txt.one_line(str(e)))
 
 
 def _apply(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
@@ -376,6 +382,7 @@ def _apply(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work
         audit_log.info(json.dumps(line, sort_keys=True))
     target_ref = change.target
     api.event(target_ref, "DakrRecommendationApplied",
-              f"{rec.id}: {patches.describe(change.plan)}")
+              txt.one_line(f"{rec.id}: {patches.describe(change.plan)}", txt.EVENT_LIMIT))
     api.event(cache.object_ref(view, rec.kind, rec.id, rec.namespace), "Applied",
-              f"applied to {rec.target_label}: {patches.describe(change.plan)}")
+              txt.one_line(f"applied to {rec.target_label}: {patches.describe(change.plan)}",
+                           txt.EVENT_LIMIT))

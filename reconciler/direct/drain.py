@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from reconciler.adapters import kube
 from reconciler.domain import errors, retry
+from reconciler.domain import text as txt
 
 log = logging.getLogger("reconciler.direct.drain")
 
@@ -192,7 +193,7 @@ def _set_unschedulable(api: kube.Kube, node: str, value: bool) -> bool:
         else:
             ops.append({"op": "remove", "path": "/spec/unschedulable"})
         api.patch_node(node, ops)
-        log.info("%s node %s", "cordoned" if value else "uncordoned", node)
+        log.info("%s node %s", "cordoned" if value else "uncordoned", txt.one_line(node))
         return True
 
     return retry.on_conflict(write, f"node {node}", attempts=CORDON_ATTEMPTS)
@@ -311,7 +312,7 @@ class _Drain:
     def refused(self, plan: DrainPlan) -> DrainResult:
         pods = ", ".join(f"{ns}/{name} ({why})" for ns, name, why in plan.blocking)
         message = f"node {self.node} cannot be drained: {pods}" + self.undo_cordon()
-        log.warning("%s", message)
+        log.warning("%s", txt.one_line(message))
         return self.result(False, message, plan, plan.blocking)
 
     def evict_all(self, plan: DrainPlan) -> DrainResult:
@@ -342,7 +343,8 @@ class _Drain:
                 try:
                     listed = self.pods()
                 except kube.Unavailable as e:  # keep waiting; the next poll may answer
-                    log.info("could not list the pods of node %s, will retry: %s", self.node, e)
+                    log.info("could not list the pods of node %s, will retry: %s",
+                             txt.one_line(self.node), txt.one_line(str(e)))
                     listed = None
                 if listed is not None:
                     present = {str((p.get("metadata") or {}).get("uid")) for p in listed}
@@ -351,7 +353,7 @@ class _Drain:
             if not to_evict and not waiting:
                 message = (f"node {self.node} drained: {len(self.evicted)} pod(s) evicted, "
                            f"{len(plan.skipped)} skipped")
-                log.info("%s", message)
+                log.info("%s", txt.one_line(message))
                 return self.result(True, message, plan)
             now = self.clock()
             if now >= deadline:
@@ -372,15 +374,17 @@ class _Drain:
         except kube.Forbidden as e:
             raise _Abort(_forbidden(e, "create", "pods/eviction")) from e
         except kube.Unavailable as e:  # 5xx, timeout: ask again on the 429 schedule
-            log.info("eviction of pod %s/%s failed, will retry: %s", pod.namespace, pod.name, e)
+            log.info("eviction of pod %s/%s failed, will retry: %s", pod.namespace, pod.name,
+                     txt.one_line(str(e)))
             return kube.Eviction(_RETRY, str(e), e.retry_after)
         except errors.PermanentError as e:
             raise _Abort(f"cannot evict pod {pod.namespace}/{pod.name}: {e}") from e
         if got.outcome == kube.EVICTION_DONE:
-            log.info("evicted pod %s/%s from node %s", pod.namespace, pod.name, self.node)
+            log.info("evicted pod %s/%s from node %s", pod.namespace, pod.name,
+                     txt.one_line(self.node))
         elif got.outcome == kube.EVICTION_BLOCKED:
             log.info("eviction of pod %s/%s refused for now: %s", pod.namespace, pod.name,
-                     got.message)
+                     txt.one_line(got.message))
         else:
             log.info("pod %s/%s is no longer there (%s): nothing to evict", pod.namespace,
                      pod.name, got.outcome)
@@ -397,7 +401,7 @@ class _Drain:
         message = (f"node {self.node} not drained ({cause}): {len(remaining)} pod(s) remain"
                    + (f"; last refusal: {last}" if last else ""))
         message += self.undo_cordon()
-        log.warning("%s", message)
+        log.warning("%s", txt.one_line(message))
         return self.result(False, message, plan, remaining)
 
 

@@ -20,6 +20,7 @@ from reconciler.adapters import kube
 from reconciler.adapters.store import port as store
 from reconciler.direct import cache, drain, patches
 from reconciler.domain import clock, decision, errors, model, planner, results, status
+from reconciler.domain import text as txt
 from reconciler.flow import report
 
 audit_log = logging.getLogger("reconciler.audit")
@@ -76,8 +77,8 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
         item.message = f"rollback refused: {problem}; the finalizer is kept"
         report.save_status(st, rec, kept.with_condition(status.condition(
             "RolledBack", False, "ChangedSince", item.message, now)))
-        api.event(cache.object_ref(st, kind, rec_id, ns), "RollbackRefused", item.message,
-                  type_="Warning")
+        api.event(cache.object_ref(st, kind, rec_id, ns), "RollbackRefused",
+                  txt.one_line(item.message, txt.EVENT_LIMIT), type_="Warning")
         return item
     item.phase, item.message = model.ROLLED_BACK, "previous values restored"
     report.save_status(st, rec, replace(
@@ -89,8 +90,10 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
     for line in patches.audit_lines(plan, hpa, dec, "rollback", who):
         audit_log.info(json.dumps(line, sort_keys=True))
     if target is not None:
-        api.event(target, "DakrRecommendationRolledBack", f"{rec_id}: {patches.describe(plan)}")
-    api.event(cache.object_ref(st, kind, rec_id, ns), "RolledBack", patches.describe(plan))
+        api.event(target, "DakrRecommendationRolledBack",
+                  txt.one_line(f"{rec_id}: {patches.describe(plan)}", txt.EVENT_LIMIT))
+    api.event(cache.object_ref(st, kind, rec_id, ns), "RolledBack",
+              txt.one_line(patches.describe(plan), txt.EVENT_LIMIT))
     cache.release(st, kind, rec_id)
     return item
 
@@ -113,7 +116,8 @@ def _rollback_nodes(st: store.Store, rec: store.Record, api: kube.Kube,
         "recommendationId": rec.id, "object": {"kind": "NodeGroup",
                                                "name": str(rec.spec.get("nodeGroup", ""))},
         "uncordoned": uncordoned, "at": clock.rfc3339()}, sort_keys=True))
-    api.event(cache.object_ref(st, rec.kind, rec.id, ""), "RolledBack", item.message)
+    api.event(cache.object_ref(st, rec.kind, rec.id, ""), "RolledBack",
+              txt.one_line(item.message, txt.EVENT_LIMIT))
     cache.release(st, rec.kind, rec.id)
     return item
 

@@ -81,7 +81,8 @@ def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[flow.Work]
             batch: flow.Batch) -> dict[str, repo_index.Source]:
     """Find where each target's values live, with one index over the repository, and what
     the cluster would get from it (the policy's ``target``); by recommendation id."""
-    index = repo_index.Index.build(ws.root, cfg.git.layout, [w.rec.target_key for w in live])
+    index = repo_index.Index.build(ws.root, cfg.git.layout, [w.rec.target_key for w in live],
+                                  cfg.limits)
     batch.files_parsed = index.stats.files_parsed
     sources: dict[str, repo_index.Source] = {}
     for w in live:
@@ -121,8 +122,8 @@ def _execute(ws: git.Workspace, st: store.Store, prs: forge.Forge, cfg: settings
              branch: str, group: Sequence[flow.Work], sources: dict[str, repo_index.Source],
              batch: flow.Batch, now: str) -> None:
     """One branch, one commit, one push, one pull request; then the statuses."""
-    ids = ", ".join(w.rec.id for w in group)
-    message = f"dakr: apply {len(group)} recommendation(s)\n\nRecommendations: {ids}\n"
+    message = gitops.commit_message(f"dakr: apply {len(group)} recommendation(s)",
+                                    "Recommendations:", [w.rec.id for w in group])
     edits = [(sources[w.rec.id], w.item.plan) for w in group
              if w.rec.id in sources and w.item.plan is not None]
     written = gitops.write(ws, cfg.git.base, branch, edits, message=message,

@@ -17,10 +17,13 @@ from reconciler.adapters.forge import port as forge
 from reconciler.adapters.store import port as store
 from reconciler.config import settings
 from reconciler.domain import errors, model, planner, quantity, results, status
+from reconciler.domain import text as txt
 from reconciler.gitops import index as repo_index
 from reconciler.gitops import writer as gitops
 
 ROLLBACK_PENDING = "RollbackPending"
+# An id or a target in the revert pull request's title.
+TITLE_LIMIT = 80
 
 
 def reverse_plan(rec_id: str, key: tuple[str, str, str], spec: Mapping[str, Any],
@@ -94,7 +97,7 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
             git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
                                depth=cfg.git.depth,
                                author=(cfg.git.author_name, cfg.git.author_email)) as ws:
-        index = repo_index.Index.build(ws.root, cfg.git.layout, [key])
+        index = repo_index.Index.build(ws.root, cfg.git.layout, [key], cfg.limits)
         source = index.locate(key)
         observed = index.observed(key)
         if observed is None:
@@ -102,8 +105,10 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
         plan = reverse_plan(rec.id, key, rec.spec, previous, observed)
         branch = gitops.scope_branch(cfg.git.branch_prefix, f"revert-{rec.id}")
         written = gitops.write(ws, cfg.git.base, branch, [(source, plan)],
-                               message=f"dakr: revert {rec.id}\n\nRolls back {rec.id} "
-                                       f"on {item.target} to the values before it.\n",
+                               message=gitops.commit_message(
+                                   f"dakr: revert {rec.id}",
+                                   "Rolls back, to the values before it:",
+                                   [f"recommendation {rec.id}", f"target {item.target}"]),
                                retries=cfg.git.push_retries)
     if rec.id in written.failed:
         raise errors.PermanentError(written.failed[rec.id])
@@ -113,7 +118,8 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
         return item
     body = _body(item, plan, cfg.git.base)
     pr = prs.open_or_update(branch=written.branch, base=cfg.git.base,
-                            title=f"dakr: revert {rec.id} ({item.target})", body=body,
+                            title=f"dakr: revert {txt.md_code(rec.id, TITLE_LIMIT)} "
+                                  f"({txt.md_code(item.target, TITLE_LIMIT)})", body=body,
                             labels=(*cfg.forge.labels, "rollback"))
     item.pull_request = pr.url
     item.message = f"revert pull request #{pr.number} open on {written.branch}"
@@ -127,16 +133,21 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
 
 
 def _body(item: results.ItemResult, plan: planner.Plan, base: str) -> str:
-    rows = [f"| {e.container} | {e.section}.{e.resource} | {e.old} | {e.new} |"
-            for e in plan.resources]
-    out = [f"## dakr reconciler: revert `{item.id}`", "",
-           f"Puts `{item.namespace}/{item.target}` back to the values it had before "
-           f"recommendation `{item.id}` was applied (recorded in its `status.previous`).", ""]
+    """The revert pull request's Markdown. Every value that did not come from us (the id,
+    names, the values in the repository and in ``status.previous``) is in a code span it
+    cannot close (``text.md_code``, ``text.md_cell`` in the table)."""
+    rows = [f"| {txt.md_cell(e.container)} | {txt.md_cell(f'{e.section}.{e.resource}')} | "
+            f"{txt.md_cell(str(e.old))} | {txt.md_cell(e.new)} |" for e in plan.resources]
+    out = [f"## dakr reconciler: revert {txt.md_code(item.id)}", "",
+           f"Puts {txt.md_code(f'{item.namespace}/{item.target}')} back to the values it had "
+           f"before recommendation {txt.md_code(item.id)} was applied (recorded in its "
+           "`status.previous`).", ""]
     if rows:
         out += ["| container | resource | now | restored |", "| --- | --- | --- | --- |", *rows,
                 ""]
     if plan.replicas is not None:
-        out += [f"Replicas: {plan.replicas[0]} → {plan.replicas[1]}", ""]
-    out += [f"Merging into `{base}` marks the recommendation RolledBack; closing this pull "
-            "request keeps the change.", ""]
+        out += [f"Replicas: {txt.md_code(str(plan.replicas[0]))} → "
+                f"{txt.md_code(str(plan.replicas[1]))}", ""]
+    out += [f"Merging into {txt.md_code(base)} marks the recommendation RolledBack; closing "
+            "this pull request keeps the change.", ""]
     return "\n".join(out)

@@ -20,6 +20,7 @@ from typing import Any
 
 from reconciler.adapters import git
 from reconciler.domain import errors, planner
+from reconciler.domain import text as txt
 from reconciler.gitops import index as repo_index
 from reconciler.gitops import render
 
@@ -38,6 +39,22 @@ def scope_branch(prefix: str, ident: str) -> str:
     later changes to the same workload land on the same branch and pull request."""
     slug = re.sub(r"[^a-z0-9.-]+", "-", ident.lower()).strip("-.")[:80] or "scope"
     return f"{prefix}{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+
+
+# A subject line, and one value line, of a commit message (git shows 72 columns; an
+# id that passed validation is far shorter than either).
+SUBJECT_LIMIT = 120
+VALUE_LIMIT = 256
+
+
+def commit_message(subject: str, heading: str, values: Sequence[str]) -> str:
+    """A commit message: the subject line, then ``heading`` and one ``- value`` line per
+    value. The subject and each value are escaped and bounded (``text.one_line``): a value
+    from a recommendation cannot add a line, forge a trailer (``Signed-off-by:``) or carry
+    an escape sequence into the terminal that shows ``git log``."""
+    lines = [txt.one_line(subject, SUBJECT_LIMIT), "", heading,
+             *(f"- {txt.one_line(v, VALUE_LIMIT)}" for v in values)]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture
 
     body = (tmp_path / "pull-request.md").read_text()
     assert "`default/Deployment/cartservice`" in body
-    assert "| server | requests.cpu | 200m | 150m |" in body
+    assert "| `server` | `requests.cpu` | `200m` | `150m` |" in body
     assert "MinimumConfidence" in body or "confidence" in body.lower()
     assert "rec-0015" in body and "spec.targetRef.name" in body
     assert "### Rollback" in body

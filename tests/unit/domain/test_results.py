@@ -17,9 +17,19 @@ Cases covered:
   rollback section naming branch and base; items without a commit are not listed as
   applied; the same input renders the same bytes;
 - a pipe ``|`` or a newline in a reason, a target or a warning cannot break the Markdown
-  table or list; a pipe in a value read from the target's manifest breaks the
+  table or list; a pipe in a value read from the target's manifest cannot break the
   before/after table;
-- ``pull_request_title`` counts changed items and names their workloads.
+- untrusted text never becomes markup (``domain/text.py``): a hostile string (image, link,
+  autolink, mentions, raw HTML, backticks, a pipe, a newline and a heading, ESC) in any
+  field (id, namespace, target, container, the values before and after, a warning, a deny
+  reason, a field error, a message, a file path) renders, through markdown-it in GFM-like
+  mode, with no image, link or HTML of its own and every marker inside ``<code>``; values
+  and warnings are code spans, a newline in a warning shows as ``\\n``;
+- ``summary_table``: a hostile id, target or reason (ESC, CSI, OSC, BEL, backspace, CR,
+  newline, U+2028) leaves no control character and one line per row; long values are cut
+  with an ellipsis and the original length;
+- ``pull_request_title`` counts changed items and names their workloads in code spans;
+  a hostile name stays inside its span, on one line.
 """
 
 from __future__ import annotations
@@ -173,8 +183,9 @@ def test_summary_table_rows() -> None:
 def test_summary_table_truncates_long_reasons() -> None:
     item = results.ItemResult(id="rec-7", phase=model.FAILED, message="x" * 200)
     row = results.summary_table([item]).splitlines()[1]
-    assert row.endswith("x" * 77 + "...")
-    assert "x" * 78 not in row
+    note = "… (200 chars)"
+    assert row.endswith("x" * (results.REASON_WIDTH - len(note)) + note)
+    assert "x" * (results.REASON_WIDTH - len(note) + 1) not in row
 
 
 def test_summary_table_empty() -> None:
@@ -202,14 +213,14 @@ def test_pull_request_body_content() -> None:
     assert "**$52.30/month**" in body  # changed items only
     assert "### `default/Deployment/cartservice`" in body
     assert "| container | resource | before | after |" in body
-    assert "| server | requests.cpu | 200m | 100m |" in body
-    assert "| server | limits.memory | (unset) | 128Mi |" in body
+    assert "| `server` | `requests.cpu` | `200m` | `100m` |" in body
+    assert "| `server` | `limits.memory` | (unset) | `128Mi` |" in body
     assert "Replicas: 2 → 4" in body
     assert "### `shop/Deployment/frontend`" in body
     assert "Replicas: (unset, 1) → 3" in body
     assert ("- recommendation `rec-1`; projected savings $42.30/month; policy: allowed, "
             "mode `gitops`, revision `sha256:00aa11bb22cc33dd`") in body
-    assert "- warning: window closes at 18:00" in body
+    assert "- warning: `window closes at 18:00`" in body
     assert "- file: `apps/cart.yaml` (lines 31, 34)" in body
     # Refused items, with their reasons
     assert "### Not applied" in body
@@ -307,7 +318,7 @@ def test_warning_with_newline_stays_one_list_item() -> None:
                                       warnings=("line one\n## injected heading",))
     body = _body([item])
     assert "\n## injected heading" not in body
-    assert "- warning: line one ## injected heading" in body
+    assert "- warning: `line one\\n## injected heading`" in body
 
 
 def test_target_value_cannot_break_the_table() -> None:
@@ -318,7 +329,7 @@ def test_target_value_cannot_break_the_table() -> None:
 
 def test_pull_request_title() -> None:
     assert results.pull_request_title([f() for f in ALL]) == (
-        "dakr: apply 2 recommendation(s) to cartservice, frontend")
+        "dakr: apply 2 recommendation(s) to `cartservice`, `frontend`")
     assert results.pull_request_title([_rejected()]) == (
         "dakr: apply 0 recommendation(s) to no workloads")
     many = []
@@ -327,4 +338,87 @@ def test_pull_request_title() -> None:
         it.id, it.target = f"rec-{i}", f"Deployment/{name}"
         many.append(it)
     assert results.pull_request_title(many) == (
-        "dakr: apply 5 recommendation(s) to a, b, c and 2 more")
+        "dakr: apply 5 recommendation(s) to `a`, `b`, `c` and 2 more")
+
+
+HOSTILE = ("![x](https://evil.example/p.png) @somebody @org/team "
+           "<img src=x onerror=alert(1)> ``tick` | pipe\n## heading \x1b[31mred")
+_MARKERS = ("evil.example", "@somebody", "@org/team", "onerror", "heading", "tick")
+
+
+def _outside_code(html: str) -> str:
+    return re.sub(r"<code>.*?</code>", "", html, flags=re.S)
+
+
+def _hostile_item(field: str) -> list[results.ItemResult]:
+    applied, refused = _applied(), _rejected()
+    assert applied.plan is not None
+    if field == "id":
+        applied.id = refused.id = HOSTILE
+    elif field == "namespace":
+        applied.namespace = HOSTILE
+    elif field == "target":
+        applied.target = refused.target = f"Deployment/{HOSTILE}"
+    elif field in ("container", "before", "after"):
+        e = applied.plan.resources[0]
+        e = planner.ValueEdit(HOSTILE if field == "container" else e.container, e.section,
+                              e.resource, HOSTILE if field == "before" else e.old,
+                              HOSTILE if field == "after" else e.new)
+        applied.plan = _plan(edits=(e,))
+    elif field == "warning":
+        applied.decision = decision.Decision(allow=True, mode="gitops", warnings=(HOSTILE,))
+    elif field == "deny":
+        refused.decision = decision.Decision(allow=False,
+                                             deny=(decision.Denial("r", HOSTILE),))
+    elif field == "field-error":
+        refused.decision = None
+        refused.errors = [errors.FieldError(f"spec.{HOSTILE}", f"{HOSTILE!r} is not valid")]
+    elif field == "message":
+        refused.decision, refused.message = None, HOSTILE
+    elif field == "file":
+        applied.file = f"apps/{HOSTILE}.yaml"
+    return [applied, refused]
+
+
+@pytest.mark.parametrize("field", [
+    "id", "namespace", "target", "container", "before", "after", "warning", "deny",
+    "field-error", "message", "file"])
+def test_hostile_text_never_becomes_markup(field: str) -> None:
+    from markdown_it import MarkdownIt
+
+    body = _body(_hostile_item(field))
+    html = MarkdownIt("gfm-like").render(body)
+    outside = _outside_code(html)
+    assert "<img" not in html and "<a " not in html and "<h2>heading" not in html
+    assert "<h2" not in outside.replace("<h2>dakr reconciler", "")
+    for marker in _MARKERS:
+        assert marker not in outside, (marker, outside)
+    assert "evil.example" in html  # shown, inside code
+    assert "\x1b" not in body and "\\x1b[31m" in body
+    _assert_tables_intact(body, {"| recommendation | target | phase | reason |": 1})
+
+
+def test_summary_table_has_no_control_characters() -> None:
+    bad = "a\x1b[2J\x1b]0;title\x07\x08\rb\nc\u2028d\x9b1m"
+    items = [results.ItemResult(id=bad, namespace=bad, target=bad, phase=model.FAILED,
+                                message=bad), _pending()]
+    table = results.summary_table(items)
+    assert len(table.splitlines()) == 3
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", table)
+    assert "a\\x1b[2J\\x1b]0;title\\x07\\x08\\rb\\nc\\u2028d\\x9b1m" in table
+
+
+def test_summary_table_bounds_ids_and_targets() -> None:
+    items = [results.ItemResult(id="i" * 300, target="t" * 300, phase=model.FAILED)]
+    row = results.summary_table(items).splitlines()[1]
+    assert "(300 chars)" in row and "i" * 300 not in row and "t" * 300 not in row
+    assert len(row) < results.ID_WIDTH + results.TARGET_WIDTH + 40
+
+
+def test_pull_request_title_hostile_name() -> None:
+    item = _applied_2()
+    item.target = f"Deployment/{HOSTILE}"
+    title = results.pull_request_title([item])
+    assert "\n" not in title and "\x1b" not in title
+    assert title.startswith("dakr: apply 1 recommendation(s) to ``")
+    assert len(title) < 120
