@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.adapters.forge import port as forge
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors, model, results, supersede, validation
+from reconciler.domain import clock, errors, model, results, status, supersede, validation
 from reconciler.flow import report
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
             batch.items.append(results.ItemResult(
                 id=p.raw_id, phase=model.REJECTED, errors=list(p.errors),
                 message="invalid recommendation: nothing applied"))
+            _mark_invalid(st, docs[p.index], p)
             continue
         rec = p.recommendation
         item = results.ItemResult(id=rec.id, kind=rec.kind, namespace=rec.namespace,
@@ -115,6 +116,25 @@ def intake(docs: Sequence[object], st: store.Store, batch: Batch) -> list[Work]:
 
 
 IN_FLIGHT = (model.PENDING, model.APPROVED, model.APPLYING)
+INVALID = "Invalid"
+
+
+def _mark_invalid(st: store.Store, doc: object, p: validation.ParseResult) -> None:
+    """An invalid document that is a stored record (a custom resource someone created, read
+    back by the operator) gets its verdict on itself: Rejected, with a Valid=False
+    condition naming every bad field, for its generation, so it is not looked at again
+    until its spec changes. A document that merely shares a stored id (a file) leaves the
+    stored record alone."""
+    if not isinstance(doc, dict) or not p.raw_id or doc.get("kind") not in model.KINDS:
+        return
+    cur = st.get(str(doc["kind"]), p.raw_id)
+    if cur is None or cur.spec != doc.get("spec"):
+        return
+    reason = "; ".join(str(e) for e in p.errors)
+    message = f"invalid recommendation: {reason}"
+    report.save_status(st, cur, model.Status(phase=model.REJECTED, message=message)
+                       .with_condition(status.condition("Valid", False, INVALID, message,
+                                                        clock.rfc3339())))
 
 
 def _supersede(st: store.Store, live: list[Work]) -> list[Work]:

@@ -218,6 +218,7 @@ class Operator:
                 self.process(key, started)
             except Exception as e:  # one bad target never stops the operator
                 log.exception("work on %s failed", "/".join(key))
+                self._mark_failed_work(key, e)
                 self._finish(key, [], started, error=e)
 
     def process(self, key: Target, started: float) -> None:
@@ -369,6 +370,23 @@ class Operator:
         finally:
             self.queue.done(key)
 
+    def _mark_failed_work(self, key: Target, e: Exception) -> None:
+        """A failure of ours (a bug, not a refusal) is written on the recommendations it
+        held up, Pending with a Retrying condition naming it: the key is tried again with
+        backoff, the other keys go on, and a user sees why nothing happened."""
+        if self.store is None or self.dry_run:
+            return
+        message = f"internal error: {type(e).__name__}: {str(e)[:300]} (tried again)"
+        now = clock.rfc3339()
+        for r in self.cache.for_targets([key]):
+            if not needs_work(r, self.cfg.writers):
+                continue
+            try:
+                report.save_status(self.store, r, status.retrying(
+                    status.from_dict(r.status), "InternalError", message, now))
+            except Exception:  # the store may be what failed: the log has it already
+                log.debug("%s: could not record the internal error", r.id, exc_info=True)
+
     def _note_next_try(self, items: Iterable[results.ItemResult], delay: float) -> None:
         """Write when a temporary outcome is tried next into its Retrying condition."""
         if self.store is None or self.dry_run:
@@ -418,7 +436,7 @@ class Operator:
     def _take_in_files(self) -> None:
         if self.store is None or not any(s.kind != "platform" for s in self.sources):
             return
-        got = sources.take_in(self.sources, self.store)
+        got = sources.take_in(self.sources, self.store, self.cfg.limits)
         for reason in got.refused:
             log.warning("refused: %s", reason)
         self.metrics.observe_intake(got.by_source, got.refused_by_source)
@@ -471,7 +489,7 @@ class Operator:
         run = self.run_settings
         conn = client.ClientConfig(target=self.platform.where, cluster_id=self.cfg.cluster_id,
                                    token_file=run.platform_token_file,
-                                   token=run.platform_token)
+                                   token=run.platform_token, limits=self.cfg.limits)
         # Kept open until the operator stops: what is reported after the stream ended (a
         # --once run) waits in the outbox for the next connection.
         self._stream_state = state = stream_state.StreamState(
