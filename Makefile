@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench proto clean chart-policies
+.PHONY: demo test lint bench fuzz proto clean chart-policies
 
 # requirements.lock: the runtime set (what the image installs); requirements-dev.lock: that
 # plus the tools; requirements-opa.lock: the embedded OPA engine, shared with the Dockerfile.
@@ -32,6 +32,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The fuzzers of tests/fuzz with random seeds, each for FUZZ_SECONDS (`make test` runs them
+# briefly, derandomized); a failure prints the example and the blob that reproduces it.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/fuzz
 
 proto: $(STAMP)
 	$(PY) -m reconciler.stream.generate

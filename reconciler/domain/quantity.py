@@ -71,6 +71,9 @@ def parse(raw: str | int | float) -> Quantity:
     if isinstance(raw, bool):
         raise QuantityError("a boolean is not a quantity")
     if isinstance(raw, int):
+        if raw.bit_length() > _MAX_LEN * 4:  # str() would be past _MAX_LEN (or fail)
+            raise QuantityError(f"an integer of {raw.bit_length()} bits is not a quantity "
+                                "(too long)")
         raw = str(raw)
     elif isinstance(raw, float):
         if not math.isfinite(raw):

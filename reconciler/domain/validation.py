@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -30,6 +30,11 @@ MAX_REPLICAS = 10_000
 MAX_NODES = 100_000
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 MAX_STRING = 1024
+# A recommendation is a handful of levels and a few hundred values deep; far more is an
+# attack on the walk, not a recommendation.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+_LEAVE = object()  # _shape's marker: a container's children are done
 
 _WORKLOAD_SPEC_FIELDS = {"recommendationId", "action", "targetRef", "containers", "replicas",
                          "hpa", "confidence", "projectedSavings", "source", "autoApply"}
@@ -60,35 +65,101 @@ class _Collector:
         self.errors.append(errors.FieldError(path, reason))
 
 
-def _all_clean(doc: object) -> bool:
-    """Fast path of ``_check_text``: True when every string (keys too) is clean text.
+def _shape(doc: object) -> tuple[bool, errors.FieldError | None]:
+    """One pass over a document: whether every string (keys too) is clean text, and the
+    first structural problem, if any: a container that holds itself (a YAML alias can
+    build one), nesting deeper than ``MAX_DEPTH``, more than ``MAX_VALUES`` values.
 
-    One pass without building field paths; only a document that fails it is walked again
-    by ``_check_text`` to name the fields. The stream validates every message it receives.
+    Iterative, so no document can exhaust the interpreter's stack; a container is left
+    when its children are done (``_LEAVE``), so a cycle is told from a value that is merely
+    shared (``&res`` used for both requests and limits is fine). Field paths are built
+    only for containers; ``_check_text`` names the string fields of the rare document
+    that fails the text check.
     """
-    stack = [doc]
+    # (container, depth, link): a link is (the parent's link, key), so a path is built
+    # only for the error that names one.
+    stack: list[tuple[object, int, tuple[Any, object] | None]] = [(doc, 0, None)]
+    open_: set[int] = set()
     strings: list[str] = []
+    walked = 0
     while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            strings.append(v)
-        elif isinstance(v, Mapping):
-            for k, x in v.items():
-                if isinstance(k, str):
-                    strings.append(k)
-                stack.append(x)
-        elif isinstance(v, list):
-            stack.extend(v)
+        v, depth, link = stack.pop()
+        if v is _LEAVE:
+            open_.discard(depth)  # the id of the container left, in the depth slot
+            continue
+        if depth > MAX_DEPTH:
+            return False, errors.FieldError(_path(_unlink(link)[:MAX_DEPTH]),
+                                            f"is nested deeper than {MAX_DEPTH} levels")
+        if id(v) in open_:
+            return False, errors.FieldError(_path(_unlink(link)) or "(document)",
+                                            "contains itself (a recursive alias)")
+        open_.add(id(v))
+        stack.append((_LEAVE, id(v), None))
+        items: Iterable[tuple[object, object]] = (
+            v.items() if isinstance(v, Mapping) else enumerate(v) if isinstance(v, list) else ())
+        for k, x in items:
+            walked += 1
+            if isinstance(k, str):
+                strings.append(k)
+            if isinstance(x, str):
+                strings.append(x)
+            elif isinstance(x, (Mapping, list)):
+                stack.append((x, depth + 1, (link, k)))
+        if walked > MAX_VALUES:
+            return False, errors.FieldError("(document)", f"holds more than {MAX_VALUES} values")
     if not strings:
-        return True
+        return True, None
     if max(map(len, strings)) > MAX_STRING:
-        return False
+        return False, None
     joined = " ".join(strings)
     try:
         joined.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return not (_CONTROL.search(joined) or "\n" in joined or "\t" in joined)
+        return False, None
+    return not (_CONTROL.search(joined) or "\n" in joined or "\t" in joined), None
+
+
+def _unlink(link: tuple[Any, object] | None) -> list[object]:
+    """The keys from the document's root to a ``_shape`` link."""
+    keys: list[object] = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return keys[::-1]
+
+
+def _path(parts: Sequence[object]) -> str:
+    """``spec.containers[0].name`` from its parts; keys that are not strings are shown
+    as ``_shown`` shows them (a 5,000-digit integer key must not break the message)."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int) and not isinstance(p, bool) and out:
+            out += f"[{_shown(p)}]"
+        else:
+            key = (p or '""') if isinstance(p, str) else _shown(p)  # "" must show
+            out = f"{out}.{key}" if out else key
+    return out
+
+
+def _shown(v: object) -> str:
+    """A value echoed in an error message, bounded: an input must not be able to make
+    the message itself fail (an integer past Python's 4,300-digit ``str`` limit, nesting
+    deeper than ``repr`` can go) or drown the reason (a megabyte string)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        if v.bit_length() > 64:
+            return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return repr(v) if len(v) <= 64 else f"{v[:64]!r}... ({len(v)} characters)"
+    if isinstance(v, (Mapping, list)):
+        return f"an {_typename(v)}"
+    return _typename(v)
 
 
 def _check_text(c: _Collector, path: str, value: object) -> None:
@@ -106,8 +177,9 @@ def _check_text(c: _Collector, path: str, value: object) -> None:
             c.add(path, "contains control characters")
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            _check_text(c, f"{path}.{k}" if path else str(k), k)
-            _check_text(c, f"{path}.{k}" if path else str(k), v)
+            where = _path((path, k) if path else (k,))
+            _check_text(c, where, k)
+            _check_text(c, where, v)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _check_text(c, f"{path}[{i}]", v)
@@ -129,7 +201,7 @@ def _name(c: _Collector, path: str, value: object, *, label: bool, required: boo
     elif len(value) > limit:
         c.add(path, f"must be no more than {limit} characters")
     elif not pattern.match(value):
-        c.add(path, f"{value!r} is not a valid {kind} (lowercase alphanumerics and '-'"
+        c.add(path, f"{_shown(value)} is not a valid {kind} (lowercase alphanumerics and '-'"
               + ("" if label else " or '.'") + ", starting and ending with an alphanumeric)")
     return value
 
@@ -159,10 +231,10 @@ def _int(c: _Collector, path: str, value: object, lo: int, hi: int) -> int | Non
         c.add(path, f"must be an integer, got {_typename(value)}")
         return None
     if value < lo:
-        c.add(path, f"must be greater than or equal to {lo}, got {value}")
+        c.add(path, f"must be greater than or equal to {lo}, got {_shown(value)}")
         return None
     if value > hi:
-        c.add(path, f"must be at most {hi}, got {value}")
+        c.add(path, f"must be at most {hi}, got {_shown(value)}")
         return None
     return value
 
@@ -181,7 +253,7 @@ def _mapping(c: _Collector, path: str, value: object, required: bool = False) ->
 def _unknown_fields(c: _Collector, path: str, value: Mapping[str, Any], known: set[str]) -> None:
     for k in value:
         if k not in known:
-            c.add(f"{path}.{k}", f"unknown field (expected one of: {', '.join(sorted(known))})")
+            c.add(_path((path, k)), f"unknown field (expected one of: {', '.join(sorted(known))})")
 
 
 def _quantity(c: _Collector, path: str, resource: str, raw: object) -> quantity.Quantity | None:
@@ -194,13 +266,13 @@ def _quantity(c: _Collector, path: str, resource: str, raw: object) -> quantity.
         c.add(path, str(e))
         return None
     if q.value <= 0:
-        c.add(path, f"must be greater than zero, got {raw!r}")
+        c.add(path, f"must be greater than zero, got {_shown(raw)}")
         return None
     if resource == "cpu" and q.value > MAX_CPU:
-        c.add(path, f"{raw!r} is more than {MAX_CPU} CPUs: not a plausible recommendation")
+        c.add(path, f"{_shown(raw)} is more than {MAX_CPU} CPUs: not a plausible recommendation")
         return None
     if resource in ("memory", "ephemeral-storage") and q.value > MAX_MEMORY:
-        c.add(path, f"{raw!r} is more than 16Ti: not a plausible recommendation")
+        c.add(path, f"{_shown(raw)} is more than 16Ti: not a plausible recommendation")
         return None
     return q
 
@@ -241,7 +313,7 @@ def _containers(c: _Collector, raw: object, required: bool) -> tuple[model.Conta
         name = _name(c, f"{ipath}.name", m.get("name"), label=True)
         if name and name in seen:
             c.add(f"{ipath}.name",
-                  f"duplicate container name {name!r} (also at index {seen[name]})")
+                  f"duplicate container name {_shown(name)} (also at index {seen[name]})")
         elif name:
             seen[name] = i
         res = _mapping(c, f"{ipath}.resources", m.get("resources"), required=True)
@@ -271,7 +343,7 @@ def _savings(c: _Collector, raw: object) -> model.Savings | None:
     if isinstance(monthly, bool) or not isinstance(monthly, (int, float)):
         c.add("spec.projectedSavings.monthly", f"must be a number, got {_typename(monthly)}")
         return None
-    if not math.isfinite(monthly) or abs(monthly) > 1e9:
+    if abs(monthly) > 1e9 or not math.isfinite(monthly):  # abs first: any int compares
         c.add("spec.projectedSavings.monthly", "must be a finite amount below 1e9")
         return None
     currency = m.get("currency", "USD")
@@ -287,7 +359,7 @@ def _status(c: _Collector, raw: object) -> model.Status:
     phase = m.get("phase", model.PENDING)
     if phase not in model.PHASES:
         c.add("status.phase",
-              f"unknown phase {phase!r} (expected one of: {', '.join(model.PHASES)})")
+              f"unknown phase {_shown(phase)} (expected one of: {', '.join(model.PHASES)})")
         phase = model.PENDING
     return model.Status(phase=str(phase))
 
@@ -295,7 +367,7 @@ def _status(c: _Collector, raw: object) -> model.Status:
 def _common(c: _Collector, doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     api = doc.get("apiVersion")
     if api != model.API_VERSION:
-        c.add("apiVersion", f"must be {model.API_VERSION!r}, got {api!r}")
+        c.add("apiVersion", f"must be {model.API_VERSION!r}, got {_shown(api)}")
     meta = _mapping(c, "metadata", doc.get("metadata"))
     spec = _mapping(c, "spec", doc.get("spec"), required=True)
     return meta, spec
@@ -313,19 +385,19 @@ def _workload(c: _Collector, doc: Mapping[str, Any]) -> model.WorkloadRecommenda
     namespace = _name(c, "metadata.namespace", meta.get("namespace", "default"), label=True)
     action = spec.get("action")
     if action not in model.WORKLOAD_ACTIONS:
-        c.add("spec.action", f"unknown action {action!r} (expected one of: "
+        c.add("spec.action", f"unknown action {_shown(action)} (expected one of: "
               f"{', '.join(model.WORKLOAD_ACTIONS)})")
     tref = _mapping(c, "spec.targetRef", spec.get("targetRef"), required=True)
     _unknown_fields(c, "spec.targetRef", tref, {"kind", "name", "apiVersion"})
     tkind = tref.get("kind")
     tref_given = isinstance(spec.get("targetRef"), Mapping)
     if tref_given and tkind not in model.TARGET_KINDS:
-        c.add("spec.targetRef.kind", f"unknown kind {tkind!r} (expected one of: "
+        c.add("spec.targetRef.kind", f"unknown kind {_shown(tkind)} (expected one of: "
               f"{', '.join(model.TARGET_KINDS)})")
     tname = _name(c, "spec.targetRef.name", tref.get("name"), label=False) if tref_given else ""
     tapi = tref.get("apiVersion", "")
     if tapi not in ("", "apps/v1"):
-        c.add("spec.targetRef.apiVersion", f"must be 'apps/v1', got {tapi!r}")
+        c.add("spec.targetRef.apiVersion", f"must be 'apps/v1', got {_shown(tapi)}")
     needs_containers = action in (model.RIGHTSIZING, model.LIVE_MIGRATION)
     containers = _containers(c, spec.get("containers"), required=needs_containers)
     replicas = _int(c, "spec.replicas", spec.get("replicas"), 0, MAX_REPLICAS)
@@ -350,7 +422,7 @@ def _workload(c: _Collector, doc: Mapping[str, Any]) -> model.WorkloadRecommenda
         isinstance(confidence, bool) or not isinstance(confidence, (int, float))
         or not 0 <= confidence <= 1
     ):
-        c.add("spec.confidence", f"must be a number between 0 and 1, got {confidence!r}")
+        c.add("spec.confidence", f"must be a number between 0 and 1, got {_shown(confidence)}")
         confidence = None
     source = spec.get("source", "")
     if not isinstance(source, str):
@@ -383,7 +455,7 @@ def _node_group(c: _Collector, doc: Mapping[str, Any]) -> model.NodeGroupRecomme
     group = _name(c, "spec.nodeGroup", spec.get("nodeGroup"), label=False)
     action = spec.get("action")
     if action not in model.NODE_GROUP_ACTIONS:
-        c.add("spec.action", f"unknown action {action!r} (expected one of: "
+        c.add("spec.action", f"unknown action {_shown(action)} (expected one of: "
               f"{', '.join(model.NODE_GROUP_ACTIONS)})")
     current = _int(c, "spec.currentNodeCount", spec.get("currentNodeCount"), 0, MAX_NODES)
     if spec.get("targetNodeCount") is None:
@@ -400,7 +472,7 @@ def _node_group(c: _Collector, doc: Mapping[str, Any]) -> model.NodeGroupRecomme
         for i, n in enumerate(nodes_raw):
             nm = _name(c, f"spec.nodesToRemove[{i}]", n, label=False)
             if nm in nodes:
-                c.add(f"spec.nodesToRemove[{i}]", f"duplicate node {nm!r}")
+                c.add(f"spec.nodesToRemove[{i}]", f"duplicate node {_shown(nm)}")
             nodes.append(nm)
         drop = max(current - target, 0) if current is not None and target is not None else None
         if drop is not None and len(nodes) > drop:
@@ -428,7 +500,10 @@ def parse(doc: object) -> model.Recommendation:
     if not isinstance(doc, Mapping):
         raise errors.ValidationError([errors.FieldError("(document)",
                                       f"must be an object, got {_typename(doc)}")])
-    if not _all_clean(doc):
+    clean, problem = _shape(doc)
+    if problem is not None:  # too deep or recursive: nothing else can be looked at safely
+        raise errors.ValidationError([problem])
+    if not clean:
         _check_text(c, "", doc)
     if c.errors:  # hostile strings: do not look any further into this document
         raise errors.ValidationError(c.errors)
@@ -439,7 +514,7 @@ def parse(doc: object) -> model.Recommendation:
     elif kind == model.NODE_GROUP:
         rec = _node_group(c, doc)
     else:
-        c.add("kind", f"unknown kind {kind!r} (expected one of: {', '.join(model.KINDS)})")
+        c.add("kind", f"unknown kind {_shown(kind)} (expected one of: {', '.join(model.KINDS)})")
         rec = None
     if c.errors or rec is None:
         raise errors.ValidationError(c.errors or [errors.FieldError("(document)", "invalid")])
