@@ -63,37 +63,53 @@ def _check_data(new_body: str, index: int, expected: Any, what: str) -> None:
     segs = splice.split_documents(new_body)
     try:
         actual = splice.doc_data(new_body, segs[index])
-    except (yaml.YAMLError, IndexError) as e:
+        same = actual == expected
+    except (yaml.YAMLError, IndexError, RecursionError) as e:
+        # RecursionError: comparing data nested deeper than the stack.
         raise errors.PermanentError(f"internal check failed for {what}: {e}") from e
-    if actual != expected:
+    if not same:
         raise errors.PermanentError(
             f"internal check failed for {what}: the edited text does not parse to the "
             "intended data; refusing to write"
         )
 
 
+def _doc_data(body: str, seg: splice.Segment, what: str) -> Any:
+    """The data of a document that composed: a value YAML cannot build from its nodes (an
+    unhashable key such as ``? [a]``) only shows now, and is refused like invalid YAML."""
+    try:
+        return splice.doc_data(body, seg)
+    except yaml.YAMLError as e:
+        raise errors.PermanentError(f"invalid YAML in {what}: {e}") from e
+
+
 def _eol_of(body: str) -> str:
     return "\r\n" if "\r\n" in body else "\n"
 
 
-def _container_item(cc: workload.ContainerChange) -> dict[str, Any]:
+def _container_item(cc: workload.ContainerChange, *, as_read: bool = False) -> dict[str, Any]:
+    """A ``containers`` item setting ``cc``; ``as_read``: with the quantities as YAML reads
+    them back from the plain tokens ``render_block`` writes (``1`` and ``0.5`` are numbers,
+    not the strings asked for), which is what the check of the written text must expect."""
     item: dict[str, Any] = {"name": cc.name}
-    res = {sec: dict(v) for sec, v in (("requests", cc.requests), ("limits", cc.limits)) if v}
+    res = {sec: {k: splice.load_data(q) for k, q in v.items()} if as_read else dict(v)
+           for sec, v in (("requests", cc.requests), ("limits", cc.limits)) if v}
     if res:
         item["resources"] = res
     return item
 
 
 def _find_lines(block: str, first_line: int, wanted: Sequence[tuple[str, str]]) -> list[int]:
-    """Lines (1-based, in the new text) of ``key: value`` pairs written in this order."""
+    """Lines (1-based, in the new text) of ``key: value`` pairs written in this order (a value
+    that would read as another type is written in double quotes: ``path: "true"``)."""
     lines = block.split("\n")
     out: list[int] = []
     i = 0
     for key, token in wanted:
-        target = f"{key}: {token}"
+        targets = {f"{key}: {token}", f'{key}: "{token}"'}
+        targets |= {"- " + t for t in targets}
         while i < len(lines):
-            text = lines[i].rstrip("\r").lstrip(" \t")
-            if text == target or text == "- " + target:
+            if lines[i].rstrip("\r").lstrip(" \t") in targets:
                 break
             i += 1
         out.append(first_line + min(i, len(lines) - 1))
@@ -139,7 +155,10 @@ def edit_patch(text: str, change: workload.WorkloadChange) -> splice.EditResult:
             if pair is not None and isinstance(pair[1], SequenceNode):
                 listed |= {str(splice.scalar_value(splice.get(i, "name"))) for i in pair[1].value}
     existing = tuple(cc for cc in change.containers if cc.name in listed)
-    missing = [cc for cc in change.containers if cc.name not in listed]
+    # A change that sets nothing for a container the patch does not list adds nothing (not
+    # a bare ``- name: X`` that no reported change would account for).
+    missing = [cc for cc in change.containers
+               if cc.name not in listed and (cc.requests or cc.limits)]
     has_spec = splice.get(match.root, "spec") is not None
 
     first = workload.edit_many(
@@ -197,14 +216,15 @@ def edit_patch(text: str, change: workload.WorkloadChange) -> splice.EditResult:
         block = eol + block[: -len(eol)]
     new_body = body2[:pos] + block + body2[pos:]
 
-    expected = splice.doc_data(body2, segs2[match.index])
+    expected = _doc_data(body2, segs2[match.index], f"the patch for {change.kind}/{change.name}")
     if change.replicas is not None and not has_spec:
         expected["spec"] = {"replicas": change.replicas}
     if items:
         data = expected
         for key in pod_path:
             data = data.setdefault(key, {})
-        data.setdefault("containers", []).extend(items)
+        data.setdefault("containers", []).extend(
+            _container_item(cc, as_read=True) for cc in missing)
     _check_data(new_body, match.index, expected, f"the patch for {change.kind}/{change.name}")
 
     at_line = body2.count("\n", 0, pos) + 1 + (1 if block.startswith(eol) else 0)
@@ -221,7 +241,10 @@ def edit_patch(text: str, change: workload.WorkloadChange) -> splice.EditResult:
         for sec, quantities in (("requests", cc.requests), ("limits", cc.limits)):
             for res, qty in quantities.items():
                 written.append((f"{base}.containers[{cc.name}].resources.{sec}.{res}", res, qty))
-    lines = _find_lines(block, at_line, [(k, t) for _, k, t in written])
+    # ``at_line`` is the block's first line of content: past the line end it starts with
+    # when it went at the end of a file without a final newline.
+    content = block[len(eol):] if block.startswith(eol) else block
+    lines = _find_lines(content, at_line, [(k, t) for _, k, t in written])
     added = [splice.ValueChange(path, None, tok, ln)
              for (path, _, tok), ln in zip(written, lines, strict=True)]
     return splice.EditResult(bom + new_body, tuple(sorted(shifted + added, key=lambda c: c.line)))
@@ -244,23 +267,26 @@ def new_patch(api_version: str, change: workload.WorkloadChange, *, eol: str = "
         raise errors.FieldError("patch", f"unexpected apiVersion/kind {api_version}/{change.kind}")
     if not _DNS_LABEL.fullmatch(change.name.replace(".", "-")):
         raise errors.FieldError("patch", f"unexpected name {change.name!r}")
-    spec: dict[str, Any] = {}
-    if change.replicas is not None:
-        spec["replicas"] = change.replicas
-    items = [_container_item(cc) for cc in change.containers]
-    if items:
-        data: dict[str, Any] = spec
-        for key in workload.pod_spec_path(change.kind)[1:]:
-            data = data.setdefault(key, {})
-        data["containers"] = items
     for cc in change.containers:
         if not _DNS_LABEL.fullmatch(cc.name):
             raise errors.FieldError("patch.containers", cc.name)
-    doc = {"apiVersion": api_version, "kind": change.kind, "metadata": {"name": change.name},
-           "spec": spec}
+
+    def build(as_read: bool) -> dict[str, Any]:
+        spec: dict[str, Any] = {}
+        if change.replicas is not None:
+            spec["replicas"] = change.replicas
+        if change.containers:
+            data: dict[str, Any] = spec
+            for key in workload.pod_spec_path(change.kind)[1:]:
+                data = data.setdefault(key, {})
+            data["containers"] = [_container_item(cc, as_read=as_read)
+                                  for cc in change.containers]
+        return {"apiVersion": api_version, "kind": change.kind,
+                "metadata": {"name": change.name}, "spec": spec}
+
     text = "".join(f"# {line}{eol}" for line in header.splitlines())
-    text += splice.render_block(doc, 0, 2, 0, eol)
-    if splice.load_one(text) != doc:
+    text += splice.render_block(build(False), 0, 2, 0, eol)
+    if splice.load_one(text) != build(True):
         raise errors.PermanentError("internal check failed for a new patch; refusing to write")
     return text
 
@@ -279,7 +305,7 @@ def add_kustomize_patches(text: str, entries: Sequence[Mapping[str, Any]]) -> sp
     bom, body = splice.strip_bom(text)
     segs, p, root = splice.plan_single_document(body, "a kustomization", "kustomization")
     doc = p.doc
-    data = splice.doc_data(body, segs[0])
+    data = _doc_data(body, segs[0], "the kustomization")
     current = data.get("patches") or []
     if not isinstance(current, list):
         raise errors.PermanentError("patches in the kustomization is not a list")
@@ -321,6 +347,10 @@ def add_kustomize_patches(text: str, entries: Sequence[Mapping[str, Any]]) -> sp
         col = int(key.start_mark.column)
         block = _render_items(todo, col + seq_indent, eol, width, seq_indent)
     else:
+        if root.flow_style or not root.value:  # `{}` has no first key to align with
+            raise errors.PermanentError(
+                "the kustomization is a flow-style or empty mapping; refusing to guess its "
+                "layout")
         pos = p.line_after_content(root)
         col = int(root.value[0][0].start_mark.column)
         block = f"{' ' * col}patches:{eol}" + _render_items(todo, col + seq_indent, eol,
@@ -348,10 +378,13 @@ def kustomize_replicas(text: str) -> dict[str, int]:
     _, body = splice.strip_bom(text)
     data = values.read_values(body)
     out: dict[str, int] = {}
-    if isinstance(data, dict):
-        for e in data.get("replicas") or []:
-            if isinstance(e, dict) and isinstance(e.get("count"), int):
-                out[str(e.get("name"))] = int(e["count"])
+    entries = data.get("replicas") if isinstance(data, dict) else None
+    # Only a list of entries counts: ``replicas: 3`` is no list to iterate (a TypeError),
+    # and ``count: true`` no count.
+    for e in entries if isinstance(entries, list) else []:
+        count = e.get("count") if isinstance(e, dict) else None
+        if isinstance(count, int) and not isinstance(count, bool):
+            out[str(e.get("name"))] = count
     return out
 
 

@@ -231,9 +231,19 @@ def identity(root: Node) -> tuple[str, str, str | None] | None:
 
 
 def kind_filter(kinds: Iterable[str]) -> re.Pattern[str]:
-    """A cheap textual test that never misses a document of one of ``kinds``."""
+    """A cheap textual test that never misses a document of one of ``kinds``.
+
+    Besides ``kind: X``, ``"kind": "X"`` and ``? kind`` / ``: X``, the value may follow an
+    anchor or a tag (``kind: &k X``, ``kind: !!str X``) or a block scalar header
+    (``kind: >-``), or be an alias (``kind: *k``, whatever it names): a document missed
+    here is one a change never sees, so a second definition of a workload went unnoticed
+    and the first was edited as if it were the only one.
+    """
     alternatives = "|".join(re.escape(k) for k in sorted(set(kinds)))
-    return re.compile(rf"""\bkind["']?[ \t]*:[ \t\r\n]*["']?(?:{alternatives})(?![\w-])""")
+    return re.compile(
+        rf"""\bkind["']?[ \t\r\n]*:[ \t\r\n]*(?:(?:[&!][^ \t\r\n]*|[|>][-+0-9]*)[ \t\r\n]+)*"""
+        rf"""(?:\*|["']?(?:{alternatives})(?![\w-]))"""
+    )
 
 
 def strip_bom(text: str) -> tuple[str, str]:
@@ -241,7 +251,30 @@ def strip_bom(text: str) -> tuple[str, str]:
 
 
 def doc_data(body: str, seg: Segment) -> Any:
-    return yaml.load(body[seg.start : seg.end], Loader=LOADER)
+    return load_data(body[seg.start : seg.end])
+
+
+# Besides a YAMLError, PyYAML's SafeConstructor raises these for a value it cannot build:
+# ``0b_`` or ``!!int x`` (ValueError), ``2001-13-45`` (ValueError), ``!!bool x`` (KeyError),
+# ``!!timestamp x`` (AttributeError), an int past the interpreter's digit limit
+# (ValueError); and nesting deeper than the stack ends in a RecursionError.
+UNBUILDABLE = (ValueError, LookupError, AttributeError, TypeError, OverflowError, RecursionError)
+
+
+def unbuildable(e: BaseException) -> errors.PermanentError:
+    """The refusal of a text holding a value PyYAML cannot build: such a file is as
+    unreadable as invalid YAML and is refused like it, never let escape as a traceback
+    (callers, the repository index among them, only expect the project's own errors)."""
+    return errors.PermanentError(f"a value in the YAML cannot be read ({type(e).__name__}: {e})")
+
+
+def load_data(text: str) -> Any:
+    """``yaml.load`` with the C loader; a value it cannot build is a PermanentError (a
+    YAMLError stays one, for the caller to word)."""
+    try:
+        return yaml.load(text, Loader=LOADER)
+    except UNBUILDABLE as e:
+        raise unbuildable(e) from e
 
 
 # --------------------------------------------------------------------------- validation
@@ -255,15 +288,42 @@ def _is_quantity(value: str) -> bool:
     return True
 
 
+def _reads_as_itself(value: str) -> bool:
+    """Whether YAML reads the plain token as the quantity it is: ``010`` is the quantity 10
+    but YAML 1.1's octal 8, so written plain it would set 8 (``08`` and ``0.10`` are fine:
+    a string, and a float of the same value)."""
+    data = _token_value(value)
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        try:
+            return quantity.parse(data).value == quantity.parse(value).value
+        except quantity.QuantityError:
+            return False
+    return True
+
+
 def check_quantity(where: str, value: object) -> str:
     if (
         not isinstance(value, str)
         or len(value) > _MAX_TOKEN
         or not _TOKEN.fullmatch(value)
         or not _is_quantity(value)
+        or not _reads_as_itself(value)
     ):
         raise errors.FieldError(where, f"not a plain Kubernetes quantity: {value!r}")
     return value
+
+
+# The largest count written: what the YAML readers of Kubernetes and Helm (Go) hold in an
+# int64. A larger int is a count nothing reads, and past 4300 digits Python cannot even
+# write it (str() raises ValueError).
+MAX_COUNT = 2**63 - 1
+
+
+def check_count(where: str, value: int) -> None:
+    """Refuse a count below 0 or past ``MAX_COUNT`` (named without ``str`` when it is huge)."""
+    if not 0 <= value <= MAX_COUNT:
+        shown = str(value) if abs(value) <= MAX_COUNT else f"{value.bit_length()} bits long"
+        raise errors.FieldError(where, f"not a count (0 to 2**63 - 1): {shown}")
 
 
 def value_token(path: str, value: object) -> tuple[str, bool]:
@@ -271,8 +331,7 @@ def value_token(path: str, value: object) -> tuple[str, bool]:
     if isinstance(value, bool):
         raise errors.FieldError(path, f"not a quantity or count: {value!r}")
     if isinstance(value, int):
-        if value < 0:
-            raise errors.FieldError(path, f"not a count: {value!r}")
+        check_count(path, value)
         return str(value), True
     return check_quantity(path, value), False
 
@@ -318,6 +377,27 @@ class Where:
     def child(self, key: str | int, shown: str, node: Node) -> Where:
         sep = "" if shown.startswith("[") or not self.path else "."
         return Where(self.path + sep + shown, (*self.pypath, key), (*self.ancestors, node))
+
+
+def _holds(node: ScalarNode, new: str, *, numeric: bool) -> bool:
+    """Whether a scalar already means ``new``, judged by what YAML reads and not by how its
+    text looks: ``010`` reads as 8 (YAML 1.1 octal) and an Arabic-Indic digit as a string,
+    though Python's ``int`` reads both as numbers (and the quantity parser ``010`` as 10).
+    A quoted count of the same digits ("3") is the file's own style and left alone."""
+    try:
+        have = SafeConstructor().construct_object(node)
+    except (yaml.YAMLError, *UNBUILDABLE):
+        return False
+    if isinstance(have, bool):
+        return False
+    if numeric:
+        return (isinstance(have, int) and have == int(new)) or have == new
+    if not isinstance(have, (int, float, str)):
+        return False
+    try:
+        return quantity.parse(have).value == quantity.parse(new).value
+    except quantity.QuantityError:
+        return False
 
 
 class Planner:
@@ -460,15 +540,8 @@ class Planner:
             )
         is_null = node.tag == NULL_TAG and node.style in (None, "")
         old = None if is_null else str(node.value)
-        if old is not None:
-            if numeric:
-                try:
-                    if int(old) == int(new):
-                        return
-                except ValueError:
-                    pass
-            elif quantity.same(old, new):
-                return
+        if old is not None and _holds(node, new, numeric=numeric):
+            return
         style = node.style or ""
         if style in ("|", ">"):
             raise errors.PermanentError(
@@ -708,6 +781,12 @@ def _set(obj: Any, pypath: tuple[str | int, ...], value: Any) -> None:
     obj[pypath[-1]] = value
 
 
+def _get(obj: Any, pypath: tuple[str | int, ...]) -> Any:
+    for step in pypath:
+        obj = obj[step]
+    return obj
+
+
 @functools.lru_cache(maxsize=4096)
 def _token_value(token: str) -> Any:
     """What a written scalar token parses to (str/int/float: immutable, safe to cache)."""
@@ -730,17 +809,29 @@ def _verify(
             # ``construct`` builds the same data as SafeConstructor, faster; documents
             # with anchors keep the original path so aliases stay shared objects.
             if doc.shared:
-                expected = copy.deepcopy(SafeConstructor().construct_document(doc.root))
+                expected = copy.deepcopy(safe_construct(doc.root))
             else:
                 expected = construct(doc.root)
             for leaf in leaves:
                 _set(expected, leaf.pypath, _token_value(leaf.token))
-            actual = load_one(new_body[seg.start : seg.end])
-        except (yaml.YAMLError, TypeError, KeyError, IndexError) as e:
+            try:
+                actual = load_one(new_body[seg.start : seg.end])
+            except errors.PermanentError as e:  # a value it cannot build: `!!float 10k`
+                raise errors.PermanentError(
+                    f"internal check failed for document {index}: {e}; refusing to write"
+                ) from e
+            # ``==`` takes 5.0 for 5 (and True for 1): the written values must also have the
+            # type intended (``!!float 1`` rewritten as ``!!float 5`` reads as 5.0).
+            same = actual == expected and all(
+                type(_get(actual, leaf.pypath)) is type(_token_value(leaf.token))
+                for leaf in leaves
+            )
+        except (yaml.YAMLError, TypeError, KeyError, IndexError, RecursionError) as e:
+            # RecursionError: copying or comparing data nested deeper than the stack.
             raise errors.PermanentError(
                 f"internal check failed for document {index}: {e}; refusing to write"
             ) from e
-        if actual != expected:
+        if not same:
             raise errors.PermanentError(
                 f"internal check failed for document {index}: the edited text does not parse "
                 "to the intended data; refusing to write"
@@ -785,7 +876,7 @@ def apply_and_verify(
 def load_one(text: str) -> Any:
     """``yaml.load`` of one document (the fast constructor unless anchors are involved)."""
     if "&" in text or "*" in text:
-        return yaml.load(text, Loader=LOADER)
+        return load_data(text)
     node = yaml.compose(text, Loader=LOADER)
     return None if node is None else construct(node)
 
@@ -805,7 +896,10 @@ def _scalar_token(value: object, where: str) -> str:
     if REL_PATH.fullmatch(value) or API_VERSION.fullmatch(value):
         # Names, kinds, file paths and apiVersions are plain YAML strings unless they
         # look like another type (true, null, 1e3): quote those.
-        loaded = yaml.load(value, Loader=LOADER)
+        try:
+            loaded = yaml.load(value, Loader=LOADER)
+        except UNBUILDABLE:  # 0b_, 2001-13-45: plain, YAML could not even read them
+            loaded = None
         return value if loaded == value else f'"{value}"'
     raise errors.FieldError(where, f"refusing to write {value!r} into YAML")
 
@@ -882,9 +976,12 @@ def _fast(node: Node) -> Any:
             return value
         if tag == NULL_TAG:
             return None
-        if tag == _BOOL_TAG:
-            return value.lower() in ("yes", "true", "on")
-        if tag == _INT_TAG and value.isdigit() and (value == "0" or value[0] != "0"):
+        # ``!!bool x`` and ints of other digits, or past the interpreter's digit limit, are
+        # left to SafeConstructor: it refuses or builds them, and so must this.
+        if tag == _BOOL_TAG and value.lower() in SafeConstructor.bool_values:
+            return SafeConstructor.bool_values[value.lower()]
+        if tag == _INT_TAG and value.isascii() and value.isdigit() and len(value) < 19 and (
+                value == "0" or value[0] != "0"):
             return int(value)
         raise _Fallback
     if isinstance(node, MappingNode) and node.tag == _MAP_TAG:
@@ -910,7 +1007,16 @@ def construct(node: Node) -> Any:
     try:
         return _fast(node)
     except (_Fallback, RecursionError):
+        return safe_construct(node)
+
+
+def safe_construct(node: Node) -> Any:
+    """SafeConstructor's data of a composed document (aliases stay shared objects); a value
+    it cannot build is a PermanentError, as in ``load_data``."""
+    try:
         return SafeConstructor().construct_document(node)
+    except UNBUILDABLE as e:
+        raise unbuildable(e) from e
 
 
 def scan_documents(
@@ -930,8 +1036,12 @@ def scan_documents(
         doc = compose(body, index, seg)
         ident = identity(doc.root)
         if ident is not None and ident[0] in wanted and ident[1] in names:
-            data = (SafeConstructor().construct_document(doc.root) if doc.shared
-                    else construct(doc.root))
+            try:
+                data = safe_construct(doc.root) if doc.shared else construct(doc.root)
+            except yaml.YAMLError as e:  # composed, but not data: an unhashable key, say
+                raise errors.PermanentError(
+                    f"invalid YAML in document {index} (line {doc.line(doc.root)}): {e}"
+                ) from e
             out.append((WorkloadRef(ident[0], ident[1], ident[2], index, doc.line(doc.root)),
                         data))
     return out

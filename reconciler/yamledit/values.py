@@ -148,6 +148,6 @@ def read_values(text: str) -> Any:
     """The data of a values file (the C loader: one parse per batch, not per target)."""
     _, body = splice.strip_bom(text)
     try:
-        return yaml.load(body, Loader=splice.LOADER)
+        return splice.load_data(body)  # a value YAML cannot build: a PermanentError
     except yaml.YAMLError as e:
         raise errors.PermanentError(f"invalid YAML: {e}") from e

@@ -78,11 +78,11 @@ def validate(change: WorkloadChange) -> None:
     could inject YAML, and a kind without replicas has no field to write a count to."""
     target = f"{change.kind}/{change.name}"
     if change.replicas is not None and (
-        isinstance(change.replicas, bool)
-        or not isinstance(change.replicas, int)
-        or change.replicas < 0
+        isinstance(change.replicas, bool) or not isinstance(change.replicas, int)
     ):
         raise errors.FieldError(f"{target}.replicas", f"not a count: {change.replicas!r}")
+    if change.replicas is not None:
+        splice.check_count(f"{target}.replicas", change.replicas)
     if change.replicas is not None and change.kind in _NO_REPLICAS_KINDS:
         raise errors.FieldError(f"{target}.replicas", f"a {change.kind} has no replicas")
     seen: set[str] = set()
