@@ -26,6 +26,7 @@ from reconciler.adapters.store import port as store
 from reconciler.adapters.store import sqlite as sqlite_store
 from reconciler.config import secrets, settings
 from reconciler.domain import errors
+from reconciler.domain import limits as limits_mod
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,10 @@ def from_settings(kind: str, url: str, repo: str, token: str | None, state_dir: 
         f"unknown forge {kind!r} (expected one of {', '.join(FORGE_KINDS)})")
 
 
-def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
+def policy_engine(s: settings.PolicySettings,
+                  limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> opa.PolicyEngine:
+    """The engine the settings name; ``limits`` bound the data files it reads (the
+    platform's parameters among them, stored by the stream within the same limits)."""
     token = secrets.read_token(s.token_file, "OPA token")
     if s.opa_url:
         side = sidecar.SidecarEngine(s.opa_url, timeout=s.timeout, token=token,
@@ -105,7 +109,7 @@ def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
             # The sidecar keeps data in memory: give it the platform's parameters again
             # (a restarted sidecar has lost them). Decisions do not wait on this.
             try:
-                side.put_data(policy_data.ROOT, policy_data.load(s.platform_data))
+                side.put_data(policy_data.ROOT, policy_data.load(s.platform_data, limits))
             except errors.ReconcilerError as e:
                 log.warning("platform policy data not sent to OPA: %s", e)
         return side
@@ -113,7 +117,8 @@ def policy_engine(s: settings.PolicySettings) -> opa.PolicyEngine:
         raise errors.ConfigError(f"policy directory {s.policy_dir} does not exist")
     return embedded.EmbeddedEngine(
         s.policy_dir, s.data_files, reload_interval=s.reload_interval,
-        optional_data=[s.platform_data] if s.platform_data is not None else [])
+        optional_data=[s.platform_data] if s.platform_data is not None else [],
+        limits=limits)
 
 
 @dataclasses.dataclass
@@ -164,7 +169,7 @@ def build_parts(s: settings.Settings, *, engine: bool = True) -> Parts:
         if "gitops" in s.writers:
             parts.prs = pull_requests(s)
         if engine:
-            parts.engine = policy_engine(s.policy)
+            parts.engine = policy_engine(s.policy, s.limits)
     except BaseException:
         parts.close()
         raise

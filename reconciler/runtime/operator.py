@@ -198,7 +198,7 @@ class Operator:
             self.queue.add(informer.target_of(rec))
 
     def _policy_updated(self, data: dict[str, Any]) -> None:
-        merged = policy_data.update(self.platform_data, data)
+        merged = policy_data.update(self.platform_data, data, self.cfg.limits)
         engine = self.parts.engine if self.parts is not None else None
         put = getattr(engine, "put_data", None)
         if callable(put):  # a sidecar keeps data in memory; the embedded engine reloads

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import pathlib
 import queue
 import random
@@ -35,18 +36,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 
 import reconciler
 from reconciler.adapters.store import bulk as batch
 from reconciler.adapters.store import port as store
 from reconciler.config import secrets
 from reconciler.domain import clock, errors, validation
+from reconciler.domain import limits as limits_mod
+from reconciler.domain import text as txt
 from reconciler.stream import state as stream_state
-from reconciler.stream.gen import stream_pb2, stream_pb2_grpc
+from reconciler.stream.gen import stream_pb2
+from reconciler.yamledit import bounded
 
 log = logging.getLogger(__name__)
 
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
+# Sequences are uint64 on the wire; the cursor is a SQLite INTEGER (signed 64 bits).
+MAX_SEQUENCE = 2**63 - 1
 DEFAULT_ALLOWED_GROUPS = ("dakr.devzero.io",)
 FIELD_MANAGER = "dakr-reconciler"
 
@@ -99,6 +106,9 @@ class ClientConfig:
     allowed_crd_groups: tuple[str, ...] = DEFAULT_ALLOWED_GROUPS
     field_manager: str = FIELD_MANAGER
     max_message_bytes: int = 16 * 1024 * 1024
+    # What one message's JSON may make us build (depth, aliases, strings): a breach is a
+    # nack naming the field and the limit, and the stream goes on.
+    limits: limits_mod.InputLimits = field(default_factory=limits_mod.InputLimits)
 
     def channel_options(self) -> list[tuple[str, int]]:
         """Keepalive as grpc doc/keepalive.md asks; the server must allow this ping rate."""
@@ -228,9 +238,22 @@ class _Ended:
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class _Garbled:
+    """A downstream message protobuf refused to parse, as far as it could be read.
+
+    One part per item it carries (the body, or each recommendation of a batch): the item's
+    body field, the item, and what is wrong with it. An item that parses on its own has no
+    problem and is handled as usual; one that does not carries only its sequence and id,
+    read from the wire, and is refused.
+    """
+
+    parts: tuple[tuple[str, Any, tuple[errors.FieldError, ...]], ...]
+
+
 _Outcome = stream_pb2.OperatorMessage
-# The generated stub is untyped; this is the one place its type is stated.
-_new_stub: Callable[[grpc.Channel], Any] = stream_pb2_grpc.RecommendationStreamStub
+_SERVICE = stream_pb2.DESCRIPTOR.services_by_name["RecommendationStream"]
+CONNECT_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Connect'].name}"
 
 
 class StreamClient:
@@ -334,8 +357,13 @@ class StreamClient:
                     return
                 yield item
 
-        stub = _new_stub(channel)
-        call = stub.Connect(requests(), metadata=metadata)
+        # Not the generated stub: its deserializer raises on a message protobuf refuses,
+        # which fails the whole call, and the platform would send that message again after
+        # every reconnect, forever. This one turns it into something to nack.
+        connect = channel.stream_stream(
+            CONNECT_METHOD, request_serializer=stream_pb2.OperatorMessage.SerializeToString,
+            response_deserializer=read_platform_message)
+        call = connect(requests(), metadata=metadata)
         self.stats.connections += 1
         log.info("stream: connecting to %s, resuming after sequence %d", cfg.target, resume_from)
 
@@ -356,6 +384,9 @@ class StreamClient:
                             return
             except grpc.RpcError as e:
                 reason = _describe_rpc_error(e)
+            except Exception as e:  # a bug: end this connection now, not at the watchdog
+                log.exception("stream: reading the stream failed")
+                reason = f"internal error reading the stream: {type(e).__name__}"
             while not closed.is_set():
                 try:
                     inbox.put(_Ended(reason), timeout=0.1)
@@ -437,17 +468,32 @@ class StreamClient:
             log.warning("stream: disconnected: %s", reason)
         return delivered
 
-    def _unpack(self, msg: stream_pb2.PlatformMessage) -> list[_Received]:
-        """Split a message into its items, validating recommendations on the way."""
-        body = msg.WhichOneof("body")
-        if body == "recommendation_batch":
-            return [_Received("recommendation", r, self._validate(r))
-                    for r in msg.recommendation_batch.recommendations]
-        if body == "recommendation":
-            return [_Received(body, msg.recommendation, self._validate(msg.recommendation))]
-        if body is None or body == "heartbeat":
-            return []
-        return [_Received(body, getattr(msg, body))]
+    def _unpack(self, msg: stream_pb2.PlatformMessage | _Garbled) -> list[_Received]:
+        """Split a message into its items, validating recommendations on the way; what
+        protobuf could not parse comes already refused."""
+        parts: Sequence[tuple[str, Any, Sequence[errors.FieldError]]]
+        if isinstance(msg, _Garbled):
+            parts = msg.parts
+        else:
+            body = msg.WhichOneof("body")
+            if body is None or body == "heartbeat":
+                return []
+            if body == "recommendation_batch":
+                parts = [("recommendation", r, ())
+                         for r in msg.recommendation_batch.recommendations]
+            else:
+                parts = [(body, getattr(msg, body), ())]
+        out = []
+        for kind, m, problems in parts:
+            prepared: batch.Item | stream_pb2.Nack | None = None
+            if problems:
+                log.warning("stream: message %d could not be parsed, refused: %s", m.sequence,
+                            txt.one_line("; ".join(str(p) for p in problems)))
+                prepared = _nack(m.sequence, m.id, problems)
+            elif kind == "recommendation":
+                prepared = self._validate(m)
+            out.append(_Received(kind, m, prepared))
+        return out
 
     def _take(self, inbox: queue.Queue[_Received | _Ended]) -> list[_Received | _Ended]:
         """Up to ``batch_size`` queued messages; waits briefly for the first one."""
@@ -496,27 +542,44 @@ class StreamClient:
         replies: dict[tuple[int, int], stream_pb2.Ack | stream_pb2.Nack] = {}
         to_store: list[tuple[tuple[int, int], batch.Item]] = []
         highest = 0
+
+        def flush() -> None:
+            for k, result in zip([k for k, _ in to_store], self._store(to_store), strict=True):
+                replies[k] = result
+            to_store.clear()
+
         for n, rcv in enumerate(received):
             m = rcv.payload
             if rcv.kind == "upstream_ack":
-                self.state.confirm(m.upstream_sequence)
+                # Our upstream sequences are SQLite rowids, never above MAX_SEQUENCE: a
+                # higher confirmation confirms them all (and SQLite could not bind it).
+                self.state.confirm(min(m.upstream_sequence, MAX_SEQUENCE))
+                continue
+            key = (m.sequence, n)
+            if m.sequence > MAX_SEQUENCE:
+                # The cursor could not record it (an OverflowError here once ended the
+                # stream): refused, nothing applied, and the cursor stays where it was.
+                replies[key] = _nack(m.sequence, m.id, [errors.FieldError(
+                    "sequence", f"{m.sequence} is above {MAX_SEQUENCE}, the highest "
+                    "sequence this operator can record")])
                 continue
             highest = max(highest, m.sequence)
-            key = (m.sequence, n)
-            if rcv.kind == "recommendation":
-                prepared = rcv.prepared if rcv.prepared is not None else self._validate(m)
-                if isinstance(prepared, batch.Item):
-                    to_store.append((key, prepared))
-                else:
-                    replies[key] = prepared
-            elif rcv.kind == "crd_update":
-                replies[key] = self._crd(m)
-            elif rcv.kind == "rollback_request":
-                replies[key] = self._rollback(m)
-            elif rcv.kind == "policy_update":
-                replies[key] = self._policy(m)
-        for key, result in zip([k for k, _ in to_store], self._store(to_store), strict=True):
-            replies[key] = result
+            if rcv.kind == "rollback_request":
+                # It may name a recommendation that came earlier in this batch: store those
+                # first, or it would be refused as unknown (and acked when redelivered).
+                flush()
+            try:
+                answer = self._answer(rcv)
+            except Exception as e:
+                # One bad message never stops the stream: escaping here, an error would end
+                # the stream thread (or the connection, and the message would come back
+                # after every reconnect). Refused, and the stream goes on.
+                answer = _internal_error(rcv, e)
+            if isinstance(answer, batch.Item):
+                to_store.append((key, answer))
+            elif answer is not None:
+                replies[key] = answer
+        flush()
         if highest:
             self.state.advance(highest)
         ordered = [replies[k] for k in sorted(replies)]
@@ -526,6 +589,21 @@ class StreamClient:
         if not ordered:
             return []
         return [stream_pb2.OperatorMessage(replies=stream_pb2.Replies(acks=acks, nacks=nacks))]
+
+    def _answer(self, rcv: _Received) -> batch.Item | stream_pb2.Ack | stream_pb2.Nack | None:
+        """The reply to one message (a recommendation: what to store); applies the rest."""
+        m = rcv.payload
+        if rcv.prepared is not None:
+            return rcv.prepared
+        if rcv.kind == "recommendation":
+            return self._validate(m)
+        if rcv.kind == "crd_update":
+            return self._crd(m)
+        if rcv.kind == "rollback_request":
+            return self._rollback(m)
+        if rcv.kind == "policy_update":
+            return self._policy(m)
+        return None
 
     def _validate(self, r: stream_pb2.Recommendation) -> batch.Item | stream_pb2.Nack:
         try:
@@ -539,10 +617,10 @@ class StreamClient:
 
     def _validate_unguarded(self, r: stream_pb2.Recommendation) -> batch.Item | stream_pb2.Nack:
         try:
-            doc = json.loads(r.document_json)
-        except RecursionError:
-            return _nack(r.sequence, r.id, [errors.FieldError("document_json",
-                                                              "is nested too deeply")])
+            doc = bounded.load_json(r.document_json, self.config.limits,
+                                    f"message {r.sequence}")
+        except errors.InputLimitError as e:
+            return _nack(r.sequence, r.id, [errors.FieldError("document_json", str(e))])
         except ValueError as e:
             return _nack(r.sequence, r.id, [errors.FieldError(
                 "document_json", f"is not valid JSON: {e}")])
@@ -588,7 +666,9 @@ class StreamClient:
 
     def _crd(self, m: stream_pb2.CrdUpdate) -> stream_pb2.Ack | stream_pb2.Nack:
         try:
-            crd = json.loads(m.crd_json)
+            crd = bounded.load_json(m.crd_json, self.config.limits, f"message {m.sequence}")
+        except errors.InputLimitError as e:
+            return _nack(m.sequence, m.id, [errors.FieldError("crd_json", str(e))])
         except ValueError as e:
             return _nack(m.sequence, m.id, [errors.FieldError("crd_json", f"is not JSON: {e}")])
         problems = check_crd(crd, self.config.allowed_crd_groups)
@@ -616,12 +696,31 @@ class StreamClient:
 
     def _policy(self, m: stream_pb2.PolicyUpdate) -> stream_pb2.Ack | stream_pb2.Nack:
         try:
-            data = json.loads(m.data_json)
+            data = bounded.load_json(m.data_json, self.config.limits, f"message {m.sequence}")
+        except errors.InputLimitError as e:
+            return _nack(m.sequence, m.id, [errors.FieldError("data_json", str(e))])
         except ValueError as e:
             return _nack(m.sequence, m.id, [errors.FieldError("data_json", f"is not JSON: {e}")])
         if not isinstance(data, dict):
             return _nack(m.sequence, m.id, [errors.FieldError("data_json",
                                                               "must be a JSON object")])
+        depth = _depth(data)
+        if depth >= self.config.limits.depth:
+            # Stored, the update sits one level deeper, under its root in the policy data
+            # (adapters.opa.platform_data: data.platform), and the policy engine reads it
+            # back within these same limits (wiring): at the limit here, it would be acked
+            # and then refuse to load, leaving no policy set at the engine's next load.
+            return _nack(m.sequence, m.id, [errors.FieldError("data_json", str(
+                self.config.limits.breach("depth", f"nesting {depth} levels deep, "
+                                          f"{depth + 1} once stored in the policy data",
+                                          f"message {m.sequence}")))])
+        where = _non_finite(data)
+        if where is not None:
+            # Python reads NaN, Infinity and 1e999; OPA does not: stored, they would stop
+            # the policy engine from loading the platform data at its next (re)load.
+            return _nack(m.sequence, m.id, [errors.FieldError(
+                "data_json", f"{where} is not a finite number (NaN and infinities are not "
+                "JSON, and OPA cannot load them)")])
         if self.on_policy_update is None:
             return _nack(m.sequence, m.id, [errors.FieldError(
                 "(message)", "policy data updates are not handled by this configuration")])
@@ -632,15 +731,225 @@ class StreamClient:
         return _ack(m.sequence, m.id)
 
 
+def _internal_error(rcv: _Received, e: Exception) -> stream_pb2.Nack:
+    m = rcv.payload
+    log.error("stream: handling message %d (%s) failed, refused: %s", m.sequence, rcv.kind,
+              txt.one_line(f"{type(e).__name__}: {e}"))
+    log.debug("stream: how handling message %d failed", m.sequence, exc_info=e)
+    return _nack(m.sequence, m.id, [errors.FieldError(
+        "(message)", f"internal error: {type(e).__name__}: {e}")])
+
+
+# -- reading what protobuf refuses ---------------------------------------------------------
+#
+# Protobuf refuses a whole message for one string field that is not UTF-8 (or any wire
+# damage), and gRPC then fails the whole call: the platform would send that message again
+# after every reconnect and nothing after it would ever be handled. What can still be read
+# (which item it is, its sequence and id) is enough to refuse it and move on.
+
+_ANSWERED = ("recommendation", "crd_update", "rollback_request", "policy_update")
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_UINT64 = 2**64 - 1
+_UNSIGNED = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_UINT32}  # what sequences are
+_Part = tuple[str, Any, tuple[errors.FieldError, ...]]
+
+
+def read_platform_message(raw: bytes) -> stream_pb2.PlatformMessage | _Garbled:
+    """The stream's response deserializer: a PlatformMessage, or what could be read of one
+    protobuf refuses. Never raises (gRPC would fail the call)."""
+    try:
+        return stream_pb2.PlatformMessage.FromString(raw)
+    except Exception as e:  # protobuf's DecodeError; anything else must not end the call
+        problem = str(e)
+    try:
+        parts = _salvage(raw)
+    except Exception:  # a bug here: the message is lost, the stream is not
+        log.exception("stream: reading a message protobuf refused failed, skipped")
+        parts = ()
+    if not parts:
+        log.warning("stream: skipped a message that could not be parsed and has no "
+                    "readable sequence to refuse it by (%d bytes): %s", len(raw),
+                    txt.one_line(problem))
+    return _Garbled(parts)
+
+
+def _salvage(raw: bytes) -> tuple[_Part, ...]:
+    """The items of an unparsable PlatformMessage that have a sequence to answer."""
+    body: Any = None  # the oneof member the message carries (its FieldDescriptor)
+    chunks: list[bytes] = []
+    for number, _, value in _wire_fields(raw):
+        f = stream_pb2.PlatformMessage.DESCRIPTOR.fields_by_number.get(number)
+        if f is None or f.message_type is None or not isinstance(value, bytes):
+            continue
+        if f is not body:  # a later member of the oneof replaces an earlier one
+            body, chunks = f, []
+        chunks.append(value)  # a message field seen twice merges: as if concatenated
+    if body is None:
+        return ()
+    data = b"".join(chunks)
+    if body.name == "recommendation_batch":
+        listed = body.message_type.fields_by_name["recommendations"]
+        kind, item_type = "recommendation", listed.message_type
+        items = [v for n, _, v in _wire_fields(data)
+                 if n == listed.number and isinstance(v, bytes)]
+    else:
+        kind, item_type, items = body.name, body.message_type, [data]
+    if kind not in _ANSWERED:
+        return ()
+    cls = getattr(stream_pb2, item_type.name)
+    parts: list[_Part] = []
+    for item in items:
+        try:
+            parts.append((kind, cls.FromString(item), ()))
+            continue
+        except Exception as e:
+            problem = str(e)
+        values, not_utf8 = _scalars(item, item_type)
+        if "sequence" not in values:
+            continue
+        problems = tuple(errors.FieldError(name, "is not valid UTF-8 (protobuf strings "
+                                           "must be)") for name in not_utf8) or (
+            errors.FieldError("(message)", f"could not be parsed: {problem}"),)
+        parts.append((kind, cls(sequence=values["sequence"], id=values.get("id", "")),
+                      problems))
+    return tuple(parts)
+
+
+def _scalars(data: bytes, descriptor: Any) -> tuple[dict[str, Any], list[str]]:
+    """The string and unsigned integer fields of a message that can be read from its wire
+    bytes (strings decoded with replacement characters), and the names of the strings
+    that are not UTF-8. Anything else is left unread: only the item's sequence and id are
+    needed, to refuse it."""
+    values: dict[str, Any] = {}
+    not_utf8: set[str] = set()
+    for number, wire, value in _wire_fields(data):
+        f = descriptor.fields_by_number.get(number)
+        if f is None:
+            continue
+        if f.type == FieldDescriptor.TYPE_STRING and isinstance(value, bytes):
+            try:
+                values[f.name] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                values[f.name] = value.decode("utf-8", "replace")
+                not_utf8.add(f.name)
+        elif f.type in _UNSIGNED and wire == _VARINT and isinstance(value, int):
+            values[f.name] = value & (_UINT64 if f.type == FieldDescriptor.TYPE_UINT64
+                                      else 2**32 - 1)
+    return values, sorted(not_utf8)
+
+
+def _wire_fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
+    """(field number, wire type, value) of each field of an encoded message, in order, up
+    to the first one that cannot be read. A length-delimited value is its bytes; groups
+    (which no message of the stream has) end the reading."""
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _varint(data, pos)
+        if key is None:
+            return
+        number, wire = key >> 3, key & 7
+        value: int | bytes | None
+        if wire == _VARINT:
+            value, pos = _varint(data, pos)
+        elif wire in (_I64, _I32):
+            size = 8 if wire == _I64 else 4
+            value = int.from_bytes(data[pos:pos + size], "little") \
+                if pos + size <= end else None
+            pos += size
+        elif wire == _LEN:
+            size_, pos = _varint(data, pos)
+            value = data[pos:pos + size_] if size_ is not None and pos + size_ <= end \
+                else None
+            pos += size_ or 0
+        else:
+            return
+        if value is None:
+            return
+        yield number, wire, value
+
+
+def _varint(data: bytes, pos: int) -> tuple[int | None, int]:
+    """The varint at ``pos`` (as an unsigned 64-bit value) and the position after it;
+    None when the bytes end first or it runs past ten bytes."""
+    value = shift = 0
+    for i in range(pos, min(pos + 10, len(data))):
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value & _UINT64, i + 1
+        shift += 7
+    return None, len(data)
+
+
 def _ack(sequence: int, rec_id: str, duplicate: bool = False) -> stream_pb2.Ack:
-    return stream_pb2.Ack(sequence=sequence, id=rec_id, duplicate=duplicate)
+    return stream_pb2.Ack(sequence=sequence, id=_utf8(rec_id), duplicate=duplicate)
+
+
+# A nack says what is wrong, not all of it. Unbounded, a document with thousands of bad
+# keys (each named by its whole path) made a nack twice its own size, and the replies of a
+# batch travel in one message: past the platform's receive limit (gRPC's default is 4 MiB)
+# the connection broke and every answer in that message was lost. Bounded, a nack is at
+# most about 11 KB, and a full batch of them (batch_size 256) stays under 3 MB.
+NACK_VIOLATIONS = 10  # listed; the rest are counted in one more
+NACK_FIELD = 256  # bytes of UTF-8, for a field name or the id
+NACK_REASON = 512  # bytes, per violation
+NACK_SUMMARY = 2048  # bytes, the whole reason
 
 
 def _nack(sequence: int, rec_id: str, problems: Sequence[errors.FieldError]) -> stream_pb2.Nack:
+    listed = [(_cut(p.field, NACK_FIELD), _cut(p.reason, NACK_REASON))
+              for p in problems[:NACK_VIOLATIONS]]
+    if len(problems) > NACK_VIOLATIONS:
+        listed.append(("(more)", f"{len(problems) - NACK_VIOLATIONS} more problems not listed"))
     return stream_pb2.Nack(
-        sequence=sequence, id=rec_id, reason="; ".join(str(p) for p in problems),
-        violations=[stream_pb2.FieldViolation(field=p.field, reason=p.reason)
-                    for p in problems])
+        sequence=sequence, id=_cut(rec_id, NACK_FIELD),
+        reason=_cut("; ".join(f"{f}: {r}" for f, r in listed), NACK_SUMMARY),
+        violations=[stream_pb2.FieldViolation(field=f, reason=r) for f, r in listed])
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` in at most ``most`` bytes of UTF-8, an ellipsis marking a cut."""
+    raw = _utf8(text).encode("utf-8")
+    if len(raw) <= most:
+        return raw.decode("utf-8")
+    return raw[:most - 3].decode("utf-8", "ignore") + "…"  # the ellipsis is 3 bytes
+
+
+def _depth(value: Any) -> int:
+    """How deep a JSON value nests (a scalar: 0, ``{}``: 1)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:  # iterative: the depth is bounded by the input limits, not the stack
+        v, d = todo.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _non_finite(value: Any) -> str | None:
+    """Where a NaN or an infinity is in a JSON value (``a.b[2]``); None if nowhere."""
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:  # iterative: the depth is bounded by the input limits, not the stack
+        path, v = todo.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return path or "(document)"
+        if isinstance(v, dict):
+            todo.extend((f"{path}.{k}" if path else str(k), x) for k, x in v.items())
+        elif isinstance(v, list):
+            todo.extend((f"{path}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+
+def _utf8(text: str) -> str:
+    """``text`` as protobuf can carry it. A document's JSON may spell lone surrogates
+    (``"\\ud800"``) in a key or an id, which then end up in a field name or the id a nack
+    reports; protobuf strings must be UTF-8, so they are written as escapes instead of
+    making the nack itself fail."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def check_crd(crd: object, allowed_groups: Sequence[str]) -> list[errors.FieldError]:

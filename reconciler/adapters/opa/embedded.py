@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
 from reconciler.adapters.opa import engine as opa
-from reconciler.domain import decision
+from reconciler.domain import decision, errors
+from reconciler.domain import limits as limits_mod
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class EmbeddedEngine:
         reload_interval: float = 1.0,
         path: str = opa.DECISION_PATH,
         optional_data: Sequence[str | Path] = (),
+        limits: limits_mod.InputLimits = limits_mod.DEFAULT,
     ) -> None:
         self.policy_dir = Path(policy_dir)
         if data_files is None:
@@ -100,6 +101,9 @@ class EmbeddedEngine:
         # Loaded when present (and reloaded when they appear or change): data written at
         # run time, such as the platform's parameters (``platform_data``).
         self.optional_data = [Path(p) for p in optional_data]
+        # The settings' limits (wiring): what the stream accepts into the platform's data
+        # is checked against these same limits, so the engine can load whatever was acked.
+        self.limits = limits
         self.reload_interval = reload_interval
         self.path = path.strip("/")
         self.last_error: str | None = None
@@ -139,7 +143,8 @@ class EmbeddedEngine:
         if not modules:
             raise OpaError("not_found", f"no .rego files under {self.policy_dir}")
         present = [p for p in self.optional_data if p.is_file()]
-        data = opa.merge_data([opa.load_data_file(p) for p in [*self.data_files, *present]])
+        data = opa.merge_data([opa.load_data_file(p, self.limits)
+                               for p in [*self.data_files, *present]])
         return modules, data
 
     def reload(self, force: bool = False) -> bool:
@@ -154,7 +159,7 @@ class EmbeddedEngine:
         try:
             modules, data = self._read()
             new = build_engine(modules, data, warm=(self.path, opa.BATCH_PATH))
-        except (OpaError, OSError, ValueError, yaml.YAMLError) as e:
+        except (OpaError, OSError, ValueError, errors.ConfigError) as e:
             # Remember the fingerprint so a broken file is reported once, not every second.
             self._fingerprint = fingerprint
             kept = "keeping the last good set" if self._engine else "no policy loaded"

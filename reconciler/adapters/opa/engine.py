@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from reconciler.domain import decision, errors
+from reconciler.domain import limits as limits_mod
+from reconciler.yamledit import bounded
 
 DECISION_PATH = "dakr/decision"
 BATCH_PATH = "dakr/batch"
@@ -69,12 +69,19 @@ class PolicyEngine(Protocol):
     def close(self) -> None: ...
 
 
-def load_data_file(path: Path) -> Any:
-    """Read a YAML or JSON data document (JSON is YAML, but json is faster and stricter)."""
-    text = path.read_text(encoding="utf-8")
+def load_data_file(path: Path, limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> Any:
+    """Read a YAML or JSON data document (JSON is YAML, but json is faster and stricter),
+    within the input limits: the platform's parameters come from outside."""
+    return parse_data(path.read_text(encoding="utf-8"), path, limits)
+
+
+def parse_data(text: str, path: Path, limits: limits_mod.InputLimits) -> Any:
+    """``load_data_file`` on text meant for ``path``: a writer checks with it that the
+    engine will load what it writes."""
     if path.suffix == ".json":
-        return json.loads(text)
-    return yaml.safe_load(text)
+        return bounded.load_json(text, limits, str(path))
+    docs = bounded.load_yaml(text, limits, str(path))
+    return docs[0] if docs else None
 
 
 def merge_data(docs: Sequence[Any]) -> dict[str, Any]:

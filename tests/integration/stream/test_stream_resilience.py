@@ -14,6 +14,10 @@ Cases:
   is nacked with the offending field names, and the same stream keeps flowing;
 - a message that makes validation itself fail (a bug, simulated) is nacked and the stream
   goes on, instead of killing the reader and coming back after every reconnect;
+- an error that is not one of ours escaping a handler (a real OSError writing the
+  platform's policy data) is nacked naming its type ("internal error: OSError: ..."),
+  logged on one line, and the next messages are still stored, on the same connection
+  (it used to end the stream thread);
 - keepalive settings agree with the server's ping policy: pings every second on an idle
   stream keep one connection open; against gRPC's default policy (5 min) the same client
   is sent away (too_many_pings) and has to reconnect, which proves the check can fail.
@@ -21,6 +25,7 @@ Cases:
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import threading
 import time
@@ -28,8 +33,10 @@ from typing import Any
 
 import pytest
 
+from reconciler.adapters.opa import platform_data as policy_data
 from reconciler.devtools import platform
 from reconciler.domain import validation
+from reconciler.stream.gen import stream_pb2
 from tests.integration import stream_support as ss
 
 N_KILL = 3000
@@ -193,3 +200,42 @@ def test_a_message_that_trips_a_validator_bug_is_nacked_not_retried_forever(
     (nack,) = srv.state.nacks()
     assert nack["id"] == "rec-00003" and "RuntimeError" in nack["reason"]
     assert srv.state.connections == 1
+
+
+def _unwritable_data_file(tmp: pathlib.Path) -> pathlib.Path:
+    """A platform-data path the file can be read from (it is absent) but not written to.
+
+    The path fits the system's limit (PATH_MAX, 4096 bytes), the temporary file written
+    beside it (a longer name) does not: writing fails with a real OSError
+    (ENAMETOOLONG), as on a full disk or a read-only volume, which the tests, run as root,
+    cannot otherwise get without mounting one."""
+    parent = tmp
+    while len(str(parent)) < 4080:
+        parent /= "d" * min(200, 4080 - len(str(parent)) - 1)
+    parent.mkdir(parents=True)
+    assert len(str(parent)) == 4080
+    return parent / "p.json"
+
+
+def test_an_error_escaping_a_handler_is_nacked_and_the_stream_goes_on(
+        tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    data_file = _unwritable_data_file(tmp_path)
+    feed = [stream_pb2.PlatformMessage(policy_update=stream_pb2.PolicyUpdate(
+        sequence=1, id="p1", data_json='{"freeze": true}')),
+        *platform.build_feed([ss.doc(i) for i in range(3)])[1:]]  # sequences 2 and 3
+    srv = platform.PlatformServer(feed, heartbeat_interval=0.2).start()
+    h = ss.harness(tmp_path, ss.fast_config(srv.address),
+                   on_policy_update=lambda data: policy_data.update(data_file, data))
+    try:
+        h.client.run(until_idle=1.0)
+    finally:
+        srv.stop(None)
+    (nack,) = srv.state.nacks()
+    assert nack["sequence"] == 1 and nack["id"] == "p1"
+    assert nack["reason"].startswith("(message): internal error: OSError: "), nack
+    assert h.stored_ids() == ss.ids(3) - {"rec-00000"}
+    assert srv.state.connections == 1 and h.client.stats.disconnects == ["idle"]
+    assert h.state.cursor() == 3
+    (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "message 1" in line.getMessage() and "OSError" in line.getMessage()
+    assert "\n" not in line.getMessage() and line.exc_info is None  # the traceback: debug
