@@ -9,8 +9,9 @@ a link, an autolink (`https://...`, `www.`), mentions (`@somebody`, `@org/team`)
 (`<img ... onerror>`), backticks, a pipe, a newline with a Markdown heading, a CR and an
 ESC sequence. It reaches the output through:
 
-- a malformed recommendation: its id as written (with and without control characters), its `spec.targetRef.name` echoed by the
-  DNS-1123 rejection reason, an unknown field whose key is hostile;
+- a malformed recommendation: its id as written (with and without control characters),
+  its `spec.targetRef.name` echoed by the DNS-1123 rejection reason, an unknown field
+  whose key is hostile;
 - a policy deny message (`sprintf` of the manifest's annotation, which the repository
   controls) and a policy warning (`sprintf` of `--policy-data`, the platform's data);
 - a container name and a resource value in a manifest of the repository, echoed by the
