@@ -616,14 +616,9 @@ class StreamClient:
                 "(document)", f"could not be validated: {type(e).__name__}")])
 
     def _validate_unguarded(self, r: stream_pb2.Recommendation) -> batch.Item | stream_pb2.Nack:
-        try:
-            doc = bounded.load_json(r.document_json, self.config.limits,
-                                    f"message {r.sequence}")
-        except errors.InputLimitError as e:
-            return _nack(r.sequence, r.id, [errors.FieldError("document_json", str(e))])
-        except ValueError as e:
-            return _nack(r.sequence, r.id, [errors.FieldError(
-                "document_json", f"is not valid JSON: {e}")])
+        doc, bad = self._json(r.document_json, "document_json", r.sequence)
+        if bad is not None:
+            return _nack(r.sequence, r.id, [bad])
         try:
             rec = validation.parse(doc)
         except errors.ValidationError as e:
@@ -664,13 +659,21 @@ class StreamClient:
                     log.exception("stream: on_stored failed")
         return out
 
-    def _crd(self, m: stream_pb2.CrdUpdate) -> stream_pb2.Ack | stream_pb2.Nack:
+    def _json(self, text: str, field: str, sequence: int
+              ) -> tuple[Any, errors.FieldError | None]:
+        """A message's JSON field read within the input limits: its value, or the field
+        error to nack it with (a breach names the limit, bad JSON says where)."""
         try:
-            crd = bounded.load_json(m.crd_json, self.config.limits, f"message {m.sequence}")
+            return bounded.load_json(text, self.config.limits, f"message {sequence}"), None
         except errors.InputLimitError as e:
-            return _nack(m.sequence, m.id, [errors.FieldError("crd_json", str(e))])
+            return None, errors.FieldError(field, str(e))
         except ValueError as e:
-            return _nack(m.sequence, m.id, [errors.FieldError("crd_json", f"is not JSON: {e}")])
+            return None, errors.FieldError(field, f"is not valid JSON: {e}")
+
+    def _crd(self, m: stream_pb2.CrdUpdate) -> stream_pb2.Ack | stream_pb2.Nack:
+        crd, bad = self._json(m.crd_json, "crd_json", m.sequence)
+        if bad is not None:
+            return _nack(m.sequence, m.id, [bad])
         problems = check_crd(crd, self.config.allowed_crd_groups)
         if problems:
             return _nack(m.sequence, m.id, problems)
@@ -695,12 +698,9 @@ class StreamClient:
         return _ack(m.sequence, m.id)
 
     def _policy(self, m: stream_pb2.PolicyUpdate) -> stream_pb2.Ack | stream_pb2.Nack:
-        try:
-            data = bounded.load_json(m.data_json, self.config.limits, f"message {m.sequence}")
-        except errors.InputLimitError as e:
-            return _nack(m.sequence, m.id, [errors.FieldError("data_json", str(e))])
-        except ValueError as e:
-            return _nack(m.sequence, m.id, [errors.FieldError("data_json", f"is not JSON: {e}")])
+        data, bad = self._json(m.data_json, "data_json", m.sequence)
+        if bad is not None:
+            return _nack(m.sequence, m.id, [bad])
         if not isinstance(data, dict):
             return _nack(m.sequence, m.id, [errors.FieldError("data_json",
                                                               "must be a JSON object")])
