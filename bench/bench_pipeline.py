@@ -29,6 +29,7 @@ from reconciler.adapters import git  # noqa: E402
 from reconciler.config import settings  # noqa: E402
 from reconciler.domain import errors, validation  # noqa: E402
 from reconciler.gitops import pipeline  # noqa: E402
+from tests import samples  # noqa: E402
 
 DEPLOYMENT = """\
 # Copyright 2026 Example Corp. Licensed under the Apache License, Version 2.0.
@@ -169,7 +170,9 @@ def main() -> int:
 
         docs = files.parse_documents(recs_text)
         cfg = settings.Settings(
-            policy=settings.PolicySettings(policy_dir=ROOT / "policies"),
+            # Coverage is opt-in: the suite's opt-in covers every namespace.
+            policy=settings.PolicySettings(policy_dir=ROOT / "policies",
+                                           data_files=samples.DATA_FILES),
             git=settings.GitSettings(repo=str(origin), clone_dir=base / "clone"),
             store=settings.StoreSettings(uri=f"sqlite:{base / 'state.db'}"),
             forge=settings.ForgeSettings(kind="local", state_dir=base),

@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = make_inputs(n)
     print(f"policy benchmark: {n} inputs, policies {samples.POLICIES}")
 
-    eng = embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+    eng = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES, reload_interval=-1)
     assert eng.last_error is None, eng.last_error
     for inp in inputs[:50]:
         eng.decide(inp)  # warm caches
@@ -186,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'reload (parse + compile + warm-up)':<44} mean {mean_ms:.0f} ms"
           f"  min {min(reloads) * 1000:.0f} ms")
 
-    with OpaServer(engine=embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)) as srv:
+    library = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES, reload_interval=-1)
+    with OpaServer(engine=library) as srv:
         side = sidecar.SidecarEngine(srv.url, timeout=10)
         r = time_each(side.decide, inputs[:sidecar_n])
         print(line("sidecar keep-alive (loopback, test server)", r))
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh_n = 10 if args.quick else 30
 
     def fresh(inp: dict[str, Any]) -> Any:
-        e = embedded.EmbeddedEngine(samples.POLICIES, reload_interval=-1)
+        e = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES, reload_interval=-1)
         try:
             return e.decide(inp)
         finally:
