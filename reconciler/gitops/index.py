@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from reconciler.config import layout as layoutfile
 from reconciler.domain import errors, planner
 from reconciler.domain import limits as limits_mod
@@ -365,11 +363,11 @@ class Index:
         if text:
             if patch.file:
                 self.stats.files_parsed += 1
-            try:
-                docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
-            except yaml.YAMLError as e:
-                raise errors.PermanentError(
-                    f"invalid YAML in patch {patch.file or patch.owner}: {e}") from e
+            # Within the limits, and a value YAML cannot build is a ConfigError naming
+            # the patch, as invalid YAML is (both PermanentErrors: the target is refused).
+            docs = [d for d in bounded.load_yaml(text, self.limits,
+                                                 f"patch {patch.file or patch.owner}")
+                    if d is not None]
         if len(docs) == 1 and isinstance(docs[0], list):
             patch.json6902 = True
         patch.docs = docs
@@ -623,9 +621,6 @@ class Index:
         obj.setdefault("metadata", {})["namespace"] = self._namespace_of(found.path,
                                                                          found.namespace)
         return obj
-
-
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _name_matches(pattern: str, name: str) -> bool:

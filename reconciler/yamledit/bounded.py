@@ -28,6 +28,13 @@ from reconciler.domain import limits as limits_mod
 
 LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# Besides a YAMLError, PyYAML's SafeConstructor raises these for a value it cannot build:
+# ``0b_`` or ``!!int x`` (ValueError), ``2001-13-45`` (ValueError), ``!!bool x`` (KeyError),
+# ``!!timestamp x`` (AttributeError), an int past the interpreter's digit limit
+# (ValueError); and nesting deeper than the stack ends in a RecursionError. Every reader of
+# YAML here (this module, the editor in splice.py) catches this one tuple.
+UNBUILDABLE = (ValueError, LookupError, AttributeError, TypeError, OverflowError, RecursionError)
+
 _LEADING = re.compile(r"^[ \-?:]*", re.M)  # block indentation and entry markers of a line
 # A JSON string, or an unterminated one to the end of the text: it always matches from its
 # quote, so no quote is tried twice (linear, where a pattern that must find the closing
@@ -59,7 +66,7 @@ def load_yaml(text: str, limits: limits_mod.InputLimits, origin: str) -> list[An
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise errors.ConfigError(f"{origin}: invalid YAML or JSON{where}: {problem}") from e
-    except (ValueError, LookupError, AttributeError, TypeError, OverflowError) as e:
+    except UNBUILDABLE as e:  # RecursionError is caught above, as the depth limit
         raise errors.ConfigError(f"{origin}: a value YAML cannot build "
                                  f"({type(e).__name__}: {str(e)[:200]})") from e
 

@@ -35,14 +35,12 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.domain import errors, quantity
+from reconciler.yamledit import bounded
 
 # The C composer is ~10x faster; both report character indices of the str they were given
 # (checked: identical marks for non-ASCII text). They differ on a leading BOM (libyaml skips
 # it without counting it), which is why the BOM is cut off before composing.
-try:
-    LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    LOADER = yaml.SafeLoader
+LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = bounded.LOADER
 
 
 _BOM = "\ufeff"
@@ -254,13 +252,6 @@ def doc_data(body: str, seg: Segment) -> Any:
     return load_data(body[seg.start : seg.end])
 
 
-# Besides a YAMLError, PyYAML's SafeConstructor raises these for a value it cannot build:
-# ``0b_`` or ``!!int x`` (ValueError), ``2001-13-45`` (ValueError), ``!!bool x`` (KeyError),
-# ``!!timestamp x`` (AttributeError), an int past the interpreter's digit limit
-# (ValueError); and nesting deeper than the stack ends in a RecursionError.
-UNBUILDABLE = (ValueError, LookupError, AttributeError, TypeError, OverflowError, RecursionError)
-
-
 def unbuildable(e: BaseException) -> errors.PermanentError:
     """The refusal of a text holding a value PyYAML cannot build: such a file is as
     unreadable as invalid YAML and is refused like it, never let escape as a traceback
@@ -273,7 +264,7 @@ def load_data(text: str) -> Any:
     YAMLError stays one, for the caller to word)."""
     try:
         return yaml.load(text, Loader=LOADER)
-    except UNBUILDABLE as e:
+    except bounded.UNBUILDABLE as e:
         raise unbuildable(e) from e
 
 
@@ -386,7 +377,7 @@ def _holds(node: ScalarNode, new: str, *, numeric: bool) -> bool:
     A quoted count of the same digits ("3") is the file's own style and left alone."""
     try:
         have = SafeConstructor().construct_object(node)
-    except (yaml.YAMLError, *UNBUILDABLE):
+    except (yaml.YAMLError, *bounded.UNBUILDABLE):
         return False
     if isinstance(have, bool):
         return False
@@ -898,7 +889,7 @@ def _scalar_token(value: object, where: str) -> str:
         # look like another type (true, null, 1e3): quote those.
         try:
             loaded = yaml.load(value, Loader=LOADER)
-        except UNBUILDABLE:  # 0b_, 2001-13-45: plain, YAML could not even read them
+        except bounded.UNBUILDABLE:  # 0b_, 2001-13-45: plain, YAML could not even read them
             loaded = None
         return value if loaded == value else f'"{value}"'
     raise errors.FieldError(where, f"refusing to write {value!r} into YAML")
@@ -1015,7 +1006,7 @@ def safe_construct(node: Node) -> Any:
     it cannot build is a PermanentError, as in ``load_data``."""
     try:
         return SafeConstructor().construct_document(node)
-    except UNBUILDABLE as e:
+    except bounded.UNBUILDABLE as e:
         raise unbuildable(e) from e
 
 
