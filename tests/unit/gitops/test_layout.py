@@ -19,7 +19,8 @@ values file; the real cartservice manifests; Cluster API MachineDeployments):
   the overlay lists itself is edited in place, of two own patches setting resources the
   later (winning) one is edited, a shared patch (target without a name) is never edited
   but overridden by a new patch, also when it runs after the workload's own patch, a
-  JSON 6902 patch setting resources is refused, patchesStrategicMerge files are found,
+  JSON 6902 patch setting resources is refused, a patch holding a value YAML cannot build
+  (2001-13-45) is refused naming it, patchesStrategicMerge files are found,
   observed applies strategic merge, JSON 6902 and the replicas field;
 - locate errors: not found names what was searched; ambiguity names both places; helm
   workloads without a values path name the keys looked for;
@@ -285,6 +286,18 @@ def test_kustomize_two_own_patches_the_later_one_is_edited(tmp_path: pathlib.Pat
     assert planner.current_resources(index.observed(PROD_CART) or {})["server"]["requests"][
         "cpu"] == "350m"
     assert index.locate(PROD_CART).path == "overlays/prod/cart-more.yaml"
+
+
+def test_kustomize_patch_with_a_value_yaml_cannot_build_is_refused(
+        tmp_path: pathlib.Path) -> None:
+    """``2001-13-45`` reads as a date PyYAML cannot build (a ValueError escaped the index
+    once): the target is refused with the patch named, like invalid YAML."""
+    root = _repo(tmp_path, "kustomize")
+    patch = root / "overlays/prod/cartservice-resources.yaml"
+    patch.write_text(patch.read_text().replace('"300m"', "2001-13-45"))
+    index = repo_index.Index.build(root, KUSTOMIZE, [PROD_CART])
+    with pytest.raises(errors.PermanentError, match=r"cartservice-resources\.yaml"):
+        index.locate(PROD_CART)
 
 
 def test_kustomize_json6902_patch_setting_resources_is_refused(tmp_path: pathlib.Path) -> None:
