@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ConfigError as e:
         # The message may echo input (a path, a value, a server's answer): one line, no
         # escape sequence (domain/text.py).
-        return _report("error", _said(e), 2, debug)
+        return _report("error", txt.said(e), 2, debug)
     except errors.ReconcilerError as e:
-        return _report("failed", _said(e), 1, debug)
+        return _report("failed", txt.said(e), 1, debug)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({e.filename})" if e.filename else ""
         return _report("failed", f"{e.strerror or e}{where}", 1, debug)
     except Exception as e:  # a bug of ours, RecursionError and MemoryError included
-        return _report("internal error", f"{type(e).__name__}: {_said(e)} (a bug: please report "
+        return _report("internal error", f"{type(e).__name__}: {txt.said(e)} (a bug: please report "
                        "it with the output of --debug)", 1, debug)
 
 
@@ -106,11 +106,3 @@ def _report(label: str, message: str, rc: int, debug: bool) -> int:
     print(f"reconciler: {label}: {txt.terminal(message, ERROR_LIMIT)}", file=sys.stderr)
     return rc
 
-
-def _said(e: BaseException) -> str:
-    """What an exception says, even when saying it fails (an argument whose ``str`` raises,
-    such as an integer past 4,300 digits)."""
-    try:
-        return str(e)
-    except Exception:
-        return f"(a {type(e).__name__} whose message cannot be shown; run with --debug)"

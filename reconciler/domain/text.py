@@ -142,6 +142,16 @@ def md_cell(s: str, limit: int = CELL_LIMIT) -> str:
     return _code_span(clip(s, limit)).replace("|", "\\|")
 
 
+def said(e: BaseException) -> str:
+    """What an exception says, even when saying it fails (an argument whose ``str``
+    raises, such as an integer past 4,300 digits): the reports of failures go through
+    here, so reporting one never fails in turn."""
+    try:
+        return str(e)
+    except Exception:
+        return f"(a {type(e).__name__} whose message cannot be shown)"
+
+
 def one_line(s: str, limit: int = TEXT_LIMIT) -> str:
     """Untrusted text for a commit message, an Event message or a log line: one line,
     every control character escaped (a value cannot forge a second log line, a trailer

@@ -42,6 +42,7 @@ from reconciler.direct import apply as direct
 from reconciler.direct import cache as direct_cache
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, errors, model, results, status
+from reconciler.domain import text as txt
 from reconciler.flow import audit, decide, report
 from reconciler.flow import batch as flow
 from reconciler.gitops import pipeline, pullrequests
@@ -376,7 +377,7 @@ class Operator:
         backoff, the other keys go on, and a user sees why nothing happened."""
         if self.store is None or self.dry_run:
             return
-        message = f"internal error: {type(e).__name__}: {str(e)[:300]} (tried again)"
+        message = f"internal error: {type(e).__name__}: {txt.clip(txt.said(e), 300)} (tried again)"
         now = clock.rfc3339()
         for r in self.cache.for_targets([key]):
             if not needs_work(r, self.cfg.writers):

@@ -734,10 +734,10 @@ class StreamClient:
 def _internal_error(rcv: _Received, e: Exception) -> stream_pb2.Nack:
     m = rcv.payload
     log.error("stream: handling message %d (%s) failed, refused: %s", m.sequence, rcv.kind,
-              txt.one_line(f"{type(e).__name__}: {e}"))
+              txt.one_line(f"{type(e).__name__}: {txt.said(e)}"))
     log.debug("stream: how handling message %d failed", m.sequence, exc_info=e)
     return _nack(m.sequence, m.id, [errors.FieldError(
-        "(message)", f"internal error: {type(e).__name__}: {e}")])
+        "(message)", f"internal error: {type(e).__name__}: {txt.said(e)}")])
 
 
 # -- reading what protobuf refuses ---------------------------------------------------------

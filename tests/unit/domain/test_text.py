@@ -18,6 +18,8 @@ Cases, as tables:
 - ``md_cell``: the same with every ``|`` escaped; in a GFM table (markdown-it GFM-like)
   each hostile cell stays one cell and renders its text exactly, with no link, image or
   HTML;
+- ``said``: what an exception says, and a stand-in when saying it fails (a message past
+  the interpreter's digit limit);
 - ``one_line`` and ``terminal``: one line, no control character (ESC sequences, OSC, BEL,
   backspace, CR, U+2028), truncated at the limit, non-ASCII kept, empty stays empty.
 """
@@ -200,3 +202,18 @@ def test_one_line_and_terminal_truncate(helper: object) -> None:
     out = helper("\n" * 5000)
     assert len(out) == text.TEXT_LIMIT and out.endswith("… (5000 chars)")
     assert helper("q" * 100, 20) == "q" * 7 + "… (100 chars)"
+
+
+class _Unshowable(Exception):
+    def __str__(self) -> str:
+        return str(10**5000)  # past the interpreter's digit limit: str() raises
+
+
+@pytest.mark.parametrize(("error", "shown"), [
+    (KeyError("bug"), "'bug'"),
+    (ValueError("bad value"), "bad value"),
+    (RecursionError(), ""),
+    (_Unshowable(), "(a _Unshowable whose message cannot be shown)"),
+])
+def test_said_never_fails(error: BaseException, shown: str) -> None:
+    assert text.said(error) == shown
