@@ -123,6 +123,12 @@ class ClientConfig:
             ("grpc.http2.ping_timeout_ms", self.keepalive_timeout_ms),
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.enable_retries", 0),  # resuming is ours to do, from our own cursor
+            # Reconnecting is ours too (``Backoff``): each connection gets a fresh channel,
+            # but by default gRPC shares subchannels between channels with the same target
+            # and options, and with them its own connect backoff (1 s growing to 120 s). After
+            # the platform came back, a new channel could wait out that hidden backoff
+            # instead of ours (seen as a 10 s stall under load in the outage test).
+            ("grpc.use_local_subchannel_pool", 1),
         ]
 
 
