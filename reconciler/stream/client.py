@@ -442,15 +442,20 @@ class StreamClient:
                 if not items:
                     continue
                 ended = next((i for i in items if isinstance(i, _Ended)), None)
-                if ended is not None:
-                    reason = ended.reason
-                    break  # what came with it is redelivered: the cursor did not move
                 msgs = [i for i in items if isinstance(i, _Received)]
+                # What arrived before the end is handled too: dropping it would have the
+                # platform send it again, and a platform that always ends its streams after
+                # N messages would send the same N forever. Its replies are lost with the
+                # stream; the next Hello's resume_from tells the platform instead.
                 replies = self._handle(msgs)
                 if any(m.kind != "upstream_ack" for m in msgs):
                     delivered = True
                     self._last_work = time.monotonic()
-                    self.connected.set()
+                    if ended is None:
+                        self.connected.set()
+                if ended is not None:
+                    reason = ended.reason
+                    break
                 for reply in replies:
                     if not send(reply):
                         break

@@ -7,6 +7,9 @@ Cases:
   the last sequence, and no reader thread outlives its connection;
 - the platform stalls (alive, but stops sending and reading): the heartbeat watchdog ends
   the stream within its bound, the client reconnects, resumes and gets everything;
+- a platform that ends every stream right after one batch (the batch and the end arrive
+  together): each batch is stored and the next Hello resumes past it, so the same batch is
+  not sent forever;
 - a half-open path (a proxy that silently drops every byte): keepalive pings notice it
   within keepalive_time + keepalive_timeout (the watchdog is set far away), and the client
   recovers through a fresh connection;
@@ -100,6 +103,27 @@ def test_stalled_platform_is_detected_by_the_heartbeat_watchdog(tmp_path: pathli
         assert hello["time"] - stall < timeout + 0.5 + 1.0
     assert any("heartbeat watchdog" in r for r in h.client.stats.disconnects)
     assert [hl["resume_from"] for hl in st.hellos] == [0, 50, 100]
+
+
+def test_a_platform_that_ends_every_stream_after_one_batch_still_gets_everything_stored(
+        tmp_path: pathlib.Path) -> None:
+    # Each connection: one batch of 5, then the platform aborts the call at once, so the
+    # batch and the end arrive together. What arrived before the end must be stored (and
+    # the cursor moved), or the platform resends the same batch after every reconnect
+    # (once seen in CI: an `ingest --until-idle` that stored nothing).
+    n, per = 40, 5
+    docs = [ss.doc(i) for i in range(n)]
+    srv = ss.server(docs, faults=platform.Faults(drop_after=per), batch=per)
+    h = ss.harness(tmp_path, ss.fast_config(srv.address, backoff_max=0.05)).start()
+    try:
+        ss.wait(lambda: len(h.stored_ids()) == n, 30, "everything stored")
+    finally:
+        h.stop()
+        srv.stop(None)
+    resumes = [hl["resume_from"] for hl in srv.state.hellos]
+    # every connection after the first resumes past the whole batch before it
+    assert resumes[:n // per] == list(range(0, n, per)), resumes
+    assert h.state.cursor() == n
 
 
 def test_half_open_path_is_detected_by_keepalive(tmp_path: pathlib.Path) -> None:
