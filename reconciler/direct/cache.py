@@ -57,7 +57,8 @@ class BatchStore:
         rec = self.inner.get(kind, rec_id)
         return None if rec is None else self.remember(rec)
 
-    def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+    def list(self, kind: str | None = None, phase: str | None = None
+             ) -> Sequence[store.Record]:
         if not self._primed or self._reread:
             return self.inner.list(kind, phase)
         recs = sorted(self._recs.values(), key=lambda r: r.created_at)

@@ -210,7 +210,8 @@ class ReadOnly:
     def get(self, kind: str, rec_id: str) -> store.Record | None:
         return self._inner.get(kind, rec_id)
 
-    def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+    def list(self, kind: str | None = None, phase: str | None = None
+             ) -> Sequence[store.Record]:
         return self._inner.list(kind, phase)
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from reconciler.adapters.store import port as store
 from reconciler.domain import errors, model
@@ -40,37 +41,81 @@ def target_of(rec: store.Record) -> Target:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """A record as the cache keeps it: the fields the index and the version checks need,
-    and spec and status packed as compact JSON. A cluster's recommendations then cost
-    about a kilobyte each in the operator's memory instead of several (Python dicts of
-    strings are large), and a batch unpacks only the few it works on."""
+    """A record as the cache keeps it: what the index, the version checks and the phase
+    filter need, and the rest packed as one compact JSON bytes object.
+
+    Few objects per record on purpose: ten thousand records held as Python dicts cost
+    several kilobytes each, and small objects that live for the whole run, allocated in
+    between a burst's short-lived ones, keep the allocator's arenas from ever being given
+    back. Kind, phase and the target's namespace and kind are interned (a handful of
+    distinct values shared by every record)."""
 
     kind: str
     id: str
-    namespace: str
-    name: str
     resource_version: str
-    generation: int
-    created_at: str
-    finalizers: tuple[str, ...]
-    uid: str
-    deleting: bool
     target: Target
     phase: str
-    packed: bytes
+    created_at: str
+    seq: int          # first seen: breaks ties between records created in one second
+    packed: bytes     # [namespace, name, generation, finalizers, uid, deleting, spec,
+                      #  status]
+
 
     @classmethod
-    def of(cls, rec: store.Record) -> _Entry:
-        return cls(rec.kind, rec.id, rec.namespace, rec.name, rec.resource_version,
-                   rec.generation, rec.created_at, rec.finalizers, rec.uid, rec.deleting,
-                   target_of(rec), rec.phase,
-                   json.dumps([rec.spec, rec.status], separators=(",", ":")).encode())
+    def of(cls, rec: store.Record, seq: int) -> _Entry:
+        ns, kind, name = target_of(rec)
+        packed = json.dumps([rec.namespace, rec.name, rec.generation, rec.finalizers,
+                             rec.uid, rec.deleting, rec.spec, rec.status],
+                            separators=(",", ":")).encode()
+        return cls(sys.intern(rec.kind), rec.id, rec.resource_version,
+                   (sys.intern(ns), sys.intern(kind), name), sys.intern(rec.phase),
+                   rec.created_at, seq, packed)
 
     def record(self) -> store.Record:
-        spec, status = json.loads(self.packed)
-        return store.Record(self.kind, self.id, self.namespace, self.name, spec, status,
-                            self.resource_version, self.generation, self.created_at,
-                            self.finalizers, self.uid, self.deleting)
+        ns, name, generation, finalizers, uid, deleting, spec, status = json.loads(self.packed)
+        return store.Record(self.kind, self.id, ns, name, spec, status,
+                            self.resource_version, generation, self.created_at,
+                            tuple(finalizers), uid, deleting)
+
+
+def _by_age(e: _Entry) -> tuple[str, int]:
+    """Creation order: a paged list delivers records by name, not by age."""
+    return (e.created_at, e.seq)
+
+
+class Records(Sequence[store.Record]):
+    """Cached records, unpacked when read (and not kept): what ``Cache.all`` answers."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, i: int) -> store.Record: ...
+    @overload
+    def __getitem__(self, i: slice) -> Records: ...
+
+    def __getitem__(self, i: int | slice) -> store.Record | Records:
+        if isinstance(i, slice):
+            return Records(self._entries[i])
+        return self._entries[i].record()
+
+    def __iter__(self) -> Iterator[store.Record]:
+        return (e.record() for e in self._entries)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Records({len(self._entries)})"
 
 
 def _newer_version(new: str, old: str) -> bool:
@@ -88,9 +133,36 @@ class Cache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._recs: dict[Key, _Entry] = {}
-        self._seq: dict[Key, int] = {}           # first seen: creation order
-        self._by_target: dict[Target, set[Key]] = {}
+        # target -> its key, or a set of keys when it has several (most have one: a set
+        # per target would be the cache's biggest object per record)
+        self._by_target: dict[Target, Key | set[Key]] = {}
         self._next = 0
+
+    def _index(self, target: Target, key: Key) -> None:
+        have = self._by_target.get(target)
+        if have is None:
+            self._by_target[target] = key
+        elif isinstance(have, set):
+            have.add(key)
+        elif have != key:
+            self._by_target[target] = {have, key}
+
+    def _unindex(self, target: Target, key: Key) -> None:
+        have = self._by_target.get(target)
+        if isinstance(have, set):
+            have.discard(key)
+            if len(have) == 1:
+                self._by_target[target] = next(iter(have))
+            elif not have:
+                del self._by_target[target]
+        elif have == key:
+            del self._by_target[target]
+
+    def _keys_of(self, target: Target) -> Iterable[Key]:
+        have = self._by_target.get(target)
+        if have is None:
+            return ()
+        return have if isinstance(have, set) else (have,)
 
     def _put(self, rec: store.Record, *, force: bool = False) -> store.Record | None:
         """Keep ``rec`` (unless a newer one is known and not ``force``); the previous one."""
@@ -99,26 +171,22 @@ class Cache:
         if old is not None and not force and not _newer_version(rec.resource_version,
                                                                  old.resource_version):
             return old.record()
-        entry = _Entry.of(rec)
+        if old is None:
+            seq, self._next = self._next, self._next + 1
+        else:
+            seq = old.seq
+        entry = _Entry.of(rec, seq)
         if old is not None and old.target != entry.target:
-            self._by_target.get(old.target, set()).discard(key)
+            self._unindex(old.target, key)
         self._recs[key] = entry
-        if key not in self._seq:
-            self._seq[key] = self._next
-            self._next += 1
-        self._by_target.setdefault(entry.target, set()).add(key)
+        self._index(entry.target, key)
         return old.record() if old is not None else None
 
     def _drop(self, key: Key) -> store.Record | None:
         old = self._recs.pop(key, None)
-        self._seq.pop(key, None)
         if old is None:
             return None
-        keys = self._by_target.get(old.target)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._by_target[old.target]
+        self._unindex(old.target, key)
         return old.record()
 
     def observe(self, rec: store.Record) -> tuple[store.Record | None, store.Record]:
@@ -137,17 +205,31 @@ class Cache:
                 ) -> list[tuple[store.Record | None, store.Record | None]]:
         """A fresh list of one kind, which is the truth: what changed since the cache last
         knew it, as (old, new) pairs (a record that is gone comes as (old, None))."""
+        seen: set[Key] = set()
+        changed = self.merge(recs, seen)
+        return self.drop_unseen(kind, seen) + changed
+
+    def merge(self, page: Iterable[store.Record], seen: set[Key]
+              ) -> list[tuple[store.Record | None, store.Record | None]]:
+        """One page of a fresh list: kept as the truth, its keys added to ``seen``; the
+        (old, new) pairs of what changed."""
         out: list[tuple[store.Record | None, store.Record | None]] = []
         with self._lock:
-            seen = {(r.kind, r.id) for r in recs}
-            for key in [k for k in self._recs if k[0] == kind and k not in seen]:
-                out.append((self._drop(key), None))
-            for r in recs:
-                old = self._recs.get((r.kind, r.id))
+            for r in page:
+                key = (r.kind, r.id)
+                seen.add(key)
+                old = self._recs.get(key)
                 if old is not None and old.resource_version == r.resource_version:
                     continue
                 out.append((self._put(r, force=True), r))
         return out
+
+    def drop_unseen(self, kind: str, seen: set[Key]
+                    ) -> list[tuple[store.Record | None, store.Record | None]]:
+        """After the last page: what the list no longer holds is gone, as (old, None)."""
+        with self._lock:
+            gone = [k for k in self._recs if k[0] == kind and k not in seen]
+            return [(self._drop(k), None) for k in gone]
 
     def get(self, kind: str, rec_id: str) -> store.Record | None:
         with self._lock:
@@ -157,17 +239,18 @@ class Cache:
     def for_targets(self, targets: Iterable[Target]) -> list[store.Record]:
         """The recommendations for these targets, in creation order."""
         with self._lock:
-            keys = [k for t in targets for k in self._by_target.get(t, ())]
-            entries = [self._recs[k] for k in sorted(keys, key=lambda k: self._seq[k])]
+            entries = sorted((self._recs[k] for t in targets for k in self._keys_of(t)),
+                             key=_by_age)
         return [e.record() for e in entries]
 
-    def all(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
-        """Every record (of ``kind``, in ``phase``), in creation order; only those are
-        unpacked."""
+    def all(self, kind: str | None = None, phase: str | None = None) -> Records:
+        """Every record (of ``kind``, in ``phase``), in creation order, each unpacked only
+        as it is read: a resync over ten thousand recommendations holds one at a time, not
+        ten thousand (which once set the operator's peak memory)."""
         with self._lock:
-            entries = [self._recs[k] for k in sorted(self._recs, key=lambda k: self._seq[k])]
-        return [e.record() for e in entries if (kind is None or e.kind == kind)
-                and (phase is None or e.phase == phase)]
+            entries = sorted(self._recs.values(), key=_by_age)
+        return Records([e for e in entries if (kind is None or e.kind == kind)
+                        and (phase is None or e.phase == phase)])
 
     def __len__(self) -> int:
         with self._lock:
@@ -187,7 +270,8 @@ class CachedStore:
     def get(self, kind: str, rec_id: str) -> store.Record | None:
         return self.cache.get(kind, rec_id)
 
-    def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+    def list(self, kind: str | None = None, phase: str | None = None
+             ) -> Sequence[store.Record]:
         return self.cache.all(kind, phase)
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
@@ -241,7 +325,8 @@ class TargetView(CachedStore):
         super().__init__(base.inner, base.cache, base.finalizers)
         self.targets = frozenset(targets)
 
-    def list(self, kind: str | None = None, phase: str | None = None) -> list[store.Record]:
+    def list(self, kind: str | None = None, phase: str | None = None
+             ) -> Sequence[store.Record]:
         return [r for r in self.cache.for_targets(self.targets)
                 if (kind is None or r.kind == kind) and (phase is None or r.phase == phase)]
 
@@ -289,19 +374,31 @@ class Informer:
         except Exception:  # one bad record must not stop the informer
             log.exception("informer %s: handling a change failed", self.kind)
 
+    def _list(self) -> str:
+        """List the kind page by page into the cache (a page's changes reach the handler
+        before the next page is read), then drop what the list no longer holds; the
+        version to watch from."""
+        seen: set[Key] = set()
+        version = ""
+        for page, page_version in self.source.list_record_pages(self.kind):
+            version = page_version
+            self.last_contact = time.monotonic()
+            for old, new in self.cache.merge(page, seen):
+                self._emit(old, new)
+        for old, new in self.cache.drop_unseen(self.kind, seen):
+            self._emit(old, new)
+        self.lists += 1
+        self._on_list(self.kind)
+        self.synced.set()
+        return version
+
     def _run(self) -> None:
         version = ""
         delay = self._backoff
         while not self._stop.is_set():
             try:
                 if not version:
-                    recs, version = self.source.list_records(self.kind)
-                    self.lists += 1
-                    self._on_list(self.kind)
-                    self.last_contact = time.monotonic()
-                    for old, new in self.cache.replace(self.kind, recs):
-                        self._emit(old, new)
-                    self.synced.set()
+                    version = self._list()
                 self._watch = self.source.watch_records(self.kind, version,
                                                         self.watch_timeout)
                 if self._stop.is_set():

@@ -13,7 +13,9 @@ Cases:
   controllers are off;
 - resourceVersion is one cluster-wide counter;
 - list: label selectors (=, !=, in, notin, exists, !key), field selectors (metadata.name,
-  spec.nodeName, status.phase), across namespaces, limit/continue, bad selector -> 400;
+  spec.nodeName, status.phase), across namespaces, limit/continue (resumed after the
+  last key served, so a deletion between pages skips nothing; a token older than
+  compaction -> 410 Expired), bad selector -> 400;
 - delete: finalizers hold the object with a deletionTimestamp, removing the last finalizer
   deletes it; preconditions.uid mismatch -> 409; pods return the object, deployments a Status;
 - dryRun=All on create/update/patch/delete stores nothing and leaves the rv alone;
@@ -262,6 +264,23 @@ def test_list_pages_with_limit_and_continue(kubeapi: KubeApi) -> None:
         page = core.list_namespaced_pod("default", limit=2, _continue=page.metadata._continue)
         seen += [p.metadata.name for p in page.items]
     assert seen == [f"p{i}" for i in range(5)]
+
+
+def test_list_continue_resumes_after_the_last_key_and_expires_with_compaction(
+        kubeapi: KubeApi) -> None:
+    kubeapi.seed(*[kubeapi.pod(f"p{i}") for i in range(6)])
+    core = _core(kubeapi)
+    page = core.list_namespaced_pod("default", limit=2)
+    assert page.metadata.remaining_item_count == 4
+    core.delete_namespaced_pod("p0", "default")  # served already: shifts nothing
+    core.delete_namespaced_pod("p3", "default")
+    nxt = core.list_namespaced_pod("default", limit=2, _continue=page.metadata._continue)
+    assert [p.metadata.name for p in nxt.items] == ["p2", "p4"]
+    assert nxt.metadata.resource_version == page.metadata.resource_version
+    kubeapi.store.compact()
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_pod("default", limit=2, _continue=nxt.metadata._continue)
+    assert e.value.status == 410 and status_body(e.value)["reason"] == "Expired"
 
 
 def test_finalizers_hold_deletion_until_removed(kubeapi: KubeApi) -> None:

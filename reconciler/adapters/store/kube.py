@@ -107,6 +107,12 @@ class KubeStore:
 
     def _list_objects(self, kind: str, namespace: str = "",
                       **query: Any) -> tuple[list[JSON], str]:
+        items, rv, _ = self._list_page(kind, namespace, **query)
+        return items, rv
+
+    def _list_page(self, kind: str, namespace: str = "",
+                   **query: Any) -> tuple[list[JSON], str, str]:
+        """One LIST answer: its items, its resourceVersion and its continue token."""
         plural = _plural(kind)
         c = self.kube.custom
         ns = (namespace or self.namespace or "") if NAMESPACED[kind] else ""
@@ -120,8 +126,8 @@ class KubeStore:
         for it in items:
             it.setdefault("kind", kind)
             it.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-        rv = str((answer.get("metadata") or {}).get("resourceVersion", ""))
-        return items, rv
+        meta = answer.get("metadata") or {}
+        return items, str(meta.get("resourceVersion", "")), str(meta.get("continue") or "")
 
     def _get_object(self, kind: str, rec_id: str, namespace: str = "") -> JSON | None:
         """The object whose ``spec.recommendationId`` is ``rec_id``, found by what it is:
@@ -326,10 +332,30 @@ class KubeStore:
     # ------------------------------------------------------------------ watch
 
     def list_records(self, kind: str) -> tuple[_Records, str]:
-        """See ``store.Store.list_records``: one LIST, and its resourceVersion."""
-        items, rv = self._list_objects(kind)
+        """See ``store.Store.list_records``: every page, and the list's resourceVersion."""
+        items, rv, token = self._list_page(kind, limit=store.PAGE_SIZE)
+        while token:
+            more, rv, token = self._list_page(kind, limit=store.PAGE_SIZE, _continue=token)
+            items.extend(more)
         items.sort(key=_order)
         return [self._remember(to_record(o)) for o in items], rv
+
+    def list_record_pages(self, kind: str, page_size: int = store.PAGE_SIZE
+                          ) -> Iterator[tuple[_Records, str]]:
+        """See ``store.Watchable.list_record_pages``: LIST with ``limit`` and ``continue``,
+        as client-go's pager does, so ten thousand objects never sit in memory as one
+        answer. Every page carries the list's resourceVersion; an expired continue token
+        (410) raises ``errors.ExpiredError``: list again from the start."""
+        token = ""
+        while True:
+            query: dict[str, Any] = {"limit": page_size}
+            if token:
+                query["_continue"] = token
+            items, rv, token = self._list_page(kind, **query)
+            items.sort(key=_order)
+            yield [self._remember(to_record(o)) for o in items], rv
+            if not token:
+                return
 
     def watch_records(self, kind: str, since: str, timeout: float) -> _KubeWatch:
         """See ``store.Store.watch_records``: a Kubernetes watch from ``since`` with

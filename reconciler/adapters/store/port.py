@@ -21,6 +21,9 @@ from reconciler.domain import model
 UNREAD: Any = object()
 
 
+# Records per LIST page when an informer lists: client-go's pager uses 500 too.
+PAGE_SIZE = 500
+
 @dataclass(frozen=True)
 class Record:
     """One stored recommendation, as the store last saw it."""
@@ -92,8 +95,12 @@ class Store(Protocol):
         """The record, or None when the id is unknown."""
         ...
 
-    def list(self, kind: str | None = None, phase: str | None = None) -> list[Record]:
-        """Records ordered by creation, optionally filtered by kind and status phase."""
+    def list(self, kind: str | None = None, phase: str | None = None) -> Sequence[Record]:
+        """Records ordered by creation, optionally filtered by kind and status phase.
+
+        A sequence, not necessarily a list: the operator's cache hands out one that
+        unpacks each record as it is read, so a scan of every recommendation never holds
+        them all unpacked at once."""
         ...
 
     def upsert(self, kind: str, rec_id: str, namespace: str, name: str,
@@ -137,6 +144,14 @@ class Watchable(Store, Protocol):
 
     def list_records(self, kind: str) -> tuple[list[Record], str]:
         """Every record of ``kind`` in creation order, and the version to watch it from."""
+        ...
+
+    def list_record_pages(self, kind: str, page_size: int = PAGE_SIZE
+                          ) -> Iterator[tuple[list[Record], str]]:
+        """``list_records`` a page at a time (each page in creation order, each with the
+        version to watch from), so an informer's first list holds one page in memory, not
+        the cluster's every recommendation. Raises ``errors.ExpiredError`` when the list
+        can no longer be continued: list again."""
         ...
 
     def watch_records(self, kind: str, since: str, timeout: float) -> Watch:

@@ -414,6 +414,13 @@ class SqliteStore:
             raise errors.NotFoundError(f"{kind} {rec_id!r} not found")
         return rec
 
+    def list_record_pages(self, kind: str, page_size: int = store.PAGE_SIZE
+                          ) -> Iterator[tuple[builtins.list[store.Record], str]]:
+        """See ``store.Watchable.list_record_pages``: one page, the whole snapshot (a
+        local file holds what one operator stored; reading it in one transaction is what
+        keeps the version exact)."""
+        yield self.list_records(kind)
+
     def list_records(self, kind: str) -> tuple[builtins.list[store.Record], str]:
         """See ``store.Store.list_records``: the records and the version, read in one
         snapshot, so a watch from that version misses nothing and repeats nothing."""

@@ -129,7 +129,7 @@ class KubeApi:
 
     def items(self, api_version: str, kind: str, namespace: str | None = None) -> list[JSON]:
         rt = self.store.find_type(api_version, kind)
-        items, _ = self.store.select(rt, namespace)
+        items, _, _ = self.store.select(rt, namespace)
         return items
 
     def update(self, obj: JSON) -> JSON:

@@ -50,6 +50,12 @@ MULTIPLE_PDBS = (
 PDB_VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
 
 
+
+def _list_key(obj: JSON) -> tuple[str, str]:
+    """Where an object sits in a list: lists are ordered by namespace, then name."""
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
 class _Route:
     """A parsed resource URL."""
 
@@ -522,24 +528,32 @@ class _Handler(BaseHTTPRequestHandler):
                 and int(rv_q) < self.api.store.compacted_rv):
                 raise status.gone(
                 f"too old resource version: {rv_q} ({self.api.store.compacted_rv + 1})")
-        items, rv = self.api.store.select(rt, route.namespace, pred)
-        meta: JSON = {"resourceVersion": str(rv)}
         limit = int(query.get("limit") or 0)
-        start = 0
+        after: tuple[str, str] | None = None
+        list_rv: int | None = None
         if query.get("continue"):
+            # As the API server: the token names the last key served and the list's
+            # version; the next page starts after that key (an object deleted in between
+            # does not shift what comes next, one created after it may appear).
             try:
                 token = json.loads(base64.urlsafe_b64decode(query["continue"]))
-                start, rv = int(token["start"]), int(token["rv"])
-                meta["resourceVersion"] = str(rv)
-            except (ValueError, KeyError) as e:
+                after = (str(token["after"][0]), str(token["after"][1]))
+                list_rv = int(token["rv"])
+            except (ValueError, KeyError, TypeError, IndexError) as e:
                 raise status.bad_request("continue key is not valid") from e
-        if limit > 0:
-            page = items[start:start + limit]
-            if start + limit < len(items):
-                meta["continue"] = base64.urlsafe_b64encode(json.dumps(
-                    {"start": start + limit, "rv": rv}).encode()).decode()
-                meta["remainingItemCount"] = len(items) - start - limit
-            items = page
+            if list_rv < self.api.store.compacted_rv:
+                raise status.gone("The provided continue parameter is too old to display a "
+                                  "consistent list result. You can start a new list without "
+                                  "the continue parameter.")
+        items, rv, more = self.api.store.select(rt, route.namespace, pred, after=after,
+                                                limit=max(limit, 0))
+        if list_rv is not None:
+            rv = list_rv
+        meta: JSON = {"resourceVersion": str(rv)}
+        if more:
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"after": list(_list_key(items[-1])), "rv": rv}).encode()).decode()
+            meta["remainingItemCount"] = more
         if tables.wants_table(self.headers.get("Accept") or ""):
             out = self._table(rt, items, meta["resourceVersion"])
             if "continue" in meta:
@@ -771,7 +785,7 @@ class _Handler(BaseHTTPRequestHandler):
         rt, st = route.rt, self.api.store
         pred = _predicate(rt, query)
         with st.lock:
-            items, _ = st.select(rt, route.namespace, pred)
+            items, _, _ = st.select(rt, route.namespace, pred)
             out = []
             for item in items:
                 obj, _present = st.delete(rt, item["metadata"].get("namespace", ""),

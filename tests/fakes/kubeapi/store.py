@@ -232,14 +232,27 @@ class Store:
         return out
 
     def select(self, rt: resources.ResourceType, namespace: str | None,
-             pred: Callable[[JSON], bool] | None = None) -> tuple[list[JSON], int]:
+               pred: Callable[[JSON], bool] | None = None, *,
+               after: tuple[str, str] | None = None, limit: int = 0
+               ) -> tuple[list[JSON], int, int]:
+        """Objects in list order ((namespace, name)), those after ``after`` only, at most
+        ``limit`` of them (0: all); the current version; how many more matched. Only what
+        is returned is copied: a paged list of ten thousand objects costs what its pages
+        hold, not ten thousand copies per page."""
         self.sweep()
         with self.lock:
-            items = [
-                self._as_version(rt, o) for (ns, _), o in sorted(self.objects[rt.key].items())
-                if (namespace is None or ns == namespace) and (pred is None or pred(o))
-            ]
-            return items, self.rv
+            items: list[JSON] = []
+            more = 0
+            for key, o in sorted(self.objects[rt.key].items()):
+                if (after is not None and key <= after) or (
+                        namespace is not None and key[0] != namespace) or (
+                        pred is not None and not pred(o)):
+                    continue
+                if limit and len(items) == limit:
+                    more += 1
+                else:
+                    items.append(self._as_version(rt, o))
+            return items, self.rv, more
 
     def all_objects(self, rt: resources.ResourceType, namespace: str | None) -> Iterator[JSON]:
         with self.lock:

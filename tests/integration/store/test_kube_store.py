@@ -14,6 +14,8 @@ Cases:
   deterministic, valid, hash-suffixed name (table test);
 - a watch from a compacted history ("" = from the start) falls back to the current objects
   as ADDED, and a watch from a compacted resourceVersion raises a TemporaryError;
+- list_record_pages: LIST with limit and continue, one version for every page;
+  list_records reads every page and orders them by creation;
 - a status write that keeps failing with 500 is retried and then succeeds (counted by the
   server), and one refused by RBAC is a PermanentError.
 """
@@ -132,6 +134,22 @@ def test_watch_after_compaction(kubeapi: KubeApi, real_store: kube_store.KubeSto
     assert [(r.id, r.phase) for r in recs] == [("a", "Approved")]
     assert [e.type for e in real_store.watch_records("WorkloadRecommendation", version, 1)
             if e.type != "BOOKMARK"] == []
+
+
+def test_list_record_pages_pages_through_limit_and_continue(
+        kubeapi: KubeApi, real_store: kube_store.KubeStore) -> None:
+    W = "WorkloadRecommendation"
+    for rid in ["e", "d", "c", "b", "a"]:  # created in reverse name order
+        real_store.upsert(W, rid, "default", rid, _rec_spec(rid))
+    kubeapi.requests.reset()
+    pages = list(real_store.list_record_pages(W, page_size=2))
+    # pages by name, as the API server lists; each page in creation order
+    assert [[r.id for r in page] for page, _ in pages] == [["b", "a"], ["d", "c"], ["e"]]
+    assert len({version for _, version in pages}) == 1
+    assert kubeapi.requests.count("list", "workloadrecommendations") == 3
+    # the whole list: every page, in creation order
+    recs, version = real_store.list_records(W)
+    assert [r.id for r in recs] == ["e", "d", "c", "b", "a"] and version == pages[0][1]
 
 
 def test_status_write_retried_on_500(kubeapi: KubeApi,

@@ -5,8 +5,12 @@ Cases:
 - Cache: observe keeps the newest version (an older watch event does not undo a write's
   answer), for_targets returns one target's records in creation order, a record that
   changes target moves index, delete, replace reports added / changed / gone pairs and
-  nothing for unchanged ones;
-- Informer: lists, then watches from the list's version; watch events reach the handler
+  nothing for unchanged ones; every field comes back as stored, lists unpack lazily
+  (index, slice, filter by phase, equality with a list) and a read's changes stay out
+  of the cache; the target index goes from one key to several and back;
+- Informer: lists in pages (delivered by name; the cache keeps creation order), an
+  expired continue token lists again, and a record leaves the cache only after a whole
+  list without it; lists, then watches from the list's version; watch events reach the handler
   with old and new; a bookmark only moves the version; DELETED drops; 410 (ExpiredError)
   lists again and reports what changed meanwhile (a record gone while the watch was
   down); a temporary error is retried; stop() ends it;
@@ -18,6 +22,7 @@ Cases:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -60,6 +65,41 @@ def test_cache_keeps_the_newest_and_indexes_by_target() -> None:
     assert c.for_targets([TARGET]) == [] and len(c) == 2
 
 
+def test_cache_gives_back_every_field_and_unpacks_lists_lazily() -> None:
+    c = informer.Cache()
+    full = store.Record(W, "f", "team-a", "any-name", {
+        "recommendationId": "f", "targetRef": {"kind": "Deployment", "name": "web"}},
+        status={"phase": "Applied", "observedGeneration": 2}, resource_version="11",
+        generation=2, created_at="2026-12-04T10:00:00Z", finalizers=("dakr/rollback",),
+        uid="u-1", deleting=True)
+    later = dataclasses.replace(rec("a", 12), created_at="2026-12-04T11:00:00Z")
+    c.observe(later)
+    c.observe(full)
+    assert c.get(W, "f") == full
+    listed = c.all()  # creation order, not the order they were seen in
+    assert isinstance(listed, informer.Records) and len(listed) == 2
+    assert listed == [full, later] and listed[0] == full and listed[-1].id == "a"
+    assert [r.id for r in listed[1:]] == ["a"] and list(c.all(phase="Applied")) == [full]
+    # each read unpacks afresh: changing what was read does not change the cache
+    listed[0].spec["targetRef"]["name"] = "changed"
+    assert c.all()[0] == full
+
+
+def test_cache_target_index_holds_one_key_or_several() -> None:
+    c = informer.Cache()
+    for i, rid in enumerate(["a", "b", "c"]):
+        c.observe(rec(rid, i + 1))
+    assert [r.id for r in c.for_targets([TARGET])] == ["a", "b", "c"]
+    c.delete(rec("a", 9))
+    c.delete(rec("c", 9))
+    assert [r.id for r in c.for_targets([TARGET])] == ["b"]
+    c.observe(rec("b", 10, target="other"))
+    assert c.for_targets([TARGET]) == []
+    c.observe(rec("d", 11))
+    assert [r.id for r in c.for_targets([TARGET, ("default", "Deployment", "other")])] == [
+        "b", "d"]  # creation order across targets
+
+
 def test_cache_replace_reports_the_differences() -> None:
     c = informer.Cache()
     c.observe(rec("a", 1))
@@ -81,10 +121,22 @@ class MemoryStore:
         self.lists = 0
         self.since: list[str] = []
 
+        self.page_size = 1000
+        self.expire_pages: list[int] = []  # lists whose second page answers 410, in turn
+
     def list_records(self, kind: str) -> tuple[list[store.Record], str]:
         self.lists += 1
         snapshot = self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
         return list(snapshot), str(self.version)
+
+    def list_record_pages(self, kind: str, page_size: int = store.PAGE_SIZE
+                          ) -> Iterator[tuple[list[store.Record], str]]:
+        recs, version = self.list_records(kind)
+        expire = bool(self.expire_pages and self.expire_pages.pop(0))
+        for i in range(0, max(len(recs), 1), self.page_size):
+            if i and expire:
+                raise errors.ExpiredError("the continue token expired")
+            yield recs[i:i + self.page_size], version
 
     def watch_records(self, kind: str, since: str, timeout: float) -> Any:
         self.since.append(since)
@@ -124,6 +176,27 @@ def run_informer(src: MemoryStore, until: Any) -> tuple[informer.Informer,
     inf.stop()
     inf.join(5)
     return inf, seen
+
+
+def test_informer_lists_in_pages_keeps_creation_order_and_relists_on_expiry() -> None:
+    def aged(rid: str, rv: int, second: int) -> store.Record:
+        r = rec(rid, rv)
+        return store.Record(r.kind, r.id, r.namespace, r.name, r.spec, r.status,
+                            r.resource_version, r.generation, f"2026-12-04T10:00:0{second}Z")
+
+    src = MemoryStore()
+    src.page_size = 2
+    # pages come by name (as the API server lists), not by age
+    first = [aged("a", 1, 5), aged("b", 2, 1), aged("c", 3, 4), aged("d", 4, 2),
+             aged("gone", 5, 9)]
+    src.snapshots = [first, first[:4]]
+    src.expire_pages = [0, 1]  # the second list's continue token expires: list again
+    src.watches = [[errors.ExpiredError("too old")]]
+    inf, seen = run_informer(src, lambda i, s: i.lists >= 2)
+    assert [r.id for r in inf.cache.for_targets([TARGET])] == ["b", "d", "c", "a"]
+    assert src.lists == 3 and inf.lists == 2  # the expired one did not count as listed
+    # "gone" left the cache only once a whole list was read without it
+    assert seen.count(("5", None)) == 1 and len(inf.cache) == 4
 
 
 def test_informer_lists_then_watches_from_the_version() -> None:
