@@ -91,6 +91,7 @@ class EmbeddedEngine:
         path: str = opa.DECISION_PATH,
         optional_data: Sequence[str | Path] = (),
         limits: limits_mod.InputLimits = limits_mod.DEFAULT,
+        cache_size: int = 4096,
     ) -> None:
         self.policy_dir = Path(policy_dir)
         if data_files is None:
@@ -115,6 +116,8 @@ class EmbeddedEngine:
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._checked_at = 0.0
         self._closed = False
+        # An unchanged question under an unchanged set is answered from here (0: off).
+        self.cache = opa.DecisionCache(cache_size)
         self.reload(force=True)
 
     # -- loading ---------------------------------------------------------
@@ -173,6 +176,7 @@ class EmbeddedEngine:
             self._fingerprint = fingerprint
             self.last_error = None
             self.reloads += 1
+            self.cache.clear()  # kept under the old generation: never asked for again
             if old is not None:
                 old.close()
         log.info("loaded %d policy modules from %s", len(modules), self.policy_dir)
@@ -200,12 +204,17 @@ class EmbeddedEngine:
     def _evaluate(self, path: str, input: Any) -> tuple[Any, str]:
         """The document and the revision of the set that produced it (read together: a
         reload between the two cannot mislabel a decision)."""
+        doc, rev, _ = self._evaluate_at(path, input)
+        return doc, rev
+
+    def _evaluate_at(self, path: str, input: Any) -> tuple[Any, str, int]:
+        """``_evaluate``, and the generation (count of loads) of the set that answered."""
         ref = path.strip("/").replace("/", ".")
         with self._lock:
             if self._engine is None:
                 raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
             try:
-                return self._engine.eval_document(ref, input), self.revision
+                return self._engine.eval_document(ref, input), self.revision, self.reloads
             except OpaUndefinedError as e:
                 raise opa.Undefined(f"data.{ref}" if ref else "data") from e
             except OpaError as e:
@@ -230,18 +239,30 @@ class EmbeddedEngine:
         if self._closed:
             return decision.unavailable("policy engine is closed")
         self.maybe_reload()
+        digest = self.cache.digest(input)
+        hit = self.cache.get(self.reloads, digest)
+        if hit is not None:
+            return hit
+        d, generation = self._decide(input)
+        self.cache.put(generation, digest, d)
+        return d
+
+    def _decide(self, input: Mapping[str, Any]) -> tuple[decision.Decision, int]:
         try:
-            doc, rev = self._evaluate(self.path, dict(input))
+            doc, rev, generation = self._evaluate_at(self.path, dict(input))
         except opa.Undefined as e:
-            return decision.unavailable(str(e.message))
+            return decision.unavailable(str(e.message)), -1
         except opa.PolicyError as e:
-            return decision.unavailable(f"policy evaluation failed: {e}")
+            return decision.unavailable(f"policy evaluation failed: {e}"), -1
         except Exception as e:  # unserializable input and the like: still fail closed
-            return decision.unavailable(f"policy evaluation failed: {type(e).__name__}: {e}")
-        return decision.from_document(doc, decision_id=str(uuid.uuid4()), policy_revision=rev)
+            return decision.unavailable(
+                f"policy evaluation failed: {type(e).__name__}: {e}"), -1
+        return decision.from_document(doc, decision_id=str(uuid.uuid4()),
+                                      policy_revision=rev), generation
 
     def decide_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[decision.Decision]:
-        """Evaluate a batch in one engine call through ``data.dakr.batch``.
+        """Evaluate a batch in one engine call through ``data.dakr.batch``; what the cache
+        holds is not evaluated again.
 
         One call amortizes the per-call cost (JSON encoding, cgo, query preparation). When
         the batch entry point is missing or fails as a whole, each input is decided alone so
@@ -252,15 +273,33 @@ class EmbeddedEngine:
         if self._closed:
             return [decision.unavailable("policy engine is closed") for _ in inputs]
         self.maybe_reload()
+        digests = [self.cache.digest(i) for i in inputs]
+        out: list[decision.Decision | None] = [self.cache.get(self.reloads, d)
+                                               for d in digests]
+        todo = [n for n, d in enumerate(out) if d is None]
+        if todo:
+            for n, d, generation in zip(todo, *self._decide_batch([inputs[n] for n in todo]),
+                                        strict=True):
+                out[n] = d
+                self.cache.put(generation, digests[n], d)
+        return [d for d in out if d is not None]
+
+    def _decide_batch(self, inputs: Sequence[Mapping[str, Any]]
+                      ) -> tuple[list[decision.Decision], list[int]]:
+        def one_by_one() -> tuple[list[decision.Decision], list[int]]:
+            pairs = [self._decide(i) for i in inputs]
+            return [d for d, _ in pairs], [g for _, g in pairs]
+
         try:
-            docs, rev = self._evaluate(opa.BATCH_PATH, {"items": [dict(i) for i in inputs]})
+            docs, rev, generation = self._evaluate_at(
+                opa.BATCH_PATH, {"items": [dict(i) for i in inputs]})
         except Exception as e:
             log.debug("batch evaluation failed, deciding one by one: %s", e)
-            return [self.decide(i) for i in inputs]
+            return one_by_one()
         if not isinstance(docs, list) or len(docs) != len(inputs):
-            return [self.decide(i) for i in inputs]
-        return [decision.from_document(d, decision_id=str(uuid.uuid4()), policy_revision=rev)
-                for d in docs]
+            return one_by_one()
+        return ([decision.from_document(d, decision_id=str(uuid.uuid4()), policy_revision=rev)
+                 for d in docs], [generation] * len(docs))
 
     def healthy(self) -> bool:
         with self._lock:

@@ -15,8 +15,11 @@ engine in-process) and ``sidecar`` (an OPA server over its REST Data API);
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import marshal
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +70,71 @@ class PolicyEngine(Protocol):
     def healthy(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+class DecisionCache:
+    """Decisions already made, by (policy generation, input digest), least recently used
+    first out.
+
+    The operator asks again on resyncs and retries; an unchanged question under an
+    unchanged policy set then costs a digest. The generation is the engine's count of
+    loads: any reload (rules, ``data.config`` or the platform's parameters) asks afresh.
+    A failed answer (``PolicyUnavailable``) is never kept: it is the one answer that may
+    change by itself.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[tuple[int, bytes], decision.Decision] = (
+            collections.OrderedDict())
+
+    @staticmethod
+    def digest(input: Any) -> bytes | None:
+        """The input's digest; None for one that cannot be digested (it is not cached).
+
+        ``marshal`` (format 2: no back-references, so the bytes depend on the value alone)
+        is ten times cheaper than JSON with sorted keys, and as exact: the same bytes load
+        back as the same value, types included. It is not canonical (key order counts, and
+        whether a string is interned), which can only cost a miss, never a wrong answer."""
+        try:
+            raw = marshal.dumps(input, 2)
+        except (ValueError, TypeError, RecursionError):
+            return None
+        return hashlib.blake2b(raw, digest_size=16).digest()
+
+    def get(self, generation: int, digest: bytes | None) -> decision.Decision | None:
+        """The kept decision, or None. It is the same decision, ``decision_id`` included:
+        made once, by the same rules, on the same input (an audit trail shows it reused)."""
+        if digest is None or self.size <= 0:
+            return None
+        with self._lock:
+            d = self._entries.get((generation, digest))
+            if d is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end((generation, digest))
+            self.hits += 1
+        return d
+
+    def put(self, generation: int, digest: bytes | None, d: decision.Decision) -> None:
+        if digest is None or self.size <= 0 or d.policy_unavailable:
+            return
+        with self._lock:
+            self._entries[(generation, digest)] = d
+            self._entries.move_to_end((generation, digest))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 def load_data_file(path: Path, limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> Any:

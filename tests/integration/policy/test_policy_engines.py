@@ -7,7 +7,8 @@ Data API server on loopback):
   routing, replicas and HPA, node consolidation, input validation);
 - decide_many returns the same decisions as decide, in order (batch entry point), and
   an input whose evaluation fails denies only itself;
-- the sidecar records OPA's decision_id; the embedded engine mints one;
+- the sidecar records OPA's decision_id; the embedded engine mints one per decision
+  (the same input again reuses the cached decision and its id);
 - the sidecar reuses one keep-alive connection and sends the bearer token.
 """
 
@@ -202,8 +203,10 @@ def test_sidecar_records_opa_decision_id(server: OpaServer,
 
 def test_embedded_engine_mints_a_decision_id(embedded: opa_embedded.EmbeddedEngine) -> None:
     a = embedded.decide(samples.sample("rightsizing"))
-    b = embedded.decide(samples.sample("rightsizing"))
+    b = embedded.decide(samples.sample("replica_scaling"))
     assert a.decision_id and b.decision_id and a.decision_id != b.decision_id
+    # the same question again is the same decision (the decision cache), id included
+    assert embedded.decide(samples.sample("rightsizing")).decision_id == a.decision_id
 
 
 def test_sidecar_keeps_one_connection_and_sends_token(tmp_path: Any) -> None:
