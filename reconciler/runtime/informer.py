@@ -60,7 +60,6 @@ class _Entry:
     packed: bytes     # [namespace, name, generation, finalizers, uid, deleting, spec,
                       #  status]
 
-
     @classmethod
     def of(cls, rec: store.Record, seq: int) -> _Entry:
         ns, kind, name = target_of(rec)
@@ -201,18 +200,10 @@ class Cache:
         with self._lock:
             return self._drop((rec.kind, rec.id))
 
-    def replace(self, kind: str, recs: Sequence[store.Record]
-                ) -> list[tuple[store.Record | None, store.Record | None]]:
-        """A fresh list of one kind, which is the truth: what changed since the cache last
-        knew it, as (old, new) pairs (a record that is gone comes as (old, None))."""
-        seen: set[Key] = set()
-        changed = self.merge(recs, seen)
-        return self.drop_unseen(kind, seen) + changed
-
     def merge(self, page: Iterable[store.Record], seen: set[Key]
               ) -> list[tuple[store.Record | None, store.Record | None]]:
-        """One page of a fresh list: kept as the truth, its keys added to ``seen``; the
-        (old, new) pairs of what changed."""
+        """One page of a fresh list, which is the truth: kept, its keys added to ``seen``;
+        the (old, new) pairs of what changed since the cache last knew it."""
         out: list[tuple[store.Record | None, store.Record | None]] = []
         with self._lock:
             for r in page:

@@ -760,19 +760,29 @@ def _workload_leaves(doc: Any, change: workload.WorkloadChange) -> list[Leaf]:
     return leaves
 
 
-def check_workload_edit(text: str, changes: Sequence[workload.WorkloadChange]) -> None:
+def _edited(text: str, edit: Callable[[str], Any]) -> tuple[Any, list[Any], list[Any]] | None:
+    """The first half of every edit check: the edit (a refusal is an answer: recorded,
+    nothing more to check), then the original's documents and the result's, the result
+    parsed as (a) asks. None when there is nothing to compare."""
     _note(f"text={text!r}")
     try:
-        result = workload.edit_many(text, list(changes))
+        result = edit(text)
     except errors.ReconcilerError as e:
         _refused(e)
-        return
+        return None
     _event("edited" if result.changes else "edited: nothing to change")
     old_docs = _original(text)
     if old_docs is None:
         _event("original unreadable")
+        return None
+    return result, old_docs, _parsed_result(text, result.text)
+
+
+def check_workload_edit(text: str, changes: Sequence[workload.WorkloadChange]) -> None:
+    edited = _edited(text, lambda t: workload.edit_many(t, list(changes)))
+    if edited is None:
         return
-    new_docs = _parsed_result(text, result.text)
+    result, old_docs, new_docs = edited
     assert len(new_docs) == len(old_docs)
     targets: dict[int, list[workload.WorkloadChange]] = {}
     for change in changes:
@@ -963,18 +973,10 @@ def values_cases(draw: st.DrawFn) -> Case:
 
 
 def check_values_edit(text: str, changes: Mapping[str, str | int]) -> None:
-    _note(f"text={text!r}")
-    try:
-        result = values.edit_values(text, changes)
-    except errors.ReconcilerError as e:
-        _refused(e)
+    edited = _edited(text, lambda t: values.edit_values(t, changes))
+    if edited is None:
         return
-    _event("edited" if result.changes else "edited: nothing to change")
-    old_docs = _original(text)
-    if old_docs is None:
-        _event("original unreadable")
-        return
-    new_docs = _parsed_result(text, result.text)
+    result, old_docs, new_docs = edited
     assert len(old_docs) == len(new_docs) == 1
     leaves = [(tuple(p.split(".")), v) for p, v in changes.items()]
     _check_tree(old_docs[0], new_docs[0], leaves)
@@ -1035,18 +1037,10 @@ def patch_cases(draw: st.DrawFn) -> Case:
 
 
 def check_patch_edit(text: str, change: workload.WorkloadChange) -> None:
-    _note(f"text={text!r}")
-    try:
-        result = kustomize.edit_patch(text, change)
-    except errors.ReconcilerError as e:
-        _refused(e)
+    edited = _edited(text, lambda t: kustomize.edit_patch(t, change))
+    if edited is None:
         return
-    _event("edited" if result.changes else "edited: nothing to change")
-    old_docs = _original(text)
-    if old_docs is None:
-        _event("original unreadable")
-        return
-    new_docs = _parsed_result(text, result.text)
+    result, old_docs, new_docs = edited
     assert len(new_docs) == len(old_docs)
     found = [i for i, d in enumerate(old_docs) if _names(d, change, any_namespace=True)]
     assert len(found) == 1, f"the patch matches documents {found}"

@@ -239,7 +239,7 @@ class EmbeddedEngine:
         if self._closed:
             return decision.unavailable("policy engine is closed")
         self.maybe_reload()
-        digest = self.cache.digest(input)
+        digest = self.cache.key(input)
         hit = self.cache.get(self.reloads, digest)
         if hit is not None:
             return hit
@@ -273,7 +273,7 @@ class EmbeddedEngine:
         if self._closed:
             return [decision.unavailable("policy engine is closed") for _ in inputs]
         self.maybe_reload()
-        digests = [self.cache.digest(i) for i in inputs]
+        digests = [self.cache.key(i) for i in inputs]
         out: list[decision.Decision | None] = [self.cache.get(self.reloads, d)
                                                for d in digests]
         todo = [n for n, d in enumerate(out) if d is None]

@@ -105,10 +105,15 @@ class DecisionCache:
             return None
         return hashlib.blake2b(raw, digest_size=16).digest()
 
+    def key(self, input: Any) -> bytes | None:
+        """What to look ``input`` up by: its digest, or None when the cache is off (then
+        no digest is computed)."""
+        return self.digest(input) if self.size > 0 else None
+
     def get(self, generation: int, digest: bytes | None) -> decision.Decision | None:
         """The kept decision, or None. It is the same decision, ``decision_id`` included:
         made once, by the same rules, on the same input (an audit trail shows it reused)."""
-        if digest is None or self.size <= 0:
+        if digest is None:
             return None
         with self._lock:
             d = self._entries.get((generation, digest))
@@ -120,7 +125,7 @@ class DecisionCache:
         return d
 
     def put(self, generation: int, digest: bytes | None, d: decision.Decision) -> None:
-        if digest is None or self.size <= 0 or d.policy_unavailable:
+        if digest is None or d.policy_unavailable:
             return
         with self._lock:
             self._entries[(generation, digest)] = d

@@ -41,6 +41,7 @@ JSON = dict[str, Any]
 # An alias: inside KubeStore the name ``list`` is the Store method.
 _Anys = list[Any]
 _Records = list[store.Record]
+_Objects = list[JSON]
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -331,31 +332,35 @@ class KubeStore:
 
     # ------------------------------------------------------------------ watch
 
+    def _pages(self, kind: str, page_size: int) -> Iterator[tuple[_Objects, str]]:
+        """LIST with ``limit`` and ``continue``, as client-go's pager does: each answer's
+        objects and the list's resourceVersion. An expired continue token (410) raises
+        ``errors.ExpiredError``: list again from the start."""
+        query: dict[str, Any] = {"limit": page_size}
+        while True:
+            items, rv, token = self._list_page(kind, **query)
+            yield items, rv
+            if not token:
+                return
+            query["_continue"] = token
+
     def list_records(self, kind: str) -> tuple[_Records, str]:
         """See ``store.Store.list_records``: every page, and the list's resourceVersion."""
-        items, rv, token = self._list_page(kind, limit=store.PAGE_SIZE)
-        while token:
-            more, rv, token = self._list_page(kind, limit=store.PAGE_SIZE, _continue=token)
-            items.extend(more)
+        items: _Objects = []
+        rv = ""
+        for page, page_rv in self._pages(kind, store.PAGE_SIZE):
+            items.extend(page)
+            rv = page_rv
         items.sort(key=_order)
         return [self._remember(to_record(o)) for o in items], rv
 
     def list_record_pages(self, kind: str, page_size: int = store.PAGE_SIZE
                           ) -> Iterator[tuple[_Records, str]]:
-        """See ``store.Watchable.list_record_pages``: LIST with ``limit`` and ``continue``,
-        as client-go's pager does, so ten thousand objects never sit in memory as one
-        answer. Every page carries the list's resourceVersion; an expired continue token
-        (410) raises ``errors.ExpiredError``: list again from the start."""
-        token = ""
-        while True:
-            query: dict[str, Any] = {"limit": page_size}
-            if token:
-                query["_continue"] = token
-            items, rv, token = self._list_page(kind, **query)
+        """See ``store.Watchable.list_record_pages``: ``_pages``, so ten thousand objects
+        never sit in memory as one answer; each page in creation order."""
+        for items, rv in self._pages(kind, page_size):
             items.sort(key=_order)
             yield [self._remember(to_record(o)) for o in items], rv
-            if not token:
-                return
 
     def watch_records(self, kind: str, since: str, timeout: float) -> _KubeWatch:
         """See ``store.Store.watch_records``: a Kubernetes watch from ``since`` with

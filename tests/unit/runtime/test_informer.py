@@ -4,10 +4,11 @@ turn changes into work (reconciler.runtime.operator), without I/O: an in-memory 
 Cases:
 - Cache: observe keeps the newest version (an older watch event does not undo a write's
   answer), for_targets returns one target's records in creation order, a record that
-  changes target moves index, delete, replace reports added / changed / gone pairs and
-  nothing for unchanged ones; every field comes back as stored, lists unpack lazily
-  (index, slice, filter by phase, equality with a list) and a read's changes stay out
-  of the cache; the target index goes from one key to several and back;
+  changes target moves index, delete, a fresh list (merge, then drop_unseen) reports
+  added / changed / gone pairs and nothing for unchanged ones; every field comes back
+  as stored, lists unpack lazily (index, slice, filter by phase, equality with a list)
+  and a read's changes stay out of the cache; the target index goes from one key to
+  several and back;
 - Informer: lists in pages (delivered by name; the cache keeps creation order), an
   expired continue token lists again, and a record leaves the cache only after a whole
   list without it; lists, then watches from the list's version; watch events reach the handler
@@ -100,14 +101,22 @@ def test_cache_target_index_holds_one_key_or_several() -> None:
         "b", "d"]  # creation order across targets
 
 
-def test_cache_replace_reports_the_differences() -> None:
+def _relist(c: informer.Cache, recs: list[store.Record]
+            ) -> list[tuple[store.Record | None, store.Record | None]]:
+    """A fresh list in one page, as the informer takes it in."""
+    seen: set[informer.Key] = set()
+    changed = c.merge(recs, seen)
+    return c.drop_unseen(W, seen) + changed
+
+
+def test_cache_relist_reports_the_differences() -> None:
     c = informer.Cache()
     c.observe(rec("a", 1))
     c.observe(rec("b", 2))
-    changes = c.replace(W, [rec("a", 1), rec("b", 4), rec("c", 5)])
+    changes = _relist(c, [rec("a", 1), rec("b", 4), rec("c", 5)])
     assert [(o.id if o else None, n.id if n else None) for o, n in changes] == [
         ("b", "b"), (None, "c")]
-    gone = c.replace(W, [rec("c", 5)])
+    gone = _relist(c, [rec("c", 5)])
     assert sorted((o.id if o else "", n) for o, n in gone) == [("a", None), ("b", None)]
 
 
