@@ -12,6 +12,32 @@ from typing import Any
 
 MODES = ("gitops", "direct", "audit")
 POLICY_UNAVAILABLE = "PolicyUnavailable"
+FALLBACKS = ("none", "recreate")
+PERSISTS = ("webhook", "template")
+CONSOLIDATIONS = ("mark", "drain")
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """How a LiveMigration is carried out (``execution.liveMigration`` of the decision).
+
+    The defaults are the library's: when a pod cannot be resized in place nothing else is
+    tried (``fallback`` none), and pods created later get the new values from the
+    admission webhook (``persist`` webhook), so no pod restarts unless a team says so."""
+
+    fallback: str = "none"
+    persist: str = "webhook"
+    max_pods_resizing: int = 1
+    deferred_timeout: float = 300.0
+    in_progress_timeout: float = 3600.0
+    resize_in_gitops: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fallback": self.fallback, "persist": self.persist,
+                "maxPodsResizing": self.max_pods_resizing,
+                "deferredTimeoutSeconds": self.deferred_timeout,
+                "inProgressTimeoutSeconds": self.in_progress_timeout,
+                "resizeRunningPodsInGitops": self.resize_in_gitops}
 
 
 @dataclass(frozen=True)
@@ -34,6 +60,10 @@ class Decision:
     # Which policy set decided: a digest of the modules and data.config the engine had
     # loaded (``engine.revision``); empty when the engine could not say.
     policy_revision: str = ""
+    # How the change is carried out, where there is a choice (``execution``): set for a
+    # LiveMigration (``live``) and a node group (``node_consolidation``: mark | drain).
+    live: LivePolicy | None = None
+    node_consolidation: str = ""
 
     @property
     def policy_unavailable(self) -> bool:
@@ -60,6 +90,13 @@ class Decision:
             out["decision_id"] = self.decision_id
         if self.policy_revision:
             out["policy_revision"] = self.policy_revision
+        execution: dict[str, Any] = {}
+        if self.live is not None:
+            execution["liveMigration"] = self.live.to_dict()
+        if self.node_consolidation:
+            execution["nodeConsolidation"] = self.node_consolidation
+        if execution:
+            out["execution"] = execution
         return out
 
 
@@ -98,6 +135,17 @@ def from_document(doc: Any, decision_id: str = "", policy_revision: str = "") ->
     bounds = doc.get("bounds", {})
     if not isinstance(bounds, dict):
         return unavailable("decision 'bounds' must be an object")
+    execution = doc.get("execution", {})
+    if not isinstance(execution, dict):
+        return unavailable("decision 'execution' must be an object")
+    try:
+        live = _live(execution.get("liveMigration"))
+    except ValueError as e:
+        return unavailable(f"decision 'execution.liveMigration': {e}")
+    consolidation = execution.get("nodeConsolidation", "")
+    if consolidation not in ("", *CONSOLIDATIONS):
+        return unavailable(f"decision 'execution.nodeConsolidation' {consolidation!r} is not "
+                           f"one of {', '.join(CONSOLIDATIONS)}")
     # A policy that says allow but also lists deny reasons is contradictory: deny wins.
     allowed = allow and not deny
     return Decision(
@@ -108,4 +156,38 @@ def from_document(doc: Any, decision_id: str = "", policy_revision: str = "") ->
         bounds=bounds,
         decision_id=decision_id,
         policy_revision=policy_revision,
+        live=live,
+        node_consolidation=str(consolidation),
     )
+
+
+def _live(raw: Any) -> LivePolicy | None:
+    """``execution.liveMigration`` as a LivePolicy; a key left out keeps its default, a
+    value of the wrong shape is an error (the whole decision then fails closed)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("must be an object")
+    base = LivePolicy()
+    fallback = raw.get("fallback", base.fallback)
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback {fallback!r} is not one of {', '.join(FALLBACKS)}")
+    persist = raw.get("persist", base.persist)
+    if persist not in PERSISTS:
+        raise ValueError(f"persist {persist!r} is not one of {', '.join(PERSISTS)}")
+    numbers: dict[str, float] = {}
+    for key, default in (("maxPodsResizing", base.max_pods_resizing),
+                         ("deferredTimeoutSeconds", base.deferred_timeout),
+                         ("inProgressTimeoutSeconds", base.in_progress_timeout)):
+        v = raw.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ValueError(f"{key} {v!r} is not a positive number")
+        numbers[key] = float(v)
+    in_gitops = raw.get("resizeRunningPodsInGitops", base.resize_in_gitops)
+    if not isinstance(in_gitops, bool):
+        raise ValueError(f"resizeRunningPodsInGitops {in_gitops!r} is not a boolean")
+    return LivePolicy(fallback=str(fallback), persist=str(persist),
+                      max_pods_resizing=max(1, int(numbers["maxPodsResizing"])),
+                      deferred_timeout=numbers["deferredTimeoutSeconds"],
+                      in_progress_timeout=numbers["inProgressTimeoutSeconds"],
+                      resize_in_gitops=in_gitops)

@@ -29,6 +29,8 @@ mode(inp) := decision(inp).mode
 
 bounds(inp) := object.get(decision(inp), "bounds", {})
 
+execution(inp) := object.get(decision(inp), "execution", {})
+
 warned(inp, fragment) if {
 	some w in decision(inp).warnings
 	contains(w, fragment)
@@ -40,6 +42,8 @@ set(inp, path, value) := json.patch(inp, [{"op": "add", "path": path, "value": v
 key(k) := replace(replace(k, "~", "~0"), "/", "~1")
 
 rightsizing := samples.rightsizing
+
+live_migration := samples.live_migration
 
 replica_scaling := samples.replica_scaling
 

@@ -9,6 +9,9 @@ Cases covered:
 - every sample carries each top-level key of the documented contract;
 - the default library allows every unmodified sample (they are the "allow side" the Rego
   tests patch one field at a time to reach each deny);
+- the library says how an allowed change is carried out: the LiveMigration sample's
+  decision carries the shipped live-migration settings (no fallback, the webhook keeps the
+  values), the node group's says mark, a Rightsizing's says nothing;
 - a node group's minimum size read from its MachineDeployment's autoscaler annotation
   reaches the library's NodeGroupMinSize rule through the input builder.
 """
@@ -20,7 +23,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.opa import embedded
-from reconciler.domain import policy_input, validation
+from reconciler.domain import decision, policy_input, validation
 from tests import samples
 
 CONTRACT_KEYS = {"recommendation", "target", "normalized", "cluster", "history", "now"}
@@ -52,6 +55,18 @@ def test_default_library_allows_every_sample() -> None:
         d = eng.decide(s)
         assert d.allow, (name, d.reasons)
     eng.close()
+
+
+def test_default_library_says_how_to_carry_out() -> None:
+    eng = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES)
+    try:
+        live = eng.decide(samples.sample("live_migration"))
+        assert live.live == decision.LivePolicy() and not live.node_consolidation
+        assert eng.decide(samples.sample("nodegroup")).node_consolidation == "mark"
+        plain = eng.decide(samples.sample("rightsizing"))
+        assert plain.live is None and not plain.node_consolidation
+    finally:
+        eng.close()
 
 
 def _node_group_rec() -> Any:

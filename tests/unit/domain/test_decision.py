@@ -7,7 +7,9 @@ Cases covered:
   PolicyUnavailable with allow False and mode audit;
 - deny wins over a contradictory allow; string deny entries get rule "policy";
 - deny entries come out sorted, reasons read "rule: msg", to_dict round-trips;
-- unavailable() is a deny.
+- unavailable() is a deny;
+- execution: liveMigration parsed with defaults for keys left out, nodeConsolidation
+  mark/drain, and every malformed execution value fails closed; to_dict round-trips it.
 """
 
 from __future__ import annotations
@@ -84,3 +86,48 @@ def test_reasons_and_round_trip() -> None:
 def test_unavailable_is_a_deny() -> None:
     d = decision.unavailable("OPA down")
     assert (d.allow, d.mode, d.reasons) == (False, "audit", ["PolicyUnavailable: OPA down"])
+
+
+LIVE_FULL = {"fallback": "recreate", "persist": "template", "maxPodsResizing": 2,
+             "deferredTimeoutSeconds": 60, "inProgressTimeoutSeconds": 600,
+             "resizeRunningPodsInGitops": True}
+
+
+@pytest.mark.parametrize(
+    ("execution", "live", "consolidation"),
+    [
+        ({}, None, ""),
+        ({"liveMigration": {}}, decision.LivePolicy(), ""),
+        ({"liveMigration": LIVE_FULL}, decision.LivePolicy(
+            fallback="recreate", persist="template", max_pods_resizing=2,
+            deferred_timeout=60.0, in_progress_timeout=600.0, resize_in_gitops=True), ""),
+        ({"nodeConsolidation": "mark"}, None, "mark"),
+        ({"nodeConsolidation": "drain"}, None, "drain"),
+    ],
+)
+def test_execution(execution: dict[str, Any], live: decision.LivePolicy | None,
+                   consolidation: str) -> None:
+    d = decision.from_document({**OK, "execution": execution})
+    assert d.allow and d.live == live and d.node_consolidation == consolidation
+    again = decision.from_document(d.to_dict())
+    assert again.live == live and again.node_consolidation == consolidation
+
+
+@pytest.mark.parametrize(
+    ("execution", "fragment"),
+    [
+        ([], "'execution' must be an object"),
+        ({"liveMigration": "fast"}, "must be an object"),
+        ({"liveMigration": {"fallback": "evict"}}, "fallback 'evict'"),
+        ({"liveMigration": {"persist": "annotation"}}, "persist 'annotation'"),
+        ({"liveMigration": {"maxPodsResizing": 0}}, "maxPodsResizing 0"),
+        ({"liveMigration": {"deferredTimeoutSeconds": "5m"}}, "deferredTimeoutSeconds '5m'"),
+        ({"liveMigration": {"inProgressTimeoutSeconds": True}}, "inProgressTimeoutSeconds"),
+        ({"liveMigration": {"resizeRunningPodsInGitops": "yes"}}, "resizeRunningPodsInGitops"),
+        ({"nodeConsolidation": "delete"}, "'delete' is not one of mark, drain"),
+    ],
+)
+def test_malformed_execution_fails_closed(execution: Any, fragment: str) -> None:
+    d = decision.from_document({**OK, "execution": execution})
+    assert not d.allow and d.policy_unavailable
+    assert fragment in d.deny[0].msg
