@@ -10,7 +10,8 @@ Cases:
 - a strategic merge patch on a custom resource -> 415 UnsupportedMediaType;
 - deployments/statefulsets scale: get (autoscaling/v1 Scale with selector), replace, patch,
   stale resourceVersion -> 409, negative replicas -> 422;
-- pods/resize: only resources change, containerStatuses follow at once, generation moves;
+- pods/resize: only resources change, generation moves, containerStatuses keep the old
+  values in the answer and follow once the simulated kubelet has applied them;
   a QoS class change -> 422; changing anything else -> 422; a plain pod update of
   resources -> 422 (must go through resize).
 """
@@ -169,7 +170,11 @@ def test_resize_changes_resources_in_place(kubeapi: KubeApi) -> None:
     res = pod.spec.containers[0].resources
     assert res.requests == {"cpu": "250m", "memory": "256Mi"}
     assert res.limits == {"cpu": "500m", "memory": "512Mi"}
-    assert pod.status.container_statuses[0].resources.requests["cpu"] == "250m"
+    # The API server records the wish; the kubelet applies it afterwards.
+    assert pod.status.container_statuses[0].resources.requests["cpu"] == "500m"
+    assert kubeapi.kubelet.settled()
+    applied = kubeapi.get("v1", "Pod", "p")["status"]["containerStatuses"][0]["resources"]
+    assert applied["requests"]["cpu"] == "250m"
     assert pod.metadata.uid == before["metadata"]["uid"]
     assert pod.metadata.generation == before["metadata"]["generation"] + 1
     assert kubeapi.requests.count("patch", "pods", "resize") == 1

@@ -19,7 +19,7 @@ Then:
         assert kubeapi.requests.count("patch", "deployments") == 1
 
 `kubeapi` is a fresh server per test; `kubeapi_factory(history=..., bookmark_interval=...,
-controllers=...)` starts servers with options. Outside pytest (benchmarks, demos):
+controllers=..., version=(1, 33))` starts servers with options. Outside pytest (benchmarks, demos):
 `with tests.fakes.kubeapi.handle.serve() as kube: ...`. Run pytest as `python -m pytest` from the
 repository root (as `make test` does) so that `tests` is importable.
 """

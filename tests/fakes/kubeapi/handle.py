@@ -17,7 +17,10 @@ from typing import Any
 import kubernetes
 import yaml
 
+from tests.fakes.kubeapi import admission as admission_mod
+from tests.fakes.kubeapi import disruption as disruption_mod
 from tests.fakes.kubeapi import faults as faults_mod
+from tests.fakes.kubeapi import kubelet as kubelet_mod
 from tests.fakes.kubeapi import server, status
 from tests.fakes.kubeapi import store as store_mod
 
@@ -45,6 +48,21 @@ class KubeApi:
     @property
     def requests(self) -> faults_mod.Requests:
         return self.server.requests
+
+    @property
+    def kubelet(self) -> kubelet_mod.Kubelet:
+        """The nodes' simulated kubelet: resize modes, checkpoint modes, Jobs, `settled()`."""
+        return self.server.kubelet
+
+    @property
+    def disruptions(self) -> disruption_mod.Recorder:
+        """Every PodDisruptionBudget breach a request or kubelet step caused."""
+        return self.server.disruptions
+
+    @property
+    def admission(self) -> admission_mod.Admission:
+        """The mutating-webhook stage: `.calls` records every webhook call."""
+        return self.server.admission
 
     # ---------------------------------------------------------------- clients
 

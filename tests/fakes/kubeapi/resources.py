@@ -79,6 +79,7 @@ def builtin_types() -> list[ResourceType]:
         _builtin("apps", "v1", "statefulsets", "StatefulSet", True, ["sts"], {"status", "scale"}),
         _builtin("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"], {"status"}),
         _builtin("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], {"status", "scale"}),
+        _builtin("batch", "v1", "jobs", "Job", True, None, {"status"}),
         _builtin("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
                  True, ["hpa"], {"status"}),
         _builtin("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
@@ -94,6 +95,9 @@ def builtin_types() -> list[ResourceType]:
         _builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                  False),
         _builtin("events.k8s.io", "v1", "events", "Event", True, ["ev"]),
+        # Stored and called on creates (tests.fakes.kubeapi.admission).
+        _builtin("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                 "MutatingWebhookConfiguration", False),
     ]
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import datetime
 import json
-import math
 import socket
 import threading
 import urllib.parse
@@ -22,7 +20,10 @@ from typing import Any
 
 import yaml
 
+from tests.fakes.kubeapi import admission as admission_mod
+from tests.fakes.kubeapi import disruption as disruption_mod
 from tests.fakes.kubeapi import faults as faults_mod
+from tests.fakes.kubeapi import kubelet as kubelet_mod
 from tests.fakes.kubeapi import patch as patch_mod
 from tests.fakes.kubeapi import rbac, resources, selectors, status, store, tables, validation
 
@@ -31,11 +32,22 @@ JSON = dict[str, Any]
 DEFAULT_TOKEN = "kubeapi-test-token"
 ADMIN_USER = "kubernetes-admin"
 
-VERSION_INFO: JSON = {
-    "major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "kubeapi-test",
-    "gitTreeState": "clean", "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6",
-    "compiler": "gc", "platform": "linux/amd64",
-}
+DEFAULT_VERSION = (1, 34)
+RESIZE_SINCE = (1, 33)  # pods/resize: beta and on by default (alpha, off, before)
+
+
+def version_info(version: tuple[int, int] = DEFAULT_VERSION) -> JSON:
+    """What GET /version answers for a server of this (major, minor) version."""
+    major, minor = version
+    return {
+        "major": str(major), "minor": str(minor), "gitVersion": f"v{major}.{minor}.0",
+        "gitCommit": "kubeapi-test", "gitTreeState": "clean",
+        "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6", "compiler": "gc",
+        "platform": "linux/amd64",
+    }
+
+
+VERSION_INFO: JSON = version_info()
 
 _PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -85,22 +97,31 @@ class KubeApiServer:
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", history: int = 1000,
                  bookmark_interval: float = 1.0, token: str = DEFAULT_TOKEN,
-                 controllers: bool = True, pod_grace_seconds: float = 0.0) -> None:
+                 controllers: bool = True, pod_grace_seconds: float = 0.0,
+                 version: tuple[int, int] = DEFAULT_VERSION) -> None:
         self.store = store.Store(history=history)
         self.store.pod_grace_seconds = pod_grace_seconds
         self.faults = faults_mod.Faults()
         self.requests = faults_mod.Requests()
+        self.admission = admission_mod.Admission(self.store, {ADMIN_USER})
         self.tokens: dict[str, str] = {token: ADMIN_USER}
         self.token = token
         self.require_auth = False
         self.authorizer: Any = None  # callable(user, RequestInfo) -> error message | None
         self.bookmark_interval = bookmark_interval
-        self.checkpoints: list[str] = []
         # Stand-in for the workload controllers: after a spec write to a Deployment,
         # StatefulSet or ReplicaSet, status converges at once (observedGeneration, replicas
         # updated/ready/available). Set False to leave status as seeded (a stuck rollout).
         self.controllers = controllers
         self.closing = threading.Event()
+        # The Kubernetes version served (/version, resize rules); the nodes' kubelet, which
+        # carries out resizes, answers checkpoints and runs Jobs; the budget recorder.
+        self.version = version
+        self.kubelet = kubelet_mod.Kubelet(self.store, version, self.closing)
+        self.checkpoints = self.kubelet.checkpoints
+        self.jobs_created = self.kubelet.jobs_created
+        self.disruptions = disruption_mod.Recorder()
+        self.store.listeners.append(self._observe)
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -119,9 +140,21 @@ class KubeApiServer:
         self._thread.start()
         return self
 
+    @property
+    def serves_resize(self) -> bool:
+        """Whether pods/resize exists: 1.33+ (older servers answer 404 for it)."""
+        return self.version >= RESIZE_SINCE
+
+    def _observe(self, ev: store.Event) -> None:
+        """Every store write, under the store lock: budgets and the kubelet look at it."""
+        cause = disruption_mod.current_cause()
+        self.disruptions.observe(self.store.objects, ev, cause)
+        self.kubelet.observe(ev, cause)
+
     def stop(self) -> None:
         """Stop accepting, end watches and idle keep-alive connections, join every thread."""
         self.closing.set()
+        self.kubelet.stop()
         with self.store.changed:
             self.store.changed.notify_all()
         if self._thread is not None:
@@ -258,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._authorize(user, info)
             if self._inject(info):
                 return
-            self._dispatch(method, route, info, query, raw)
+            with disruption_mod.acting(f"{method} {parsed.path}"):
+                self._dispatch(method, route, info, query, raw)
         except status.ApiError as e:
             self._send_error(e)
         except (BrokenPipeError, ConnectionResetError):
@@ -322,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return True
         if parts == ["version"]:
-            self._send_json(200, VERSION_INFO)
+            self._send_json(200, version_info(api.version))
             return True
         gvs = api.store.group_versions()
         if parts[:2] == ["openapi", "v3"]:
@@ -335,7 +369,11 @@ class _Handler(BaseHTTPRequestHandler):
                     {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{api.port}"}]})
             return True
         if parts == ["api", "v1"]:
-            self._send_json(200, resources.api_resource_list("v1", gvs.get("", {}).get("v1", [])))
+            listing = resources.api_resource_list("v1", gvs.get("", {}).get("v1", []))
+            if not api.serves_resize:
+                listing["resources"] = [r for r in listing["resources"]
+                                        if r["name"] != "pods/resize"]
+            self._send_json(200, listing)
             return True
         if parts == ["apis"]:
             groups = [_api_group(g, vs) for g, vs in sorted(gvs.items()) if g]
@@ -380,6 +418,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise not_found
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
+        if sub == "resize" and not self.api.serves_resize:
+            raise not_found
         if sub and sub not in rt.subresources and not (rt.plural == "namespaces"
                                                       and sub == "finalize"):
             raise not_found
@@ -411,7 +451,7 @@ class _Handler(BaseHTTPRequestHandler):
         rt = route.rt
         dry_run = query.get("dryRun") == "All"
         if route.subresource == "proxy":
-            self._node_proxy(method, route)
+            self._node_proxy(method, route, query)
             return
         if info.verb == "list":
             self._list(route, query)
@@ -434,8 +474,10 @@ class _Handler(BaseHTTPRequestHandler):
         if info.verb == "create":
             if route.name:
                 raise status.method_not_allowed()
-            code, result = 201, self.api.store.create(
-                rt, route.namespace or "", _obj(body), dry_run)
+            # Mutating admission webhooks, before validation and naming, as the real server.
+            obj = self.api.admission.admit_create(rt, route.namespace or "", _obj(body),
+                                                  user=info.user, dry_run=dry_run, query=query)
+            code, result = 201, self.api.store.create(rt, route.namespace or "", obj, dry_run)
         elif info.verb == "update":
             result = self._put(route, _obj(body), dry_run)
         elif info.verb == "patch":
@@ -750,7 +792,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _resize(self, route: _Route, old: JSON, new: JSON, dry_run: bool) -> JSON:
         rt, st = route.rt, self.api.store
-        causes = validation.resize_causes(new, old)
+        causes = validation.resize_causes(new, old, self.api.version)
         if causes:
             raise status.invalid("Pod", "", route.name, causes)
         wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
@@ -758,15 +800,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise status.stale(rt.plural, rt.group, route.name)
         merged = copy.deepcopy(old)
         merged["spec"]["containers"] = copy.deepcopy(new["spec"]["containers"])
-        if not dry_run:
-            # Actuate at once, as a kubelet with room on the node would.
-            by_name = {c.get("name"): c.get("resources") or {}
-                       for c in merged["spec"]["containers"]}
-            status_obj = merged.setdefault("status", {})
-            for cs in status_obj.get("containerStatuses") or []:
-                if cs.get("name") in by_name:
-                    cs["resources"] = copy.deepcopy(by_name[cs["name"]])
-        return st.update(rt, route.namespace or "", route.name, merged, "resize", dry_run)
+        stored = st.update(rt, route.namespace or "", route.name, merged, "resize", dry_run)
+        if not dry_run and stored["metadata"]["resourceVersion"] != old["metadata"][
+                "resourceVersion"]:
+            # The API server only records the desired resources; the node's kubelet
+            # carries them out later and reports progress in pod conditions.
+            self.api.kubelet.resized(stored)
+        return stored
 
     def _delete(self, route: _Route, body: Any, query: dict[str, str], dry_run: bool) -> JSON:
         rt, st = route.rt, self.api.store
@@ -823,116 +863,55 @@ class _Handler(BaseHTTPRequestHandler):
                               "status": "Success", "code": 201})
 
     def _check_budgets(self, pod: JSON, dry_run: bool) -> None:
+        """Refuse an eviction its PodDisruptionBudget does not allow (call under the lock)."""
         st = self.api.store
         ns = pod["metadata"]["namespace"]
-        labels = pod["metadata"].get("labels") or {}
         pdb_type = st.type_for("policy", "v1", "poddisruptionbudgets")
-        pod_type = st.type_for("", "v1", "pods")
-        pdbs = [p for p in st.all_objects(pdb_type, ns)
-                if selectors.match_label_selector((p.get("spec") or {}).get("selector"), labels)]
+        pdbs = disruption_mod.budgets_for(st.objects, ns, pod["metadata"].get("labels") or {})
         if len(pdbs) > 1:
             raise status.ApiError(500, MULTIPLE_PDBS, None, None)
         if not pdbs:
             return
-        pdb = pdbs[0]
+        pdb = copy.deepcopy(pdbs[0])
         spec = pdb.get("spec") or {}
-        selected = [p for p in st.all_objects(pod_type, ns)
-                    if selectors.match_label_selector(spec.get("selector"),
-                                                      p["metadata"].get("labels") or {})
-                    and not p["metadata"].get("deletionTimestamp")]
-        healthy = sum(1 for p in selected if _pod_healthy(p))
-        expected = self._expected_count(spec, selected)
-        desired = _desired_healthy(spec, expected)
-        allowed = max(0, healthy - desired)
+        b = disruption_mod.budget(st.objects, pdb)
         new_status = {
             "observedGeneration": pdb["metadata"].get("generation", 1),
-            "disruptionsAllowed": allowed, "currentHealthy": healthy,
-            "desiredHealthy": desired, "expectedPods": expected,
+            "disruptionsAllowed": b.allowed, "currentHealthy": b.healthy,
+            "desiredHealthy": b.desired, "expectedPods": b.expected,
         }
         if not dry_run:
-            merged = copy.deepcopy(pdb)
-            merged["status"] = {**(pdb.get("status") or {}), **new_status}
-            st.update(pdb_type, ns, pdb["metadata"]["name"], merged, "status")
-        if not _pod_healthy(pod) and (
-            spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow" or healthy >= desired
+            pdb["status"] = {**(pdb.get("status") or {}), **new_status}
+            st.update(pdb_type, ns, pdb["metadata"]["name"], pdb, "status")
+        if not disruption_mod.pod_healthy(pod) and (
+            spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow" or b.healthy >= b.desired
         ):
             return
-        if allowed <= 0:
+        if b.allowed <= 0:
             raise status.too_many_requests(PDB_VIOLATION, 0, [{
                 "reason": "DisruptionBudget",
-                "message": f"The disruption budget {pdb['metadata']['name']} needs {desired} "
-                           f"healthy pods and has {healthy} currently"}])
-
-    def _expected_count(self, spec: JSON, pods: list[JSON]) -> int:
-        """The disruption controller's expectedPods.
-
-        An integer minAvailable counts the matching pods; maxUnavailable and percentages use
-        the scale of the pods' controllers (Deployment via ReplicaSet, StatefulSet,
-        ReplicaSet), so evicted pods still count until a controller replaces them. Pods
-        without a known controller fall back to being counted themselves (the real
-        controller would refuse to compute a budget for them).
-        """
-        min_available = spec.get("minAvailable")
-        if spec.get("maxUnavailable") is None and (
-                min_available is None or not str(min_available).endswith("%")):
-            return len(pods)
-        scales: dict[str, int] = {}
-        loose = 0
-        for pod in pods:
-            found = self._controller_scale(pod)
-            if found is None:
-                loose += 1
-            else:
-                scales[found[0]] = found[1]
-        return sum(scales.values()) + loose if scales else len(pods)
-
-    def _controller_scale(self, pod: JSON) -> tuple[str, int] | None:
-        st = self.api.store
-        ns = pod["metadata"]["namespace"]
-        owner = next((o for o in pod["metadata"].get("ownerReferences") or []
-                      if o.get("controller")), None)
-        if owner is None:
-            return None
-        kinds = {"ReplicaSet": "replicasets", "StatefulSet": "statefulsets",
-                 "Deployment": "deployments"}
-        if owner.get("kind") not in kinds:
-            return None
-        try:
-            obj = st.get(st.type_for("apps", "v1", kinds[owner["kind"]]), ns, owner["name"])
-        except status.ApiError:
-            return None
-        if owner["kind"] == "ReplicaSet":
-            parent = next((o for o in obj["metadata"].get("ownerReferences") or []
-                           if o.get("controller") and o.get("kind") == "Deployment"), None)
-            if parent is not None:
-                with contextlib.suppress(status.ApiError):
-                    obj = st.get(st.type_for("apps", "v1", "deployments"), ns, parent["name"])
-        return obj["metadata"]["uid"], int((obj.get("spec") or {}).get("replicas", 1))
+                "message": f"The disruption budget {pdb['metadata']['name']} needs {b.desired} "
+                           f"healthy pods and has {b.healthy} currently"}])
 
     # ------------------------------------------------------------------ node proxy
 
-    def _node_proxy(self, method: str, route: _Route) -> None:
-        """Only the kubelet checkpoint API: POST nodes/{n}/proxy/checkpoint/{ns}/{pod}/{c}."""
-        st = self.api.store
-        node = st.get(route.rt, "", route.name)
-        rest = route.rest
-        if method != "POST" or len(rest) != 4 or rest[0] != "checkpoint":
-            raise status.ApiError(404, "404 page not found", "NotFound", {})
-        _, ns, pod_name, container = rest
-        pod_type = st.type_for("", "v1", "pods")
-        try:
-            pod = st.get(pod_type, ns, pod_name)
-        except status.ApiError as e:
-            raise status.ApiError(404, "404 page not found", "NotFound", {}) from e
-        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-        if (pod.get("spec") or {}).get("nodeName") != node["metadata"]["name"] or (
-                container not in names):
-            raise status.ApiError(404, "404 page not found", "NotFound", {})
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        path = (f"/var/lib/kubelet/checkpoints/checkpoint-{pod_name}_{ns}-{container}-"
-                f"{stamp}.tar")
-        self.api.checkpoints.append(path)
-        self._send_json(200, {"items": [path]})
+    def _node_proxy(self, method: str, route: _Route, query: dict[str, str]) -> None:
+        """Only the kubelet checkpoint API: POST nodes/{n}/proxy/checkpoint/{ns}/{pod}/{c}.
+
+        The API server finds the node (404 Status if missing) and passes the kubelet's
+        answer through as it came (the simulated kubelet's, see kubelet.Kubelet.checkpoint).
+        The proxied path is split as Go decodes it: the client escapes its slashes.
+        """
+        node = self.api.store.get(route.rt, "", route.name)
+        rest = [p for part in route.rest for p in part.split("/") if p]
+        code, content_type, body = self.api.kubelet.checkpoint(method, node, rest, query)
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -1113,29 +1092,6 @@ def _scale_of(rt: resources.ResourceType, obj: JSON) -> JSON:
         "spec": {"replicas": _get_path(obj, spec_path) or 0},
         "status": {"replicas": _get_path(obj, status_path) or 0, "selector": selector},
     }
-
-
-def _pod_healthy(pod: JSON) -> bool:
-    st = pod.get("status") or {}
-    if st.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in st.get("conditions") or [])
-
-
-def _scaled(value: Any, total: int) -> int:
-    if isinstance(value, str) and value.endswith("%"):
-        return math.ceil(total * int(value[:-1]) / 100)
-    return int(value)
-
-
-def _desired_healthy(spec: JSON, expected: int) -> int:
-    """The disruption controller's desiredHealthy (percentages round up)."""
-    if spec.get("maxUnavailable") is not None:
-        return max(0, expected - _scaled(spec["maxUnavailable"], expected))
-    if spec.get("minAvailable") is not None:
-        return _scaled(spec["minAvailable"], expected)
-    return expected
 
 
 def _fault_error(rule: faults_mod.Rule, info: faults_mod.RequestInfo) -> status.ApiError:

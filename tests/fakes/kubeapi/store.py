@@ -72,6 +72,9 @@ class Store:
         # next store access after the deadline.
         self.pod_grace_seconds = 0.0
         self._terminating: dict[ObjKey, float] = {}
+        # Called with each Event as it is recorded, under the lock (the server's kubelet and
+        # disruption recorder): they must not write to the store themselves.
+        self.listeners: list[Callable[[Event], None]] = []
         self.objects: dict[tuple[str, str], dict[ObjKey, JSON]] = collections.defaultdict(dict)
         self.types: dict[tuple[str, str, str], resources.ResourceType] = {}
         for t in resources.builtin_types():
@@ -115,10 +118,13 @@ class Store:
     def _record(self, type_: str, rt: resources.ResourceType, obj: JSON,
                 prev: JSON | None) -> None:
         ns = obj["metadata"].get("namespace", "")
-        self.events.append(Event(int(obj["metadata"]["resourceVersion"]), type_, rt.key, ns,
-                                 copy.deepcopy(obj), copy.deepcopy(prev) if prev else None))
+        event = Event(int(obj["metadata"]["resourceVersion"]), type_, rt.key, ns,
+                      copy.deepcopy(obj), copy.deepcopy(prev) if prev else None)
+        self.events.append(event)
         while len(self.events) > self.history:
             self.compacted_rv = self.events.popleft().rv
+        for listener in self.listeners:
+            listener(event)
         self.changed.notify_all()
 
     def compact(self) -> None:

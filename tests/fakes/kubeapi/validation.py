@@ -164,6 +164,7 @@ def validate_builtin(obj: JSON, old: JSON | None, subresource: str = "") -> list
                 "spec.replicas", replicas, "must be greater than or equal to 0"))
     for pod_spec, base in pod_specs(obj):
         causes.extend(_resources_causes(pod_spec, base))
+        causes.extend(_resize_policy_causes(pod_spec, base))
     if kind == "HorizontalPodAutoscaler":
         lo = spec.get("minReplicas", 1)
         hi = spec.get("maxReplicas")
@@ -218,8 +219,79 @@ def _pod_update_causes(new: JSON, old: JSON) -> list[JSON]:
     return []
 
 
-def resize_causes(new: JSON, old: JSON) -> list[JSON]:
-    """pods/resize: only container cpu/memory resources may move, and never the QoS class."""
+RESIZE_POLICY_NEVER = "must be 'NotRequired' when `restartPolicy` is 'Never'"
+RESIZE_UNSUPPORTED = "Pod running on node without support for resize"
+
+
+def _resize_policy_causes(pod_spec: JSON, base: str) -> list[JSON]:
+    """validateResizePolicy: a pod that is never restarted cannot restart a container to
+    resize it."""
+    if pod_spec.get("restartPolicy") != "Never":
+        return []
+    causes: list[JSON] = []
+    for i, c in enumerate(_containers(pod_spec)):
+        for p in c.get("resizePolicy") or []:
+            if isinstance(p, dict) and p.get("restartPolicy") != "NotRequired":
+                causes.append(status.invalid_value(
+                    f"{base}.containers[{i}].resizePolicy", p.get("restartPolicy") or "",
+                    RESIZE_POLICY_NEVER))
+    return causes
+
+
+def _memory_policy(container: JSON) -> str:
+    for p in container.get("resizePolicy") or []:
+        if isinstance(p, dict) and p.get("resourceName") == "memory":
+            return str(p.get("restartPolicy") or "")
+    return ""
+
+
+def _resize_supported(pod: JSON) -> bool:
+    """isPodResizeRequestSupported: the first running container must report its resources
+    (nodes whose kubelet cannot resize leave them unset). Container statuses without a
+    `state` (as tests often seed them) count as running in a Running pod."""
+    st = pod.get("status") or {}
+    for cs in st.get("containerStatuses") or []:
+        state = cs.get("state")
+        running = (state or {}).get("running") is not None if state is not None else (
+            st.get("phase") == "Running")
+        if running:
+            return cs.get("resources") is not None
+    return True
+
+
+def _container_resize_causes(new_c: JSON, old_c: JSON, path: str,
+                             version: tuple[int, int]) -> list[JSON]:
+    """validateContainerResize: nothing removed; on 1.33, no memory limit decrease (or
+    addition) without a RestartContainer memory policy (1.34 leaves it to the kubelet)."""
+    causes: list[JSON] = []
+    new_res = new_c.get("resources") or {}
+    old_res = old_c.get("resources") or {}
+    for section, what in (("requests", "resource requests"), ("limits", "resource limits")):
+        if set(old_res.get(section) or {}) - set(new_res.get(section) or {}):
+            causes.append(status.forbidden_field(f"{path}.{section}", f"{what} cannot be removed"))
+    if version != (1, 33) or _memory_policy(new_c) not in ("", "NotRequired"):
+        return causes
+    new_lim = (new_res.get("limits") or {}).get("memory")
+    old_lim = (old_res.get("limits") or {}).get("memory")
+    field = f"{path}.limits[memory]"
+    try:
+        if new_lim is not None and old_lim is not None:
+            if parse_quantity(new_lim) < parse_quantity(old_lim):
+                causes.append(status.forbidden_field(
+                    field, "memory limits cannot be decreased unless resizePolicy is "
+                    "RestartContainer"))
+        elif new_lim is not None:
+            causes.append(status.forbidden_field(
+                field, "memory limits cannot be added unless resizePolicy is RestartContainer"))
+    except BadQuantity:
+        pass
+    return causes
+
+
+def resize_causes(new: JSON, old: JSON, version: tuple[int, int] = (1, 34)) -> list[JSON]:
+    """pods/resize (ValidatePodResize): only container cpu/memory resources and resize
+    policies may move, never the QoS class, only on a node that supports resizing, with
+    the memory-limit rules of the server's version."""
     new_spec = new.get("spec") or {}
     old_spec = old.get("spec") or {}
 
@@ -248,7 +320,14 @@ def resize_causes(new: JSON, old: JSON) -> list[JSON]:
     old_qos = qos_class(old_spec)
     new_qos = qos_class(new_spec)
     causes = _resources_causes(new_spec, "spec")
+    causes.extend(_resize_policy_causes(new_spec, "spec"))
     if old_qos != new_qos:
         causes.append(status.invalid_value(
             "spec", new_qos, "Pod QOS Class may not change as a result of resizing"))
+    if not _resize_supported(old):
+        causes.append(status.forbidden_field("spec", RESIZE_UNSUPPORTED))
+    for i, (new_c, old_c) in enumerate(zip(_containers(new_spec), _containers(old_spec),
+                                           strict=False)):
+        causes.extend(_container_resize_causes(new_c, old_c, f"spec.containers[{i}].resources",
+                                               version))
     return causes
