@@ -481,6 +481,22 @@ class Kube:
             self._node_cache[name] = got
         return copy.deepcopy(got)
 
+    def list_nodes(self, label_selector: str) -> tuple[list[JSON], str]:
+        """The Nodes carrying a label (one LIST, not cached: the nodes a consolidation
+        marked, never the whole cluster's) and the list's resourceVersion."""
+        answer = self.call(f"list Node {label_selector}", self.core.list_node,
+                           label_selector=label_selector)
+        return (_items(answer, "v1", "Node"),
+                str((answer.get("metadata") or {}).get("resourceVersion") or ""))
+
+    def watch_nodes(self, label_selector: str, since: str, timeout: float,
+                    on_open: Callable[[Any], None] | None = None) -> Iterator[JSON]:
+        """Watch the Nodes carrying a label from ``since`` (``watch_lines``); a node that
+        loses the label arrives as DELETED, as the API server's watch cache sends it."""
+        return self.watch_lines(f"watch Node {label_selector}", self.core.list_node,
+                                timeout=timeout, on_open=on_open,
+                                label_selector=label_selector, resource_version=since)
+
     def refresh_pods_on_node(self, node: str) -> list[JSON]:
         """List the pods bound to a node again (a drain polls until they are gone), bypassing
         the cache and replacing its entry with the fresh answer."""
@@ -493,6 +509,53 @@ class Kube:
         with self._lock:
             self._node_pods_cache[node] = fresh
         return copy.deepcopy(fresh)
+
+    # ------------------------------------------------------------------ pods of a workload
+
+    def pods_of(self, target: Mapping[str, Any]) -> tuple[list[JSON], str]:
+        """The pods a workload owns (Deployment -> ReplicaSet -> Pod, StatefulSet and
+        DaemonSet -> Pod, by controller UID, not by labels alone: another workload's pods
+        may carry the same labels), fresh from the server, and the resourceVersion of the
+        pod list (where a watch of them starts). Two LISTs for a Deployment, one else."""
+        meta = target.get("metadata") or {}
+        ns, uid = str(meta.get("namespace") or ""), str(meta.get("uid") or "")
+        selector = label_selector((target.get("spec") or {}).get("selector"))
+        owners = {uid}
+        if target.get("kind") == "Deployment":
+            answer = self.call(f"list ReplicaSet in {ns}", self.apps.list_namespaced_replica_set,
+                               ns, label_selector=selector)
+            owners = {str((rs.get("metadata") or {}).get("uid"))
+                      for rs in answer.get("items") or [] if _controller_uid(rs) == uid}
+        answer = self.call(f"list Pod in {ns}", self.core.list_namespaced_pod, ns,
+                           label_selector=selector)
+        pods = [p for p in _items(answer, "v1", "Pod") if _controller_uid(p) in owners]
+        return pods, str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    def pod(self, namespace: str, name: str) -> JSON | None:
+        """One pod fresh from the server, or None when it is gone."""
+        try:
+            got: JSON = self.call(f"get Pod {namespace}/{name}",
+                                  self.core.read_namespaced_pod, name, namespace)
+        except errors.NotFoundError:
+            return None
+        got.setdefault("apiVersion", "v1")
+        got.setdefault("kind", "Pod")
+        return got
+
+    def resize_pod(self, namespace: str, name: str, ops: Sequence[Mapping[str, Any]], *,
+                   dry_run: bool = False) -> JSON:
+        """JSON Patch a pod's container resources through ``pods/{name}/resize`` (Kubernetes
+        1.33+). ``test`` operations make it fail with TestFailed when the pod changed since
+        it was read. A cluster without the subresource answers 404, as for a pod that is
+        gone: the caller tells them apart (``pod``)."""
+        kwargs: dict[str, Any] = {"field_manager": self.field_manager,
+                                  "_content_type": "application/json-patch+json"}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        got: JSON = self.call(f"{'dry-run ' if dry_run else ''}resize Pod {namespace}/{name}",
+                              self.core.patch_namespaced_pod_resize, name, namespace,
+                              [dict(op) for op in ops], guarded=True, **kwargs)
+        return got
 
     # ------------------------------------------------------------------ writes
 
@@ -695,6 +758,33 @@ def _items(answer: JSON, api_version: str, kind: str) -> list[JSON]:
         item.setdefault("kind", kind)
         out.append(item)
     return out
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("controller"):
+            return str(ref.get("uid") or "")
+    return ""
+
+
+def label_selector(selector: Any) -> str:
+    """A LabelSelector object as the ``labelSelector`` query string. Only its matchLabels
+    and set-based expressions the query language can say; a workload's selector is
+    immutable and always one of those."""
+    if not isinstance(selector, Mapping):
+        return ""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or []:
+        key, op, vals = e.get("key"), e.get("operator"), sorted(e.get("values") or [])
+        if op == "In":
+            parts.append(f"{key} in ({','.join(vals)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(vals)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
 
 
 def _snake(kind: str) -> str:

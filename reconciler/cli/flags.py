@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -88,6 +89,15 @@ def add_direct(p: argparse.ArgumentParser) -> None:
                    help="node group recommendations: how long one node may take to drain "
                         "(PodDisruptionBudgets may hold evictions back) before the drain "
                         "stops, incomplete (default: %(default)s)")
+    p.add_argument("--mark-deadline", type=float, metavar="SECONDS",
+                   default=settings.DirectSettings.mark_deadline,
+                   help="node groups marked for the node operator: how long it has to remove "
+                        "a marked node before the marks are removed and the recommendation "
+                        "fails (default: %(default)s)")
+    p.add_argument("--mark-ttl", type=float, metavar="SECONDS",
+                   default=settings.DirectSettings.mark_ttl,
+                   help="`run` removes marks older than this whose recommendation is no "
+                        "longer Applying (default: %(default)s)")
 
 
 def add_gitops(p: argparse.ArgumentParser) -> None:
@@ -236,6 +246,11 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
     timeout = float(getattr(args, "drain_timeout", settings.DirectSettings.drain_timeout))
     if timeout <= 0:
         raise errors.ConfigError(f"--drain-timeout must be > 0 (got {timeout})")
+    marks = {k: float(getattr(args, k, getattr(settings.DirectSettings, k)))
+             for k in ("mark_deadline", "mark_ttl")}
+    for k, v in marks.items():
+        if not v > 0 or math.isinf(v):
+            raise errors.ConfigError(f"--{k.replace('_', '-')} must be > 0 (got {v})")
     labels = getattr(args, "label", None)
     return settings.Settings(
         policy=policy_settings(args),
@@ -258,7 +273,8 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
         kube=kube_settings(args, environ),
         direct=settings.DirectSettings(
             server_dry_run=bool(getattr(args, "server_dry_run", True)),
-            drain_timeout=timeout),
+            drain_timeout=timeout, **marks),
+        live=env.live_settings(environ),
         mode=mode, state_dir=state, now=getattr(args, "now", ""),
         cluster_id=getattr(args, "cluster_id", "default") or "default",
         limits=input_limits(args, environ),

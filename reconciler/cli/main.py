@@ -18,7 +18,7 @@ import sys
 import traceback
 
 from reconciler import __version__
-from reconciler.cli import apply, demo, policy, rollback, run, stream
+from reconciler.cli import apply, demo, policy, rollback, run, stream, webhook
 from reconciler.config import env
 from reconciler.domain import errors
 from reconciler.domain import text as txt
@@ -28,7 +28,7 @@ from reconciler.domain import text as txt
 ERROR_LIMIT = 2000
 
 # The order of `reconciler --help`.
-GROUPS = (apply, run, demo, rollback, policy, stream)
+GROUPS = (apply, run, webhook, demo, rollback, policy, stream)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ RUN_VARIABLES = {
     "DAKR_OPA_DECISION_PATH": "opa_decision_path", "DAKR_GITOPS_PATH": "repo_path",
     "DAKR_GITOPS_BRANCH_PREFIX": "branch_prefix", "DAKR_GITOPS_AUTHOR_NAME": "author_name",
     "DAKR_GITOPS_AUTHOR_EMAIL": "author_email",
+    "DAKR_MARK_DEADLINE": "mark_deadline", "DAKR_MARK_TTL": "mark_ttl",
     # The embedded engine's policy directory: the image's copy of the library, or the
     # chart's policy ConfigMap mounted into the reconciler when there is no OPA sidecar.
     "DAKR_POLICY_DIR": "policies",
@@ -57,6 +58,39 @@ def run_defaults(env: Mapping[str, str]) -> dict[str, object]:
                       ("DAKR_CLUSTER_FACTS_NODES", "node_facts")):
         if env.get(var, "").lower() in ("true", "1", "yes"):
             out[dest] = True
+    return out
+
+
+ENV_LIVE_WEBHOOK = "DAKR_LIVE_WEBHOOK"
+
+
+def live_settings(env: Mapping[str, str]) -> settings.LiveSettings:
+    """``DAKR_LIVE_WEBHOOK`` (true | false): the chart deployed the live-migration
+    admission webhook (``liveMigration.enabled``)."""
+    return settings.LiveSettings(
+        webhook=parse_bool(env.get(ENV_LIVE_WEBHOOK, ""), ENV_LIVE_WEBHOOK))
+
+
+def webhook_defaults(env: Mapping[str, str]) -> dict[str, object]:
+    """What the chart sets for `reconciler webhook` (its flags win): the port
+    (``DAKR_WEBHOOK_PORT``), the certificate and key files (``DAKR_WEBHOOK_TLS_CERT``,
+    ``DAKR_WEBHOOK_TLS_KEY``), the store (``DAKR_STORE``: kubernetes), a plain-HTTP
+    metrics address (``DAKR_METRICS_ADDR``), the state directory of a local store
+    (``DAKR_WORK_DIR``). Only what is set; a malformed port is a ConfigError naming it."""
+    out: dict[str, object] = {}
+    port = env.get("DAKR_WEBHOOK_PORT", "").strip()
+    if port:
+        if not port.isdigit():
+            raise errors.ConfigError(f"DAKR_WEBHOOK_PORT: {port!r} is not a port number")
+        out["port"] = int(port)
+    for var, key in (("DAKR_WEBHOOK_TLS_CERT", "tls_cert"), ("DAKR_WEBHOOK_TLS_KEY", "tls_key"),
+                     ("DAKR_METRICS_ADDR", "metrics_addr")):
+        if env.get(var, "").strip():
+            out[key] = env[var].strip()
+    if env.get("DAKR_STORE") in ("kubernetes", "kube"):
+        out["store"] = "kube"
+    if env.get("DAKR_WORK_DIR"):
+        out["state_dir"] = Path(env["DAKR_WORK_DIR"])
     return out
 
 

@@ -99,6 +99,21 @@ class DirectSettings:
 
     server_dry_run: bool = True
     drain_timeout: float = 300.0  # node groups: seconds one node may take to drain
+    # Node groups under nodeConsolidation "mark": seconds the node operator has to remove
+    # a marked node (then the marks go, Failed), and the age past which a mark whose
+    # recommendation is no longer Applying is removed by the operator's resync.
+    mark_deadline: float = 3600.0
+    mark_ttl: float = 86400.0
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Live migration. ``webhook``: the admission webhook is deployed (chart value
+    ``liveMigration.enabled``, env ``DAKR_LIVE_WEBHOOK``), so pods created after an in-place
+    resize get the new values; without it a LiveMigration under ``persist: webhook`` still
+    resizes the running pods and says that new pods start with the template's values."""
+
+    webhook: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,7 @@ class Settings:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
     direct: DirectSettings = field(default_factory=DirectSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     # gitops | direct: the writer this process was configured for; audit: none (no
     # repository and not direct mode), so it decides and reports and writes nothing.
     mode: str = "gitops"
@@ -255,3 +271,41 @@ class RunSettings:
             if not v > 0 or math.isinf(v):
                 raise errors.ConfigError(f"{name} must be a positive number of seconds, "
                                          f"got {v!r}")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """`reconciler webhook`: the live-migration admission webhook. It serves HTTPS only (the
+    API server calls webhooks over TLS), from certificate and key files it reloads when
+    they change; its index comes from the store (``kube``: the custom resources, listed and
+    watched; ``sqlite:PATH``: the local file's change log)."""
+
+    tls_cert: str = ""             # PEM certificate (chain) file
+    tls_key: str = ""              # PEM private key file
+    port: int = 8443               # 0: any free port (tests)
+    address: str = ""              # "" : every interface
+    store: str = "kube"            # kube | sqlite:PATH
+    kube: KubeSettings = field(default_factory=KubeSettings)
+    metrics_addr: str = ""         # /metrics over plain HTTP here too (the TLS port has it)
+    reload_interval: float = 1.0   # how often the certificate files are looked at
+    watch_timeout: float = 300.0   # a watch request is renewed after this long
+    max_body: int = 3 * 1024 * 1024 + 65536  # the API server's request limit, plus room
+
+    def __post_init__(self) -> None:
+        if not self.tls_cert or not self.tls_key:
+            raise errors.ConfigError(
+                "the webhook serves HTTPS only: give --tls-cert and --tls-key "
+                "(DAKR_WEBHOOK_TLS_CERT, DAKR_WEBHOOK_TLS_KEY)")
+        if not 0 <= self.port <= 65535:
+            raise errors.ConfigError(f"--port (DAKR_WEBHOOK_PORT) must be 0-65535, got "
+                                     f"{self.port}")
+        check_addr(self.metrics_addr, "--metrics-addr (DAKR_METRICS_ADDR)")
+        if self.store != "kube" and not (self.store.startswith("sqlite:")
+                                         and len(self.store) > len("sqlite:")):
+            raise errors.ConfigError(f"--store {self.store!r}: expected kube, sqlite or "
+                                     "sqlite:PATH")
+        for name, v in (("reload interval", self.reload_interval),
+                        ("watch timeout", self.watch_timeout)):
+            if not v > 0 or math.isinf(v):
+                raise errors.ConfigError(f"webhook: the {name} must be a positive number "
+                                         f"of seconds, got {v!r}")

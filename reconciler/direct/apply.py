@@ -17,7 +17,8 @@ with the live object as the target policy and the planner see. Safety comes from
 
 Reads go through ``kube.Kube``'s cache and the store through a batch view primed with one
 LIST per kind (``cache``), so a batch costs a handful of reads however many recommendations
-it holds. Node group recommendations cordon and drain their nodes (``drain``).
+it holds. Node group recommendations mark their nodes for the node operator (``mark``), or
+cordon and drain them (``drain``), as the decision says.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from reconciler.adapters import kube
 from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.store import port as store
 from reconciler.config import settings
-from reconciler.direct import cache, drain, patches
+from reconciler.direct import cache, drain, mark, patches
+from reconciler.direct import live as live_migration
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, decision, errors, model, policy_input, status
 from reconciler.domain import text as txt
@@ -58,7 +60,7 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         routed: bool = True) -> flow.Batch:
     """Run one batch in direct mode. ``dry_run``: server-side dry-run only, no status.
 
-    Node group recommendations drain the nodes they name (``_carry_out_nodes``). A
+    Node group recommendations mark (or drain) the nodes they name (``_carry_out_nodes``). A
     decision for a pull request goes to ``batch.handoff`` (or fails WriterNotConfigured
     without a repository); ``routed=False`` for a batch the GitOps writer handed over."""
     now = cfg.now or clock.rfc3339()
@@ -73,6 +75,9 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         w.item.message = f"cannot store the recommendation: {why}"
         live.remove(w)
     read = {w.rec.id: _read_target(kube_api, w) for w in live}
+    # Node groups whose nodes are marked for the node operator are followed, not decided
+    # again (a node it removed would read as missing to the policy).
+    live = [w for w in live if not _follow_marks(sv, view, kube_api, w, cfg, now, dry_run)]
     # A change recorded as Applying by a process that stopped before recording the result
     # is settled first: deciding again would see nothing left to change.
     # The HPA and PDBs for the policy (the same cached LISTs the HPA routing uses), and
@@ -109,8 +114,9 @@ def _found_in_place(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: 
         return False
     prev = stored.status.get("previous") or {}
     tref = prev.get("target") or {}
-    if not prev.get("set") or not isinstance(rec, model.WorkloadRecommendation):
-        return False
+    if (not prev.get("set") or not isinstance(rec, model.WorkloadRecommendation)
+            or rec.action == model.LIVE_MIGRATION):
+        return False  # a live migration is resumed by running it again: pods done are skipped
     undo = restore.restore_plan(rec.id, str(tref.get("kind", rec.targetRef.kind)),
                                 rec.namespace, str(tref.get("name", rec.targetRef.name)),
                                 prev)
@@ -176,10 +182,18 @@ def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.
         assert item.plan is not None
         change = patches.Change(item.plan, w.target, fact.hpa)
         try:
+            if dry_run and rec.action == model.LIVE_MIGRATION:
+                live_migration.carry_out(st, view, api, w, change, dec, now, dry_run=True,
+                               webhook=cfg.live.webhook)
+                return
             if dry_run:
                 patches.send(api, rec, change, dry_run=True)
                 item.phase = model.APPROVED
                 item.message = "dry run (server-side): would change " + patches.describe(item.plan)
+                return
+            if rec.action == model.LIVE_MIGRATION:
+                live_migration.carry_out(st, view, api, w, change, dec, now, dry_run=False,
+                               webhook=cfg.live.webhook)
                 return
             _apply(st, view, api, w, change, dec, now, dry_run_first=cfg.direct.server_dry_run)
             return
@@ -236,11 +250,24 @@ def _settle(st: store.Store, w: flow.Work, dec: decision.Decision, fact: _Live,
     return True
 
 
+def _follow_marks(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
+                  cfg: settings.Settings, now: str, dry_run: bool) -> bool:
+    """True when ``w`` is a node group whose nodes are marked for the node operator
+    (Applying): it is followed (``mark.follow``: Applied once they are gone, the marks
+    removed past the deadline), not decided again."""
+    if dry_run or not isinstance(w.rec, model.NodeGroupRecommendation):
+        return False
+    return mark.follow(st, view, api, w, now, cfg.direct.mark_deadline)
+
+
 def _carry_out_nodes(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.Kube,
                      now: str, dry_run: bool, options: drain.DrainOptions) -> None:
-    """Consolidate a node group: cordon and drain the nodes it names, through the Eviction
-    API so that PodDisruptionBudgets hold (reconciler/drain.py). The empty nodes are then
-    removed by the cluster's autoscaler; nothing here deletes a node or a machine.
+    """Consolidate a node group as the decision's ``execution.nodeConsolidation`` says:
+    ``mark`` (also when the policy does not say) marks the nodes it names for the node
+    operator, which cordons, drains and removes them (``mark.py``); ``drain`` cordons and
+    drains them here, through the Eviction API so that PodDisruptionBudgets hold
+    (reconciler/drain.py). The empty nodes are then removed by the cluster's autoscaler;
+    nothing here deletes a node or a machine.
 
     The nodes that will be cordoned are recorded in status first, so a rollback (or the
     deletion of the recommendation) can make them schedulable again; evicted pods are not
@@ -253,9 +280,15 @@ def _carry_out_nodes(w: flow.Work, st: store.Store, view: cache.BatchStore, api:
         return
     nodes = list(dict.fromkeys(rec.nodesToRemove))
     if not nodes:
-        _fail(st, w, "direct mode drains the nodes named in nodesToRemove and this "
-              "recommendation names none; resizing a node group is left to GitOps mode",
-              "NotApplicable", now)
+        _fail(st, w, "direct mode consolidates the nodes named in nodesToRemove (it marks "
+              "or drains them) and this recommendation names none; resizing a node group "
+              "is left to GitOps mode", "NotApplicable", now)
+        return
+    if dec.node_consolidation != "drain":  # "mark", or a policy that does not say
+        try:
+            mark.carry_out(w, st, view, api, now, dry_run)
+        except errors.ReconcilerError as e:
+            _fail_for(st, w, e, now)
         return
     try:
         if dry_run:

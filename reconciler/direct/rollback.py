@@ -18,11 +18,13 @@ from typing import Any
 
 from reconciler.adapters import kube
 from reconciler.adapters.store import port as store
-from reconciler.direct import cache, drain, patches
+from reconciler.direct import cache, drain, mark, patches
+from reconciler.direct import live as live_migration
 from reconciler.domain import clock, decision, errors, model, planner, results, status
 from reconciler.domain import text as txt
 from reconciler.flow import report
 
+log = logging.getLogger(__name__)
 audit_log = logging.getLogger("reconciler.audit")
 
 
@@ -51,7 +53,7 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
         cache.release(st, kind, rec_id)
         return item
     prev = rec.status.get("previous") or {}
-    if kind == model.NODE_GROUP and prev.get("cordoned"):
+    if kind == model.NODE_GROUP and (prev.get("cordoned") or prev.get("marked")):
         return _rollback_nodes(st, rec, api, item, now)
     if rec.phase not in (model.APPLIED, model.APPLYING) or not prev.get("set"):
         item.phase = rec.phase
@@ -64,6 +66,18 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
     hpa_name = str(prev.get("hpaName") or "")
     hpa = api.refresh(kube.HPA, ns, hpa_name) if hpa_name else None
     plan = restore_plan(rec_id, tkind, ns, name, prev)
+    migrated = rec.status.get("liveMigration") or {}
+    resized_back: list[str] = []
+    if migrated:
+        # A live migration: the pods it resized go back in place (the admission webhook
+        # stops with the phase); the template only when it was changed too.
+        resized_back, left = live_migration.roll_back(
+            api, target, migrated, dict((prev.get("set") or {}).get("containers") or {}))
+        if left:
+            log.warning("%s: pods not resized back: %s", txt.one_line(rec_id),
+                        txt.one_line("; ".join(left)))
+        if not migrated.get("template"):
+            plan = replace(plan, resources=(), replicas=None, hpa=None)
     problem = foreign_change(plan, target, hpa, hpa_name)
     if problem is None:
         try:
@@ -81,6 +95,9 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
                   txt.one_line(item.message, txt.EVENT_LIMIT), type_="Warning")
         return item
     item.phase, item.message = model.ROLLED_BACK, "previous values restored"
+    if migrated:
+        item.message = (f"{len(resized_back)} pod(s) resized back in place"
+                        + ("; the pod template restored" if migrated.get("template") else ""))
     report.save_status(st, rec, replace(
         kept, phase=model.ROLLED_BACK, message=item.message).with_condition(
         status.condition("RolledBack", True, "Restored", patches.describe(plan), now)))
@@ -101,21 +118,30 @@ def rollback(rec_id: str, st: store.Store, api: kube.Kube, *, now: str = "",
 def _rollback_nodes(st: store.Store, rec: store.Record, api: kube.Kube,
                     item: results.ItemResult, now: str) -> results.ItemResult:
     """Make the nodes a drain cordoned schedulable again (those still there). Evicted pods
-    are not brought back: their controllers replaced them when they were evicted."""
-    nodes = [str(n) for n in (rec.status.get("previous") or {}).get("cordoned") or []]
-    uncordoned = [n for n in nodes if _uncordon_if_present(api, n)]
+    are not brought back: their controllers replaced them when they were evicted. Nodes
+    marked for the node operator lose the marks of this recommendation (only its own)."""
+    prev = rec.status.get("previous") or {}
+    if prev.get("marked") and not prev.get("cordoned"):
+        unmarked = mark.unmark_all(api, [str(n) for n in prev["marked"]], rec.id)
+        done: dict[str, Any] = {"unmarked": unmarked}
+        reason, item.message = "Unmarked", mark.rollback_message(unmarked)
+    else:
+        nodes = [str(n) for n in prev.get("cordoned") or []]
+        uncordoned = [n for n in nodes if _uncordon_if_present(api, n)]
+        done = {"uncordoned": uncordoned}
+        reason = "Uncordoned"
+        item.message = (f"uncordoned {', '.join(uncordoned) or 'no node (none left cordoned)'}"
+                        "; evicted pods are not restored")
     item.phase = model.ROLLED_BACK
-    item.message = (f"uncordoned {', '.join(uncordoned) or 'no node (none left cordoned)'}; "
-                    "evicted pods are not restored")
     report.save_status(st, rec, replace(
         status.from_dict(rec.status), phase=model.ROLLED_BACK,
         message=item.message).with_condition(
-        status.condition("RolledBack", True, "Uncordoned", item.message, now)))
+        status.condition("RolledBack", True, reason, item.message, now)))
     audit_log.info(json.dumps({
         "event": "change", "action": "rollback", "who": api.who,
         "recommendationId": rec.id, "object": {"kind": "NodeGroup",
                                                "name": str(rec.spec.get("nodeGroup", ""))},
-        "uncordoned": uncordoned, "at": clock.rfc3339()}, sort_keys=True))
+        **done, "at": clock.rfc3339()}, sort_keys=True))
     api.event(cache.object_ref(st, rec.kind, rec.id, ""), "RolledBack",
               txt.one_line(item.message, txt.EVENT_LIMIT))
     cache.release(st, rec.kind, rec.id)

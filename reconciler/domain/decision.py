@@ -14,6 +14,7 @@ MODES = ("gitops", "direct", "audit")
 POLICY_UNAVAILABLE = "PolicyUnavailable"
 FALLBACKS = ("none", "recreate")
 PERSISTS = ("webhook", "template")
+MOVES = ("none", "checkpoint")
 CONSOLIDATIONS = ("mark", "drain")
 
 
@@ -27,17 +28,16 @@ class LivePolicy:
 
     fallback: str = "none"
     persist: str = "webhook"
+    move: str = "none"  # checkpoint: an Infeasible pod moves with its state, if the cluster can
     max_pods_resizing: int = 1
     deferred_timeout: float = 300.0
     in_progress_timeout: float = 3600.0
-    resize_in_gitops: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fallback": self.fallback, "persist": self.persist,
+        return {"fallback": self.fallback, "persist": self.persist, "move": self.move,
                 "maxPodsResizing": self.max_pods_resizing,
                 "deferredTimeoutSeconds": self.deferred_timeout,
-                "inProgressTimeoutSeconds": self.in_progress_timeout,
-                "resizeRunningPodsInGitops": self.resize_in_gitops}
+                "inProgressTimeoutSeconds": self.in_progress_timeout}
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,9 @@ def _live(raw: Any) -> LivePolicy | None:
     persist = raw.get("persist", base.persist)
     if persist not in PERSISTS:
         raise ValueError(f"persist {persist!r} is not one of {', '.join(PERSISTS)}")
+    move = raw.get("move", base.move)
+    if move not in MOVES:
+        raise ValueError(f"move {move!r} is not one of {', '.join(MOVES)}")
     numbers: dict[str, float] = {}
     for key, default in (("maxPodsResizing", base.max_pods_resizing),
                          ("deferredTimeoutSeconds", base.deferred_timeout),
@@ -183,11 +186,7 @@ def _live(raw: Any) -> LivePolicy | None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ValueError(f"{key} {v!r} is not a positive number")
         numbers[key] = float(v)
-    in_gitops = raw.get("resizeRunningPodsInGitops", base.resize_in_gitops)
-    if not isinstance(in_gitops, bool):
-        raise ValueError(f"resizeRunningPodsInGitops {in_gitops!r} is not a boolean")
-    return LivePolicy(fallback=str(fallback), persist=str(persist),
+    return LivePolicy(fallback=str(fallback), persist=str(persist), move=str(move),
                       max_pods_resizing=max(1, int(numbers["maxPodsResizing"])),
                       deferred_timeout=numbers["deferredTimeoutSeconds"],
-                      in_progress_timeout=numbers["inProgressTimeoutSeconds"],
-                      resize_in_gitops=in_gitops)
+                      in_progress_timeout=numbers["inProgressTimeoutSeconds"])

@@ -95,6 +95,9 @@ class Status:
     conditions: tuple[Condition, ...] = ()
     decision: DecisionSummary | None = None
     previous: dict[str, Any] = field(default_factory=dict)  # values before the change: rollback
+    # A LiveMigration done in place: persist, fallback, template changed, and per pod the
+    # values before its resize (``direct/live.py``); the admission webhook reads it.
+    liveMigration: dict[str, Any] = field(default_factory=dict)
     pullRequest: PullRequestRef | None = None
     appliedAt: str = ""
     observedGeneration: int = 0
@@ -109,6 +112,8 @@ class Status:
             out["decision"] = self.decision.to_dict()
         if self.previous:
             out["previous"] = self.previous
+        if self.liveMigration:
+            out["liveMigration"] = self.liveMigration
         if self.pullRequest is not None:
             out["pullRequest"] = self.pullRequest.to_dict()
         for k in ("appliedAt", "projectedSavings", "message"):

@@ -84,6 +84,7 @@ def from_dict(status: Mapping[str, Any]) -> model.Status:
     return model.Status(
         phase=str(status.get("phase", model.PENDING)), conditions=conds, decision=summary,
         previous=dict(status.get("previous") or {}), pullRequest=ref,
+        liveMigration=dict(status.get("liveMigration") or {}),
         appliedAt=str(status.get("appliedAt", "")),
         projectedSavings=str(status.get("projectedSavings", "")),
         message=str(status.get("message", "")))

@@ -13,6 +13,16 @@ from reconciler.runtime import metrics as metrics_mod
 Check = Callable[[], str]  # "" when ready, else why not
 
 
+
+def send(handler: http.server.BaseHTTPRequestHandler, code: int, body: bytes,
+         ctype: str = "text/plain") -> None:
+    """One whole answer with its length, so keep-alive connections stay usable."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
 class Health:
     """``/healthz`` (the process serves) and ``/readyz`` (``ready`` is set and ``check``
     finds nothing missing: the store synced, the policy engine answering, the stream
@@ -31,11 +41,7 @@ class Health:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send(self, code, body, ctype)
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]

@@ -40,6 +40,7 @@ from reconciler.adapters.store import port as store
 from reconciler.config import settings
 from reconciler.direct import apply as direct
 from reconciler.direct import cache as direct_cache
+from reconciler.direct import mark
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, errors, model, results, status
 from reconciler.domain import text as txt
@@ -52,6 +53,7 @@ from reconciler.runtime import (
     informer,
     jobs,
     leader,
+    nodewatch,
     rollbacks,
     sources,
     workqueue,
@@ -67,6 +69,10 @@ PLATFORM_DATA = "platform-data.json"  # the platform's policy parameters, under 
 # created together (`kubectl apply` of a file, a batch the platform sends) are decided and
 # applied together instead of one by one.
 COALESCE = 0.25
+# How often a node group waiting for the node operator to remove its marked nodes is looked
+# at when the nodes cannot be watched (no list/watch right on nodes); with the watch, it is
+# looked at when one of its nodes goes, and at its deadline.
+MARK_POLL = 10.0
 Target = informer.Target
 Docs = list[dict[str, Any]]
 
@@ -159,6 +165,8 @@ class Operator:
         self._workers: list[threading.Thread] = []
         self.batcher: batcher.Batcher[Target, Docs] | None = None
         self.health: health.Health | None = None
+        self.node_watch: nodewatch.NodeWatch | None = None
+        self._sweep_refused = False
 
     # ------------------------------------------------------------------ readiness
 
@@ -276,7 +284,62 @@ class Operator:
                 self._pending_items[key] = (items, started, temporary)
                 self.batcher.add(key, [w.document for w in out.handoff])
                 return
+        self._look_again(key, items)
         self._finish(key, items, started, error=temporary)
+
+    def _look_again(self, key: Target, items: Iterable[results.ItemResult]) -> None:
+        """A node group left Applying waits for the node operator: its key comes back at
+        its deadline (and when one of its nodes goes, ``_node_gone``; without the node
+        watch, every ``MARK_POLL`` seconds)."""
+        if self.store is None or self.dry_run:
+            return
+        now = clock.parse_rfc3339(self.cfg.now or clock.rfc3339())
+        for it in items:
+            if it.kind != model.NODE_GROUP or it.phase != model.APPLYING:
+                continue
+            rec = self.store.get(it.kind, it.id)
+            left = mark.seconds_left(rec.status, now, self.cfg.direct.mark_deadline) \
+                if rec is not None else None
+            if left is None:
+                continue
+            watched = self.node_watch is not None and self.node_watch.watching
+            self.queue.add_after(key, min(left + 1.0, self.run_settings.resync if watched
+                                          else MARK_POLL))
+
+    def _node_gone(self, node: str, owner: str) -> None:
+        """A marked node was deleted (or lost its mark): look at its recommendation now."""
+        recs = [r for r in (self.cache.get(model.NODE_GROUP, owner),) if r is not None] \
+            if owner else list(self.cache.all(model.NODE_GROUP, model.APPLYING))
+        for r in recs:
+            if r.phase == model.APPLYING:
+                log.info("node %s marked by %s is gone: looking at %s again",
+                         txt.one_line(node), txt.one_line(owner or "?"), txt.one_line(r.id))
+                self.queue.add(informer.target_of(r))
+
+    def _nodes_listed(self) -> None:
+        """The marked nodes were listed again: a deletion missed meanwhile is found by
+        looking at every node group still waiting."""
+        for r in self.cache.all(model.NODE_GROUP, model.APPLYING):
+            self.queue.add(informer.target_of(r))
+
+    def _sweep_marks(self) -> None:
+        """Remove marks older than the TTL whose recommendation is no longer Applying (a
+        mark left behind blocks autoscalers: kubernetes/autoscaler#5657)."""
+        if (self.parts is None or self.parts.api is None or self.dry_run
+                or "direct" not in self.cfg.writers):
+            return
+
+        def phase_of(rec_id: str) -> str | None:
+            rec = self.cache.get(model.NODE_GROUP, rec_id)
+            return rec.phase if rec is not None else None
+
+        now = clock.parse_rfc3339(self.cfg.now or clock.rfc3339())
+        try:
+            mark.sweep(self.parts.api, phase_of, now, self.cfg.direct.mark_ttl)
+        except errors.ReconcilerError as e:
+            level = logging.DEBUG if self._sweep_refused else logging.WARNING
+            self._sweep_refused = True
+            log.log(level, "could not look for stale consolidation marks: %s", e)
 
     def _flush(self, work: dict[Target, Docs]) -> None:
         """One GitOps batch for the targets gathered in a window: one commit, one pull
@@ -450,6 +513,7 @@ class Operator:
         period, never the recommendation)."""
         self._take_in_files()
         self._follow()
+        self._sweep_marks()
         for r in self.cache.all():
             if needs_work(r, self.cfg.writers) or rollback_requested(r) is not None or (
                     r.deleting and direct_cache.FINALIZER in r.finalizers):
@@ -475,6 +539,10 @@ class Operator:
             if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
                 raise errors.TemporaryError(
                     f"the {inf.kind} store did not sync within {tuning.sync_timeout:g}s")
+        if "direct" in cfg.writers and parts.api is not None and not self.dry_run:
+            self.node_watch = nodewatch.NodeWatch(
+                parts.api, mark.SELECTOR, mark.BY, self._node_gone, self._nodes_listed,
+                watch_timeout=tuning.watch_timeout).start()
         if "gitops" in cfg.writers:
             self.batcher = batcher.Batcher(self._flush, batcher.Window(
                 tuning.batch_window, tuning.batch_max_wait, tuning.batch_max)).start()
@@ -538,6 +606,8 @@ class Operator:
             self.stream.stop()
         for inf in self.informers:
             inf.stop()
+        if self.node_watch is not None:
+            self.node_watch.stop()
         self.queue.shut_down()
         deadline = time.monotonic() + tuning.shutdown_timeout
         for t in self._workers:
@@ -551,6 +621,8 @@ class Operator:
             self._stream_thread.join(max(0.0, deadline - time.monotonic()))
         for inf in self.informers:
             inf.join(max(0.0, deadline - time.monotonic()))
+        if self.node_watch is not None:
+            self.node_watch.join(max(0.0, deadline - time.monotonic()))
         if self._stream_state is not None:
             self._stream_state.close()
         if self.parts is not None:

@@ -4,7 +4,7 @@ import data.fixtures as f
 
 # live_migration: the rightsizing sample as a LiveMigration; nodegroup: remove two nodes.
 
-test_live_defaults if f.execution(f.live_migration).liveMigration == {"fallback": "none", "persist": "webhook", "maxPodsResizing": 1, "deferredTimeoutSeconds": 300, "inProgressTimeoutSeconds": 3600, "resizeRunningPodsInGitops": false}
+test_live_defaults if f.execution(f.live_migration).liveMigration == {"fallback": "none", "persist": "webhook", "move": "none", "maxPodsResizing": 1, "deferredTimeoutSeconds": 300, "inProgressTimeoutSeconds": 3600}
 
 test_live_fallback_recreate if f.execution(f.live_migration).liveMigration.fallback == "recreate" with data.config.defaults.liveMigration.fallback as "recreate"
 
@@ -17,6 +17,10 @@ test_live_unknown_key_dropped if not f.execution(f.live_migration).liveMigration
 test_live_bad_fallback if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.fallback as "evict"
 
 test_live_bad_persist if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.persist as "annotation"
+
+test_live_move_checkpoint if f.execution(f.live_migration).liveMigration.move == "checkpoint" with data.config.defaults.liveMigration.move as "checkpoint"
+
+test_live_bad_move if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.move as "evict"
 
 test_live_bad_concurrency if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.maxPodsResizing as 0
 

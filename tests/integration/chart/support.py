@@ -108,7 +108,8 @@ WRITES = {
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"patch", "update"}),
 }
 NODE_FACTS = {("", "pods"): frozenset({"list"}), ("", "nodes"): frozenset({"get"})}
-DRAIN = {("", "pods/eviction"): frozenset({"create"}), ("", "nodes"): frozenset({"patch"})}
+DRAIN = {("", "pods/eviction"): frozenset({"create"}),
+         ("", "nodes"): frozenset({"list", "watch", "patch"})}  # list, watch: the marked ones
 
 
 def merge_rules(*groups: dict[tuple[str, str], frozenset[str]]

@@ -9,10 +9,12 @@ Cases:
   real (invalid object names give warnings, a broken CRD file gives an error).
 - RBAC: the ClusterRole of a writing operator (direct; gitops with a repository) grants
   exactly the expected (group, resource) -> verbs table; no
-  wildcard verbs, resources or groups; nothing for features not built (pods/resize,
-  nodes/proxy); pods list and nodes get only with clusterFacts.nodes (and the env that
-  turns node facts on); evictions and node patch only with nodeDrain.enabled (in direct
-  mode here; audit mode's read-only table is in test_chart_values.py); leases only
+  wildcard verbs, resources or groups; nothing for features not built (nodes/proxy);
+  pods/resize (with pod get/list/watch and ReplicaSet list) only with
+  liveMigration.enabled in a writing mode; pods list and nodes get only with
+  clusterFacts.nodes (and the env that turns node facts on); evictions and node patch,
+  list and watch (marks) only with nodeDrain.enabled (in direct mode here; audit mode's
+  read-only table is in test_chart_values.py); leases only
   in a namespaced Role; bindings point at the chart's ServiceAccount;
   rbac.create=false and leaderElection.enabled=false drop the corresponding objects.
 - Deployment: OPA sidecar Data API bound to localhost (flag, env URL, no 8181 container
@@ -223,18 +225,38 @@ def test_no_wildcards_in_any_rule(chart: Any, values: dict[str, Any]) -> None:
 def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> None:
     rules = _rules_table(_render(chart, values).one("ClusterRole")) if values.get(
         "rbac", {}).get("create", True) else {}
-    for key in (("", "pods/resize"), ("", "nodes/proxy")):
-        assert key not in rules, key
+    assert ("", "nodes/proxy") not in rules  # checkpoint/restore is not built
+    if not values.get("liveMigration", {}).get("enabled"):
+        assert ("", "pods/resize") not in rules
     if not values.get("nodeDrain", {}).get("enabled"):
         assert ("", "pods/eviction") not in rules
         assert rules.get(("", "nodes"), frozenset()) <= {"get"}  # no cordon
+
+
+def test_resize_rights_only_with_live_migration(chart: Any) -> None:
+    default = _rules_table(_render(chart, OVERRIDES["direct-mode"]).one("ClusterRole"))
+    live = _rules_table(_operator_role(_render(chart, {**OVERRIDES["direct-mode"],
+                                                       "liveMigration": {"enabled": True}})))
+    assert live.pop(("", "pods/resize")) == frozenset({"patch"})
+    assert live.pop(("apps", "replicasets")) == frozenset({"list"})
+    assert live.pop(("", "pods")) == frozenset({"get", "list", "watch"})
+    assert live == default
+    audit = _render(chart, {"mode": "audit", "liveMigration": {"enabled": True}})
+    assert ("", "pods/resize") not in _rules_table(_operator_role(audit))
+
+
+def _operator_role(rendered: Any) -> dict[str, Any]:
+    """The operator's ClusterRole (the admission webhook has its own, read-only one)."""
+    (role,) = [r for r in rendered.all("ClusterRole")
+               if not r["metadata"]["name"].endswith("-webhook")]
+    return dict(role)
 
 
 def test_drain_rights_only_with_node_drain(chart: Any) -> None:
     default = _rules_table(_render(chart, OVERRIDES["direct-mode"]).one("ClusterRole"))
     drain = _rules_table(_render(chart, OVERRIDES["node-drain"]).one("ClusterRole"))
     assert drain.pop(("", "pods/eviction")) == frozenset({"create"})
-    assert drain.pop(("", "nodes")) == frozenset({"get", "patch"})
+    assert drain.pop(("", "nodes")) == frozenset({"get", "list", "watch", "patch"})
     assert drain.pop(("", "pods")) == frozenset({"list"})
     assert drain == default
     env = {e["name"]: e.get("value") for e in _render(chart, OVERRIDES["node-drain"]).one(
@@ -508,6 +530,7 @@ STATUS_FIELDS = {
     "conditions",
     "decision",
     "previous",
+    "liveMigration",
     "pullRequest",
     "appliedAt",
     "observedGeneration",

@@ -335,9 +335,10 @@ NOTES: dict[str, list[str]] = {
     "gitops": [f"Pull requests go to {REPO} (base main, github)",
                "The forge token comes from Secret forge-token, key token."],
     "direct": ["Direct mode: approved changes are patched through the Kubernetes API",
-               "Node groups are not drained: that is a separate switch, "
+               "Node groups are not marked or drained: that is a separate switch, "
                "nodeDrain.enabled=true"],
-    "direct-drain": ["Node group recommendations cordon and drain their nodes"],
+    "direct-drain": ["Node group recommendations mark their nodes for the node operator",
+                     "or cordon and drain them (drain)"],
     "existing-secrets": ["The forge token comes from Secret forge, key pat."],
     "existing-policies": ["Policies: your ConfigMap team-policies (the shipped library is "
                           "not used)"],

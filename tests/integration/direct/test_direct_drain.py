@@ -1,7 +1,9 @@
 """Node consolidation in direct mode: NodeGroupRecommendations drain their nodes.
 
 Through direct.run and the real client against the test API server (CR store there, the
-embedded OPA engine with the small test policy of test_direct_apply, node facts read).
+embedded OPA engine with the small test policy of test_direct_apply, its decision saying
+``execution.nodeConsolidation: drain``, node facts read). Marking, the default, is
+test_direct_mark's.
 
 Cases:
 - applied: the named node is cordoned and its pods evicted through the Eviction API; the
@@ -23,13 +25,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 
+from reconciler.adapters.opa import embedded
+from reconciler.config import settings
 from reconciler.direct import deletions
-from tests.integration.direct.test_direct_apply import GROUP, VERSION, Env, env  # noqa: F401
+from tests.crds import install_crds
+from tests.fakes.kubeapi.handle import KubeApi
+from tests.integration.direct.test_direct_apply import GROUP, POLICY, VERSION, Env
 
 NG = "NodeGroupRecommendation"
 
@@ -43,6 +51,26 @@ def ng(rec_id: str, nodes: list[str], source: str = "") -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": NG, "spec": spec}
 
 
+# The test policy, its decision saying how node groups are consolidated: drain.
+DRAIN_POLICY = POLICY.replace('"warnings": []}',
+                              '"warnings": [], "execution": {"nodeConsolidation": "drain"}}')
+assert DRAIN_POLICY != POLICY
+
+
+@pytest.fixture
+def env(kubeapi: KubeApi, tmp_path: Path) -> Iterator[Env]:
+    install_crds(kubeapi)
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    (pol / "p.rego").write_text(DRAIN_POLICY)
+    engine = embedded.EmbeddedEngine(pol)
+    try:
+        yield Env(kubeapi, settings.Settings(now="2026-03-01T10:00:00Z"), engine,
+                  kubeapi.api_client())
+    finally:
+        engine.close()
+
+
 def only(batch: Any) -> Any:
     assert len(batch.items) == 1, batch.to_json()
     return batch.items[0]
@@ -53,12 +81,12 @@ def unschedulable(e: Env, node: str) -> bool:
 
 
 @pytest.fixture
-def nodes(env: Env) -> dict[str, Any]:  # noqa: F811
+def nodes(env: Env) -> dict[str, Any]:
     env.api.seed(env.api.node("node-a"), env.api.node("node-b"), env.api.node("node-c"))
     return env.api.seed_workload("cache", 2, node="node-a")
 
 
-def test_drain_applied(env: Env, nodes: dict[str, Any],  # noqa: F811
+def test_drain_applied(env: Env, nodes: dict[str, Any],
                        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="reconciler.audit")
     pods = sorted(p["metadata"]["name"] for p in nodes["pods"])
@@ -87,7 +115,7 @@ def test_drain_applied(env: Env, nodes: dict[str, Any],  # noqa: F811
     assert again.phase == "Applied" and env.api.requests.writes() == []
 
 
-def test_rollback_uncordons(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+def test_rollback_uncordons(env: Env, nodes: dict[str, Any]) -> None:
     env.run(ng("ng-1", ["node-a"]))
     assert unschedulable(env, "node-a")
     kubernetes.client.CustomObjectsApi(env.client).delete_cluster_custom_object(
@@ -99,7 +127,7 @@ def test_rollback_uncordons(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F
     assert not env.api.exists(f"{GROUP}/{VERSION}", NG, "ng-1")  # finalizer released
 
 
-def test_bare_pod_refuses_the_drain(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+def test_bare_pod_refuses_the_drain(env: Env, nodes: dict[str, Any]) -> None:
     env.api.seed(env.api.pod("hand-made", node="node-a"))
     item = only(env.run(ng("ng-1", ["node-a"])))
     assert item.phase == "Failed" and "hand-made" in item.message, item.message
@@ -108,7 +136,7 @@ def test_bare_pod_refuses_the_drain(env: Env, nodes: dict[str, Any]) -> None:  #
     assert all(env.api.exists("v1", "Pod", p["metadata"]["name"]) for p in nodes["pods"])
 
 
-def test_dry_run(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+def test_dry_run(env: Env, nodes: dict[str, Any]) -> None:
     env.api.requests.reset()
     item = only(env.run(ng("ng-1", ["node-a"]), dry_run=True))
     assert item.phase == "Approved" and "node-a: would evict 2 pod(s)" in item.message
@@ -116,20 +144,20 @@ def test_dry_run(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
     assert not unschedulable(env, "node-a")
 
 
-def test_nothing_to_drain_is_not_applicable(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+def test_nothing_to_drain_is_not_applicable(env: Env, nodes: dict[str, Any]) -> None:
     doc = ng("ng-1", [])
     doc["spec"]["action"] = "scale"  # resize the group, no node named: GitOps' job
     item = only(env.run(doc))
     assert item.phase == "Failed" and "nodesToRemove" in item.message
 
 
-def test_gitops_mode_is_not_drained_here(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+def test_gitops_mode_is_not_drained_here(env: Env, nodes: dict[str, Any]) -> None:
     item = only(env.run(ng("ng-1", ["node-a"], source="gitops")))
     assert item.phase == "Failed" and "needs a pull request" in item.message
     assert not unschedulable(env, "node-a")
 
 
-def test_a_node_already_gone_is_not_in_the_way(env: Env, nodes: dict[str, Any]) -> None:  # noqa: F811
+def test_a_node_already_gone_is_not_in_the_way(env: Env, nodes: dict[str, Any]) -> None:
     item = only(env.run(ng("ng-1", ["node-gone", "node-a"])))
     assert item.phase == "Applied", item.message
     assert "node-gone already gone" in item.message and unschedulable(env, "node-a")

@@ -88,9 +88,9 @@ def test_unavailable_is_a_deny() -> None:
     assert (d.allow, d.mode, d.reasons) == (False, "audit", ["PolicyUnavailable: OPA down"])
 
 
-LIVE_FULL = {"fallback": "recreate", "persist": "template", "maxPodsResizing": 2,
-             "deferredTimeoutSeconds": 60, "inProgressTimeoutSeconds": 600,
-             "resizeRunningPodsInGitops": True}
+LIVE_FULL = {"fallback": "recreate", "persist": "template", "move": "checkpoint",
+             "maxPodsResizing": 2,
+             "deferredTimeoutSeconds": 60, "inProgressTimeoutSeconds": 600}
 
 
 @pytest.mark.parametrize(
@@ -99,8 +99,8 @@ LIVE_FULL = {"fallback": "recreate", "persist": "template", "maxPodsResizing": 2
         ({}, None, ""),
         ({"liveMigration": {}}, decision.LivePolicy(), ""),
         ({"liveMigration": LIVE_FULL}, decision.LivePolicy(
-            fallback="recreate", persist="template", max_pods_resizing=2,
-            deferred_timeout=60.0, in_progress_timeout=600.0, resize_in_gitops=True), ""),
+            fallback="recreate", persist="template", move="checkpoint", max_pods_resizing=2,
+            deferred_timeout=60.0, in_progress_timeout=600.0), ""),
         ({"nodeConsolidation": "mark"}, None, "mark"),
         ({"nodeConsolidation": "drain"}, None, "drain"),
     ],
@@ -121,9 +121,9 @@ def test_execution(execution: dict[str, Any], live: decision.LivePolicy | None,
         ({"liveMigration": {"fallback": "evict"}}, "fallback 'evict'"),
         ({"liveMigration": {"persist": "annotation"}}, "persist 'annotation'"),
         ({"liveMigration": {"maxPodsResizing": 0}}, "maxPodsResizing 0"),
+        ({"liveMigration": {"move": "evict"}}, "move 'evict'"),
         ({"liveMigration": {"deferredTimeoutSeconds": "5m"}}, "deferredTimeoutSeconds '5m'"),
         ({"liveMigration": {"inProgressTimeoutSeconds": True}}, "inProgressTimeoutSeconds"),
-        ({"liveMigration": {"resizeRunningPodsInGitops": "yes"}}, "resizeRunningPodsInGitops"),
         ({"nodeConsolidation": "delete"}, "'delete' is not one of mark, drain"),
     ],
 )

@@ -9,10 +9,12 @@
 #     persist          webhook | template: how pods created later get the new values:
 #                      webhook = the admission webhook (no rollout), template = the pod
 #                      template changes too (a rollout that restarts every pod)
+#     move             none | checkpoint: a pod whose resize is Infeasible on its node is
+#                      moved with its process state (checkpoint/restore) when the cluster
+#                      declares it can restore (input.cluster.checkpointRestore)
 #     maxPodsResizing  pods of one workload resizing at once
 #     deferredTimeoutSeconds, inProgressTimeoutSeconds: how long a Deferred or an
 #                      in-progress resize is waited for before the fallback
-#     resizeRunningPodsInGitops: in GitOps mode, resize the running pods at once too
 #   NodeGroupRecommendation:
 #     nodeConsolidation mark | drain: mark the nodes for the cluster's node operator
 #                      (Karpenter, the cluster autoscaler) or cordon and drain them here
@@ -28,10 +30,10 @@ live := object.get(scope.settings, "liveMigration", {})
 live_defaults := {
 	"fallback": "none",
 	"persist": "webhook",
+	"move": "none",
 	"maxPodsResizing": 1,
 	"deferredTimeoutSeconds": 300,
 	"inProgressTimeoutSeconds": 3600,
-	"resizeRunningPodsInGitops": false,
 }
 
 live_settings := object.union(live_defaults, live)
@@ -54,6 +56,12 @@ deny contains lib.denial("InvalidConfig", sprintf("liveMigration.persist %v is n
 	lib.action == "LiveMigration"
 	v := live_settings.persist
 	not v in {"webhook", "template"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("liveMigration.move %v is not one of none, checkpoint", [v])) if {
+	lib.action == "LiveMigration"
+	v := live_settings.move
+	not v in {"none", "checkpoint"}
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("liveMigration.%s %v is not a positive number", [k, v])) if {

@@ -1,0 +1,211 @@
+"""A LiveMigration in direct mode: the running pods resized in place, no restart.
+
+What the decision's ``execution.liveMigration`` says decides the rest:
+
+- ``persist``: pods created later get the new values from the admission webhook
+  (``webhook``, which reads ``status.liveMigration`` of an Applying or Applied
+  recommendation) or from the pod template, changed after the resize (``template``: a
+  rollout for Deployments, as any template change);
+- ``fallback``: when a pod cannot be resized in place (``resize.Resizer`` says why),
+  ``none`` ends Failed and resizes back the pods already resized; ``recreate`` makes the
+  ordinary template change instead, a rolling restart that honours PodDisruptionBudgets.
+
+The way back is recorded first: ``status.previous`` (the template's values, as every direct
+change) and ``status.liveMigration.pods`` (each pod's values before its resize) are written
+before the first pod moves, and kept up to date as pods finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+from reconciler.adapters import kube
+from reconciler.adapters.store import port as store
+from reconciler.direct import cache, patches
+from reconciler.direct import resize as rsz
+from reconciler.domain import decision, errors, model, status
+from reconciler.domain import text as txt
+from reconciler.flow import batch as flow
+from reconciler.flow import report
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("reconciler.audit")
+
+NO_WEBHOOK = ("the admission webhook is not deployed (chart value liveMigration.enabled): "
+              "pods created later start with the template's values; set "
+              "liveMigration.persist: template in the policy data to change the template too")
+
+
+def record(policy: decision.LivePolicy, changes: list[rsz.PodChange], *,
+           template: bool, webhook: bool) -> dict[str, Any]:
+    """``status.liveMigration``: what the webhook and a rollback read."""
+    return {"persist": policy.persist, "fallback": policy.fallback, "template": template,
+            "webhook": webhook, "pods": [c.to_dict() for c in changes]}
+
+
+def carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
+              change: patches.Change, dec: decision.Decision, now: str, *,
+              dry_run: bool, webhook: bool) -> None:
+    """Resize ``w``'s running pods to its recommendation, then persist or fall back."""
+    try:
+        _carry_out(st, view, api, w, change, dec, now, dry_run=dry_run, webhook=webhook)
+    except kube.Forbidden as e:
+        raise kube.Forbidden(f"{e}; in-place resize needs pods get/list/watch, pods/resize "
+                             "patch and replicasets list (chart value liveMigration.enabled)",
+                             e.code, e.reason, e.causes) from e
+
+
+def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
+               change: patches.Change, dec: decision.Decision, now: str, *,
+               dry_run: bool, webhook: bool) -> None:
+    rec, item = w.rec, w.item
+    assert isinstance(rec, model.WorkloadRecommendation)
+    policy = dec.live or decision.LivePolicy()
+    want = change.plan.container_changes()
+    want = {c: {s: v for s, v in secs.items() if v} for c, secs in want.items()}
+    resizer = rsz.Resizer(api, change.target, want, policy)
+    changes, code, why = resizer.prepare()
+    base = replace(status.decided(rec, dec), previous=patches.previous(change))
+    if dry_run:
+        if not code:
+            resizer.dry_run(changes)
+        todo = [c.name for c in changes if c.state == rsz.PLANNED]
+        item.phase = model.APPROVED
+        item.message = (f"dry run (server-side): would resize {len(todo)} pod(s) in place "
+                        f"({patches.describe(change.plan)})" if not code else
+                        f"dry run: cannot resize in place ({why}); fallback "
+                        f"{policy.fallback}")
+        return
+
+    def save(phase: str, message: str, cond: model.Condition, *,
+             template: bool = False) -> None:
+        report.save_status(st, rec, replace(
+            base, phase=phase, message=message,
+            appliedAt=now if phase == model.APPLIED else "",
+            liveMigration=record(policy, changes, template=template,
+                                 webhook=webhook)).with_condition(cond))
+
+    if code:
+        _stopped(st, view, api, w, change, dec, now, policy, resizer, changes, code, why,
+                 save, webhook)
+        return
+    save(model.APPLYING, "resizing pods in place", status.condition(
+        "Applied", False, "Resizing",
+        f"resizing {sum(c.state == rsz.PLANNED for c in changes)} pod(s) in place", now))
+    cache.ensure_finalizer(view, rec)
+
+    # Every pod's previous values are recorded above, before the first resize; the states
+    # are written when the resize ends (a rollback checks each pod's values, not its state).
+    outcome = resizer.run(changes)
+    if not outcome.done:
+        _stopped(st, view, api, w, change, dec, now, policy, resizer, changes, outcome.code,
+                 outcome.reason, save, webhook)
+        return
+    template = policy.persist == "template"
+    if template:
+        patches.send(api, rec, change, dry_run=False)
+    msg = f"{_count(changes)} in place"
+    if template:
+        msg += "; the pod template changed too (persist: template)"
+    elif webhook:
+        msg += "; pods created later get the values from the admission webhook"
+    else:
+        msg += f"; warning: {NO_WEBHOOK}"
+    item.phase, item.message = model.APPLIED, msg
+    save(model.APPLIED, msg, status.condition("Applied", True, "ResizedInPlace", msg, now),
+         template=template)
+    _report(api, view, w, change, dec, "ResizedInPlace", msg)
+
+
+def _stopped(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
+             change: patches.Change, dec: decision.Decision, now: str,
+             policy: decision.LivePolicy, resizer: rsz.Resizer,
+             changes: list[rsz.PodChange], code: str, why: str, save: Any,
+             webhook: bool) -> None:
+    """A pod could not be resized in place: the policy's fallback."""
+    rec, item = w.rec, w.item
+    assert isinstance(rec, model.WorkloadRecommendation)
+    if policy.fallback == "recreate":
+        cache.ensure_finalizer(view, rec)
+        save(model.APPLYING, "falling back to a template change", status.condition(
+            "Applied", False, "Recreating", why, now), template=True)
+        try:
+            patches.send(api, rec, change, dry_run=False)
+        except errors.ReconcilerError as e:
+            item.phase = model.FAILED
+            item.message = f"cannot resize in place ({why}) and the template change failed: {e}"
+            save(model.FAILED, item.message, status.condition(
+                "Applied", False, code, item.message, now), template=False)
+            return
+        msg = (f"cannot resize in place ({why}); fell back to a rolling change of the pod "
+               f"template (fallback: recreate): {patches.describe(change.plan)}")
+        item.phase, item.message = model.APPLIED, msg
+        save(model.APPLIED, msg, status.condition("Applied", True, "Recreated", msg, now),
+             template=True)
+        _report(api, view, w, change, dec, "Recreated", msg)
+        return
+    back = rsz.put_back(api, change.target, changes, policy)
+    undone = [c.name for c in back.changes if c.state == rsz.RESIZED]
+    left = [f"{c.name} ({c.message or c.state})" for c in back.changes
+            if c.state not in (rsz.RESIZED, rsz.UNCHANGED, rsz.GONE)]
+    for c in changes:
+        if c.name in undone:
+            c.state = "PutBack"
+    msg = (f"cannot resize in place: {why}; nothing else was tried (liveMigration.fallback "
+           "is none; set it to recreate in the policy data to restart the pods with the new "
+           "values instead)")
+    if undone:
+        msg += f"; resized back: {', '.join(undone)}"
+    if left:
+        msg += f"; could not resize back: {', '.join(left)}"
+    if back.code:
+        msg += f" ({back.reason})"
+    item.phase, item.message = model.FAILED, msg
+    save(model.FAILED, msg, status.condition("Applied", False, code, msg, now))
+    api.event(change.target, "DakrResizeFailed", txt.one_line(f"{rec.id}: {msg}",
+                                                              txt.EVENT_LIMIT),
+              type_="Warning")
+
+
+def _count(changes: list[rsz.PodChange]) -> str:
+    by: dict[str, int] = {}
+    for c in changes:
+        by[c.state] = by.get(c.state, 0) + 1
+    done = by.get(rsz.RESIZED, 0)
+    parts = [f"{done} pod(s) resized"]
+    for state in (rsz.RESIZING, rsz.PLANNED, rsz.UNCHANGED, rsz.GONE):
+        if by.get(state):
+            parts.append(f"{by[state]} {state.lower()}")
+    return ", ".join(parts)
+
+
+def _report(api: kube.Kube, view: cache.BatchStore, w: flow.Work, change: patches.Change,
+            dec: decision.Decision, reason: str, msg: str) -> None:
+    rec = w.rec
+    for line in patches.audit_lines(change.plan, change.hpa, dec, "resize", api.who):
+        audit_log.info(json.dumps(line, sort_keys=True))
+    api.event(change.target, "DakrRecommendationApplied",
+              txt.one_line(f"{rec.id}: {msg}", txt.EVENT_LIMIT))
+    api.event(cache.object_ref(view, rec.kind, rec.id, rec.namespace), reason,
+              txt.one_line(msg, txt.EVENT_LIMIT))
+
+
+def roll_back(api: kube.Kube, target: dict[str, Any] | None,
+              live: dict[str, Any], set_values: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Resize back the pods a live migration resized (those still there and still holding
+    our values). Returns (resized back, left alone with why)."""
+    if target is None:
+        return [], []
+    recorded = [p for p in live.get("pods") or [] if p.get("state") in (
+        rsz.PLANNED, rsz.RESIZED, rsz.RESIZING, rsz.STOPPED)]
+    back = [rsz.PodChange.back(p, set_values) for p in recorded]
+    out = rsz.restore(api, target, back, decision.LivePolicy())
+    done = [c.name for c in out.changes if c.state == rsz.RESIZED]
+    left = [f"{c.name}: {c.message or c.state}" for c in out.changes
+            if c.state not in (rsz.RESIZED, rsz.UNCHANGED, rsz.GONE)]
+    if out.code:
+        left.append(out.reason)
+    return done, left
