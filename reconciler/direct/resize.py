@@ -275,8 +275,12 @@ class Resizer:
                                              + (f": {txt.one_line(p.message)}"
                                                 if p.message else ""))
                         elif p.state == rz.DEFERRED:
-                            follow.deferred.setdefault(name, self.clock())
                             c.message = p.message
+                            if name not in follow.deferred:
+                                follow.deferred[name] = self.clock()
+                                break  # a new deadline: watch again until it, no longer
+                        else:
+                            follow.deferred.pop(name, None)  # no longer Deferred: applying
                 elif event.get("type") == "DELETED":
                     self.view.pop(name, None)
                 elif name in self.view:
