@@ -161,18 +161,18 @@ class Resizer:
                     pending.pop(0)
                     continue
                 c.restarts = rz.restarts(pod, c.goal)
-                if c.restarts:
-                    why = rz.budget_allows(
-                        self.api.pdbs(self.namespace), list(self.view.values()), pod,
-                        sum(1 for i in inflight.values() if i.restarts),
-                        _replicas(self.target, len(self.view)))
-                    if why is not None:
-                        if inflight:
-                            break  # wait for ours to finish
-                        waited = follow.deferred.setdefault("budget:" + c.name, self.clock())
-                        if self.clock() - waited > self.policy.deferred_timeout:
-                            return stop(BUDGET, f"pod {c.name} restarts to resize and {why}")
-                        break
+                why = rz.budget_allows(
+                    self.api.pdbs(self.namespace), list(self.view.values()), pod,
+                    sum(1 for i in inflight.values() if i.restarts),
+                    _replicas(self.target, len(self.view)), c.restarts)
+                if why is not None:
+                    if inflight:
+                        break  # wait for ours to finish
+                    waited = follow.deferred.setdefault("budget:" + c.name, self.clock())
+                    if self.clock() - waited > self.policy.deferred_timeout:
+                        doing = "restarts to resize" if c.restarts else "would be resized"
+                        return stop(BUDGET, f"pod {c.name} {doing} and {why}")
+                    break
                 code, reason = self._start(c)
                 if code:
                     return stop(code, reason)

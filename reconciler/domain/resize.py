@@ -243,9 +243,12 @@ def _present(secs: Mapping[str, Mapping[str, str | None]]) -> dict[str, dict[str
 
 
 def budget_allows(pdbs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]],
-                  pod: Mapping[str, Any], restarting: int, expected: int) -> str | None:
-    """None when taking ``pod`` out of service for a restarting resize keeps every
-    PodDisruptionBudget selecting it; else why not.
+                  pod: Mapping[str, Any], restarting: int, expected: int,
+                  restarts: bool = True) -> str | None:
+    """None when resizing ``pod`` keeps every PodDisruptionBudget selecting it; else why
+    not. A resize that ``restarts`` a container takes the pod out of service for a moment,
+    so the budget must spare one pod; one that does not only needs the workload to be
+    within its budget now (a workload already short of healthy pods is not touched).
 
     The disruption controller's arithmetic (healthy = Ready pods the budget selects,
     desired from minAvailable or maxUnavailable over ``expected`` pods), less the pods of
@@ -261,7 +264,7 @@ def budget_allows(pdbs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str,
                                              (p.get("metadata") or {}).get("labels") or {})]
         healthy = sum(1 for p in chosen if ready(p)) - restarting
         desired = desired_healthy(spec, expected or len(chosen))
-        if healthy - 1 < desired:
+        if healthy - (1 if restarts else 0) < desired:
             return (f"PodDisruptionBudget {pdb['metadata'].get('name')} needs {desired} "
                     f"healthy pods and {healthy} are")
     return None

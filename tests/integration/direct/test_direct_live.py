@@ -27,7 +27,8 @@ Cases:
   ResizeRefused naming the field;
 - RestartContainer resizes go one pod at a time within the PodDisruptionBudget (the test
   API server records no instant below it); a budget that cannot spare a pod stops the
-  resize (DisruptionBudget) with nothing resized.
+  resize (DisruptionBudget) with nothing resized; a workload already short of healthy pods
+  is not resized at all, even without restarts.
 Every test using the `env` fixture also asserts that no PodDisruptionBudget was breached.
 """
 
@@ -343,3 +344,15 @@ def test_budget_that_cannot_spare_a_pod(restarting: Env) -> None:
     assert item.phase == "Failed" and "PodDisruptionBudget web needs 3" in item.message
     assert env.api.requests.count("patch", "pods", "resize") == 0
     assert env.api.disruptions.breaches == []
+
+
+def test_workload_short_of_its_budget_is_not_resized(kubeapi: KubeApi, tmp_path: Path) -> None:
+    install_crds(kubeapi)
+    kubeapi.seed_workload("web", 3, ready=2, containers=[kubeapi.container(
+        "app", cpu="100m", memory="128Mi", cpu_limit="1", memory_limit="512Mi")])
+    kubeapi.seed(kubeapi.pdb("web", {"app": "web"}, min_available=3))
+    env = Env(kubeapi, tmp_path, kubeapi.api_client(), {"deferredTimeoutSeconds": 0.3})
+    item = only(env.run(live_rec("lm-short", {"cpu": "150m"})))
+    assert item.phase == "Failed" and "would be resized and PodDisruptionBudget web needs 3" \
+        in item.message, item.message
+    assert env.api.requests.count("patch", "pods", "resize") == 0

@@ -11,7 +11,8 @@ Cases covered:
 - patch: test operations on every value it starts from, add for a new key, remove for a
   value put back to unset; a container without resources is tested whole;
 - budget_allows: minAvailable and maxUnavailable (counts and percentages), pods already
-  restarting counted, a budget not selecting the pod ignored, a malformed selector ignored.
+  restarting counted, a budget not selecting the pod ignored, a malformed selector ignored;
+  a resize without a restart needs only the workload within its budget now.
 """
 
 from __future__ import annotations
@@ -156,6 +157,17 @@ def pdb(spec: dict[str, Any]) -> dict[str, Any]:
 def test_budget(budget: dict[str, Any], ready: int, restarting: int, allowed: bool) -> None:
     pods = [pod({"cpu": "1"}, ready=i < ready) for i in range(3)]
     why = rz.budget_allows([pdb(budget)], pods, pods[0], restarting, 3)
+    assert (why is None) is allowed, why
+
+
+@pytest.mark.parametrize(("budget", "ready", "allowed"), [
+    ({"minAvailable": 3}, 3, True),    # no restart: only within the budget now
+    ({"minAvailable": 3}, 2, False),   # already short: not touched
+    ({"maxUnavailable": 0}, 3, True),
+])
+def test_budget_without_restart(budget: dict[str, Any], ready: int, allowed: bool) -> None:
+    pods = [pod({"cpu": "1"}, ready=i < ready) for i in range(3)]
+    why = rz.budget_allows([pdb(budget)], pods, pods[0], 0, 3, restarts=False)
     assert (why is None) is allowed, why
 
 
