@@ -739,6 +739,158 @@ class Kube:
             resp.release_conn()
 
 
+    # ------------------------------------------------------------------ checkpoint / restore
+    # (moving a pod with its process state: reconciler/direct/move.py)
+
+    @property
+    def batch(self) -> Any:
+        """batch/v1: the Jobs that build checkpoint images and remove archives."""
+        return kubernetes.client.BatchV1Api(self.api_client)
+
+    def checkpoint(self, node: str, namespace: str, pod: str, container: str, *,
+                   timeout: int, grace: float = 30.0) -> CheckpointAnswer:
+        """Ask the kubelet of ``node`` for a checkpoint of one container, through the API
+        server's node proxy: ``POST /api/v1/nodes/{node}/proxy/checkpoint/{namespace}/{pod}/
+        {container}?timeout=N`` (KEP-2008).
+
+        The generated ``connect_post_node_proxy_with_path`` cannot send it: it takes no
+        query parameter but ``path`` (so no ``timeout``), and it escapes the slashes of its
+        path argument (``%2F``). The request is built by the same client instead
+        (``param_serialize``: its host, TLS and credentials), each path segment escaped on
+        its own. Never retried: every success writes an archive, and a failure may have
+        written one. Each HTTP answer comes back as it came, the kubelet's plain text or the
+        API server's own Status (``api_server``), for the caller to classify
+        (``domain.checkpoint.classify``); no answer within ``timeout`` + ``grace`` seconds is
+        ``timed_out``."""
+        what = f"checkpoint {namespace}/{pod}/{container} on node {node}"
+        client = self.api_client
+
+        def send(_preload_content: bool = False, _request_timeout: Any = None) -> Any:
+            params = client.param_serialize(
+                method="POST",
+                resource_path="/api/v1/nodes/{node}/proxy/checkpoint/{ns}/{pod}/{container}",
+                path_params={"node": node, "ns": namespace, "pod": pod,
+                             "container": container},
+                query_params=[("timeout", str(int(timeout)))],
+                header_params={"Accept": "application/json, */*"},
+                auth_settings=["BearerToken"])
+            resp = client.call_api(*params, _request_timeout=_request_timeout)
+            if not 200 <= resp.status <= 299:
+                resp.read()
+                raise kubernetes.client.ApiException(http_resp=resp)
+            return resp.response
+
+        try:
+            got = self.call(what, send, retry=False,
+                            _request_timeout=(5.0, float(timeout) + grace))
+        except errors.ReconcilerError as e:
+            cause = e.__cause__
+            if isinstance(cause, kubernetes.client.ApiException):
+                doc = _status_body(cause)
+                if doc.get("kind") == "Status":
+                    return CheckpointAnswer(int(cause.status or 0), (),
+                                            str(doc.get("message") or ""), api_server=True)
+                body = cause.body
+                text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(
+                    body or cause.reason or "")
+                return CheckpointAnswer(int(cause.status or 0), (), text.strip())
+            if isinstance(cause, urllib3.exceptions.MaxRetryError):
+                cause = cause.reason
+            return CheckpointAnswer(0, (), str(e), timed_out=isinstance(
+                cause, (urllib3.exceptions.TimeoutError, TimeoutError)))
+        except ValueError as e:  # a 200 whose body is not JSON
+            return CheckpointAnswer(200, (), f"{what}: the answer is not JSON ({e})")
+        items = got.get("items") if isinstance(got, dict) else None
+        paths = tuple(str(p) for p in items or [] if isinstance(p, str))
+        if not paths:
+            return CheckpointAnswer(200, (), f"{what}: the answer names no archive")
+        return CheckpointAnswer(200, paths)
+
+    def create_job(self, namespace: str, body: Mapping[str, Any]) -> JSON:
+        """Create a batch/v1 Job (never retried: a timed-out create may have happened)."""
+        name = (body.get("metadata") or {}).get("name", "")
+        got: JSON = self.call(f"create Job {namespace}/{name}",
+                              self.batch.create_namespaced_job, namespace, dict(body),
+                              field_manager=self.field_manager, retry=False)
+        return got
+
+    def job(self, namespace: str, name: str) -> JSON | None:
+        """One Job fresh from the server, or None when it is gone."""
+        try:
+            got: JSON = self.call(f"get Job {namespace}/{name}",
+                                  self.batch.read_namespaced_job, name, namespace)
+        except errors.NotFoundError:
+            return None
+        return got
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        """Delete a Job and its pods (background propagation); False when already gone."""
+        try:
+            self.call(f"delete Job {namespace}/{name}", self.batch.delete_namespaced_job,
+                      name, namespace, propagation_policy="Background")
+        except errors.NotFoundError:
+            return False
+        return True
+
+    def watch_job(self, namespace: str, name: str, since: str, timeout: float,
+                  on_open: Callable[[Any], None] | None = None) -> Iterator[JSON]:
+        """Watch one Job from ``since`` (``watch_lines``)."""
+        return self.watch_lines(f"watch Job {namespace}/{name}", self.batch.list_namespaced_job,
+                                namespace, timeout=timeout, on_open=on_open,
+                                field_selector=f"metadata.name={name}", resource_version=since)
+
+    def create_pod(self, namespace: str, body: Mapping[str, Any]) -> JSON:
+        """Create a Pod (never retried: a timed-out create may have happened; the caller
+        looks it up by name)."""
+        name = (body.get("metadata") or {}).get("name", "")
+        got: JSON = self.call(f"create Pod {namespace}/{name}",
+                              self.core.create_namespaced_pod, namespace, dict(body),
+                              field_manager=self.field_manager, retry=False)
+        got.setdefault("apiVersion", "v1")
+        got.setdefault("kind", "Pod")
+        return got
+
+    def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete a Pod (only the one with ``uid`` when given: a pod recreated under the
+        same name is never deleted in its place); False when it is gone or replaced. This
+        is no eviction: it is for pods we created ourselves and that nothing counts on."""
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            self.call(f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod,
+                      name, namespace, body=body)
+        except (errors.NotFoundError, Conflict):
+            return False
+        return True
+
+    def patch_pod(self, namespace: str, name: str, ops: Sequence[Mapping[str, Any]]) -> JSON:
+        """JSON Patch a Pod's metadata (labels, ownerReferences); ``test`` operations make
+        it fail with TestFailed when the pod changed since it was read."""
+        guarded = any(op.get("op") == "test" for op in ops)
+        got: JSON = self.call(f"patch Pod {namespace}/{name}", self.core.patch_namespaced_pod,
+                              name, namespace, [dict(op) for op in ops], guarded=guarded,
+                              field_manager=self.field_manager,
+                              _content_type="application/json-patch+json")
+        return got
+
+    def watch_pod(self, namespace: str, name: str, since: str, timeout: float,
+                  on_open: Callable[[Any], None] | None = None) -> Iterator[JSON]:
+        """Watch one Pod from ``since`` (``watch_lines``)."""
+        return self.watch_lines(f"watch Pod {namespace}/{name}", self.core.list_namespaced_pod,
+                                namespace, timeout=timeout, on_open=on_open,
+                                field_selector=f"metadata.name={name}", resource_version=since)
+
+    def replica_set(self, namespace: str, name: str) -> JSON | None:
+        """One ReplicaSet fresh from the server (to find its Deployment), or None."""
+        try:
+            got: JSON = self.call(f"get ReplicaSet {namespace}/{name}",
+                                  self.apps.read_namespaced_replica_set, name, namespace)
+        except errors.NotFoundError:
+            return None
+        got.setdefault("apiVersion", "apps/v1")
+        got.setdefault("kind", "ReplicaSet")
+        return got
+
+
 def close_stream(resp: Any) -> None:
     """End a watch stream from another thread (its reader sees the end of the stream)."""
     resp._dakr_closed = True
@@ -790,3 +942,20 @@ def label_selector(selector: Any) -> str:
 def _snake(kind: str) -> str:
     return {"Deployment": "deployment", "StatefulSet": "stateful_set",
             "DaemonSet": "daemon_set", HPA: "horizontal_pod_autoscaler"}[kind]
+
+
+@dataclass(frozen=True)
+class CheckpointAnswer:
+    """What one checkpoint request came to: 200 with the archive paths, or the HTTP code and
+    the words of whoever answered (the kubelet's text, or the API server's Status message:
+    ``api_server``); code 0 when nothing answered (``timed_out``: within the deadline)."""
+
+    code: int
+    paths: tuple[str, ...] = ()
+    message: str = ""
+    api_server: bool = False
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200 and bool(self.paths)

@@ -275,6 +275,7 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
             server_dry_run=bool(getattr(args, "server_dry_run", True)),
             drain_timeout=timeout, **marks),
         live=env.live_settings(environ),
+        move=env.move_settings(environ),
         mode=mode, state_dir=state, now=getattr(args, "now", ""),
         cluster_id=getattr(args, "cluster_id", "default") or "default",
         limits=input_limits(args, environ),

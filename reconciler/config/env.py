@@ -71,6 +71,33 @@ def live_settings(env: Mapping[str, str]) -> settings.LiveSettings:
         webhook=parse_bool(env.get(ENV_LIVE_WEBHOOK, ""), ENV_LIVE_WEBHOOK))
 
 
+ENV_CHECKPOINT_RESTORE = "DAKR_CHECKPOINT_RESTORE"
+
+
+def move_settings(env: Mapping[str, str]) -> settings.MoveSettings:
+    """Moving pods with their process state: ``DAKR_CHECKPOINT_RESTORE`` (true | false: the
+    cluster's runtimes restore checkpoints, chart value liveMigration.checkpointRestore),
+    ``DAKR_CHECKPOINT_REGISTRY``, ``DAKR_CHECKPOINT_REGISTRY_SECRET``,
+    ``DAKR_CHECKPOINT_PULL_SECRET``, ``DAKR_CHECKPOINT_IMAGE``,
+    ``DAKR_CHECKPOINT_JOB_NAMESPACE`` (else ``POD_NAMESPACE``: the operator's) and
+    ``DAKR_CHECKPOINT_TIMEOUT`` (seconds per container)."""
+    d = settings.MoveSettings()
+    timeout = env.get("DAKR_CHECKPOINT_TIMEOUT", "").strip()
+    if timeout and not timeout.isdigit():
+        raise errors.ConfigError(f"DAKR_CHECKPOINT_TIMEOUT: {timeout!r} is not a number of "
+                                 "seconds")
+    return settings.MoveSettings(
+        checkpoint_restore=parse_bool(env.get(ENV_CHECKPOINT_RESTORE, ""),
+                                      ENV_CHECKPOINT_RESTORE),
+        registry=env.get("DAKR_CHECKPOINT_REGISTRY", "").strip(),
+        registry_secret=env.get("DAKR_CHECKPOINT_REGISTRY_SECRET", "").strip(),
+        pull_secret=env.get("DAKR_CHECKPOINT_PULL_SECRET", "").strip(),
+        image=env.get("DAKR_CHECKPOINT_IMAGE", "").strip() or d.image,
+        job_namespace=(env.get("DAKR_CHECKPOINT_JOB_NAMESPACE", "").strip()
+                       or env.get("POD_NAMESPACE", "").strip()),
+        checkpoint_timeout=int(timeout) if timeout else d.checkpoint_timeout)
+
+
 def webhook_defaults(env: Mapping[str, str]) -> dict[str, object]:
     """What the chart sets for `reconciler webhook` (its flags win): the port
     (``DAKR_WEBHOOK_PORT``), the certificate and key files (``DAKR_WEBHOOK_TLS_CERT``,

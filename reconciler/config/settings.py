@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.config import layout
-from reconciler.domain import errors
+from reconciler.domain import checkpoint, errors
 from reconciler.domain import limits as limits_mod
 
 
@@ -117,6 +117,35 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class MoveSettings:
+    """Moving a pod with its process state (checkpoint/restore, ``direct/move.py``).
+    ``checkpoint_restore``: the cluster declares that every node's runtime restores
+    checkpoints (chart value ``liveMigration.checkpointRestore``, env
+    ``DAKR_CHECKPOINT_RESTORE``); runtimes ship restore switched off, so without it no
+    move is tried. The checkpoint images go to ``registry`` (pushed with the credentials of
+    the ``kubernetes.io/dockerconfigjson`` Secret ``registry_secret`` in ``job_namespace``,
+    pulled with ``pull_secret`` in the pod's namespace); ``image`` runs the restore and
+    cleanup Jobs; ``checkpoint_timeout``: seconds the kubelet may take per container."""
+
+    checkpoint_restore: bool = False
+    registry: str = ""
+    registry_secret: str = ""
+    pull_secret: str = ""
+    image: str = checkpoint.DEFAULT_IMAGE
+    job_namespace: str = ""        # empty: the moved pod's namespace
+    checkpoint_timeout: int = 120
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.checkpoint_timeout <= 3600:
+            raise errors.ConfigError("the checkpoint timeout (DAKR_CHECKPOINT_TIMEOUT) must "
+                                     f"be 1-3600 seconds, got {self.checkpoint_timeout}")
+        if self.checkpoint_restore:
+            why = checkpoint.registry_problem(self.registry)
+            if why is not None:
+                raise errors.ConfigError(why)
+
+
+@dataclass(frozen=True)
 class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     git: GitSettings = field(default_factory=GitSettings)
@@ -126,6 +155,7 @@ class Settings:
     kube: KubeSettings = field(default_factory=KubeSettings)
     direct: DirectSettings = field(default_factory=DirectSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    move: MoveSettings = field(default_factory=MoveSettings)
     # gitops | direct: the writer this process was configured for; audit: none (no
     # repository and not direct mode), so it decides and reports and writes nothing.
     mode: str = "gitops"

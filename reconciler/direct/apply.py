@@ -33,7 +33,7 @@ from reconciler.adapters import kube
 from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.store import port as store
 from reconciler.config import settings
-from reconciler.direct import cache, drain, mark, patches
+from reconciler.direct import cache, drain, mark, move, patches
 from reconciler.direct import live as live_migration
 from reconciler.direct import rollback as restore
 from reconciler.domain import clock, decision, errors, model, policy_input, status
@@ -184,7 +184,7 @@ def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.
         try:
             if dry_run and rec.action == model.LIVE_MIGRATION:
                 live_migration.carry_out(st, view, api, w, change, dec, now, dry_run=True,
-                               webhook=cfg.live.webhook)
+                                         webhook=cfg.live.webhook)
                 return
             if dry_run:
                 patches.send(api, rec, change, dry_run=True)
@@ -193,7 +193,8 @@ def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.
                 return
             if rec.action == model.LIVE_MIGRATION:
                 live_migration.carry_out(st, view, api, w, change, dec, now, dry_run=False,
-                               webhook=cfg.live.webhook)
+                                         webhook=cfg.live.webhook,
+                                         moving=move.MoveOptions.from_settings(cfg.move))
                 return
             _apply(st, view, api, w, change, dec, now, dry_run_first=cfg.direct.server_dry_run)
             return

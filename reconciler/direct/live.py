@@ -6,9 +6,13 @@ What the decision's ``execution.liveMigration`` says decides the rest:
   (``webhook``, which reads ``status.liveMigration`` of an Applying or Applied
   recommendation) or from the pod template, changed after the resize (``template``: a
   rollout for Deployments, as any template change);
-- ``fallback``: when a pod cannot be resized in place (``resize.Resizer`` says why),
-  ``none`` ends Failed and resizes back the pods already resized; ``recreate`` makes the
-  ordinary template change instead, a rolling restart that honours PodDisruptionBudgets.
+- ``move``: a pod whose resize is Infeasible on its node (over the node's capacity) is
+  moved to another node with its process state when the policy says ``checkpoint`` and
+  the cluster declares it can restore (``move.move_pod``); the other pods go on resizing;
+- ``fallback``: when a pod cannot be resized in place (``resize.Resizer`` says why) nor
+  moved, ``none`` ends Failed and resizes back the pods already resized; ``recreate`` makes
+  the ordinary template change instead, a rolling restart that honours
+  PodDisruptionBudgets.
 
 The way back is recorded first: ``status.previous`` (the template's values, as every direct
 change) and ``status.liveMigration.pods`` (each pod's values before its resize) are written
@@ -24,7 +28,7 @@ from typing import Any
 
 from reconciler.adapters import kube
 from reconciler.adapters.store import port as store
-from reconciler.direct import cache, patches
+from reconciler.direct import cache, move, patches
 from reconciler.direct import resize as rsz
 from reconciler.domain import decision, errors, model, status
 from reconciler.domain import text as txt
@@ -34,24 +38,32 @@ from reconciler.flow import report
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("reconciler.audit")
 
+MOVED = "Moved"  # a pod moved to another node with its state (checkpoint/restore)
 NO_WEBHOOK = ("the admission webhook is not deployed (chart value liveMigration.enabled): "
               "pods created later start with the template's values; set "
               "liveMigration.persist: template in the policy data to change the template too")
 
 
 def record(policy: decision.LivePolicy, changes: list[rsz.PodChange], *,
-           template: bool, webhook: bool) -> dict[str, Any]:
-    """``status.liveMigration``: what the webhook and a rollback read."""
-    return {"persist": policy.persist, "fallback": policy.fallback, "template": template,
-            "webhook": webhook, "pods": [c.to_dict() for c in changes]}
+           template: bool, webhook: bool,
+           moves: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``status.liveMigration``: what the webhook and a rollback read, and where each
+    checkpoint archive was (``moves``: a move's steps, archives and their cleanup)."""
+    out = {"persist": policy.persist, "fallback": policy.fallback, "template": template,
+           "webhook": webhook, "pods": [c.to_dict() for c in changes]}
+    if moves:
+        out["moves"] = moves
+    return out
 
 
 def carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
               change: patches.Change, dec: decision.Decision, now: str, *,
-              dry_run: bool, webhook: bool) -> None:
-    """Resize ``w``'s running pods to its recommendation, then persist or fall back."""
+              dry_run: bool, webhook: bool, moving: move.MoveOptions | None = None) -> None:
+    """Resize ``w``'s running pods to its recommendation, then persist or fall back.
+    ``moving``: how an Infeasible pod is moved (checkpoint/restore), when the policy asks."""
     try:
-        _carry_out(st, view, api, w, change, dec, now, dry_run=dry_run, webhook=webhook)
+        _carry_out(st, view, api, w, change, dec, now, dry_run=dry_run, webhook=webhook,
+                   moving=moving or move.MoveOptions())
     except kube.Forbidden as e:
         raise kube.Forbidden(f"{e}; in-place resize needs pods get/list/watch, pods/resize "
                              "patch and replicasets list (chart value liveMigration.enabled)",
@@ -60,7 +72,7 @@ def carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.W
 
 def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
                change: patches.Change, dec: decision.Decision, now: str, *,
-               dry_run: bool, webhook: bool) -> None:
+               dry_run: bool, webhook: bool, moving: move.MoveOptions) -> None:
     rec, item = w.rec, w.item
     assert isinstance(rec, model.WorkloadRecommendation)
     policy = dec.live or decision.LivePolicy()
@@ -80,13 +92,15 @@ def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.
                         f"{policy.fallback}")
         return
 
+    moves: list[dict[str, Any]] = []
+
     def save(phase: str, message: str, cond: model.Condition, *,
              template: bool = False) -> None:
         report.save_status(st, rec, replace(
             base, phase=phase, message=message,
             appliedAt=now if phase == model.APPLIED else "",
-            liveMigration=record(policy, changes, template=template,
-                                 webhook=webhook)).with_condition(cond))
+            liveMigration=record(policy, changes, template=template, webhook=webhook,
+                                 moves=moves)).with_condition(cond))
 
     if code:
         _stopped(st, view, api, w, change, dec, now, policy, resizer, changes, code, why,
@@ -100,6 +114,13 @@ def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.
     # Every pod's previous values are recorded above, before the first resize; the states
     # are written when the resize ends (a rollback checks each pod's values, not its state).
     outcome = resizer.run(changes)
+    while outcome.code == rsz.INFEASIBLE and policy.move == "checkpoint":
+        moved = _move(api, resizer, changes, outcome, want, moving)
+        moves.append(moved.to_dict())
+        if not moved.moved:
+            outcome.reason += f"; the pod could not be moved either: {moved.reason}"
+            break
+        outcome = resizer.run(changes)  # the others go on; pods done are skipped
     if not outcome.done:
         _stopped(st, view, api, w, change, dec, now, policy, resizer, changes, outcome.code,
                  outcome.reason, save, webhook)
@@ -118,6 +139,30 @@ def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.
     save(model.APPLIED, msg, status.condition("Applied", True, "ResizedInPlace", msg, now),
          template=template)
     _report(api, view, w, change, dec, "ResizedInPlace", msg)
+
+
+def _move(api: kube.Kube, resizer: rsz.Resizer, changes: list[rsz.PodChange],
+          outcome: rsz.Outcome, want: dict[str, Any],
+          moving: move.MoveOptions) -> move.MoveResult:
+    """Move the pod whose resize was Infeasible to another node with its state and the new
+    values; the pods stopped with it are planned again (their resize is sent anew)."""
+    pod = api.pod(resizer.namespace, outcome.pod)
+    if pod is None:
+        result = move.MoveResult(f"{resizer.namespace}/{outcome.pod}", "")
+        result.moved = True  # gone meanwhile: its replacement comes from the template
+    else:
+        result = move.move_pod(api, pod, want, moving)
+    for c in changes:
+        if c.name == outcome.pod:
+            c.state = MOVED if result.moved else rsz.STOPPED
+            c.message = result.reason or outcome.reason
+        elif c.state == rsz.STOPPED and result.moved:
+            c.state = rsz.PLANNED
+    if result.moved:
+        resizer.view.pop(outcome.pod, None)
+        log.info("%s: pod %s moved with its state (%s)", txt.one_line(outcome.pod),
+                 txt.one_line(result.pod), txt.one_line(result.replacement))
+    return result
 
 
 def _stopped(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
@@ -176,7 +221,7 @@ def _count(changes: list[rsz.PodChange]) -> str:
         by[c.state] = by.get(c.state, 0) + 1
     done = by.get(rsz.RESIZED, 0)
     parts = [f"{done} pod(s) resized"]
-    for state in (rsz.RESIZING, rsz.PLANNED, rsz.UNCHANGED, rsz.GONE):
+    for state in (MOVED, rsz.RESIZING, rsz.PLANNED, rsz.UNCHANGED, rsz.GONE):
         if by.get(state):
             parts.append(f"{by[state]} {state.lower()}")
     return ", ".join(parts)

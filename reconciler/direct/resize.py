@@ -74,6 +74,7 @@ class Outcome:
     changes: list[PodChange]
     code: str = ""        # empty: every pod done (or gone)
     reason: str = ""
+    pod: str = ""         # the pod whose answer stopped the resize, when one did
     requests: int = 0     # API requests this resize cost (the watch counted once)
 
     @property
@@ -103,6 +104,7 @@ class Resizer:
         self.selector = kube.label_selector((target.get("spec") or {}).get("selector"))
         self.view: dict[str, JSON] = {}
         self.rv = ""
+        self.stopped_by = ""
 
     # ------------------------------------------------------------------ before any change
 
@@ -145,7 +147,7 @@ class Resizer:
         limit = max(1, self.policy.max_pods_resizing)
 
         def stop(code: str, reason: str) -> Outcome:
-            out.code, out.reason = code, reason
+            out.code, out.reason, out.pod = code, reason, self.stopped_by
             for c in inflight.values():
                 c.state, c.message = STOPPED, reason
             out.requests = self.api.requests - before
@@ -271,6 +273,7 @@ class Resizer:
                             c.state, finished = RESIZED, True
                         elif p.state in rz.STOPS:
                             c.message = p.message
+                            self.stopped_by = name
                             return p.state, (f"pod {name}: resize {p.state}"
                                              + (f": {txt.one_line(p.message)}"
                                                 if p.message else ""))

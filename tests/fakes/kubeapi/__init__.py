@@ -22,9 +22,11 @@ PodResizeInProgress and its Error, container restarts for RestartContainer, node
 allocatable checked), answers the node-proxy checkpoint API in modes (ok, gate-off,
 unsupported, forbidden, slow) and runs created Jobs to Complete or Failed. A disruption
 recorder (`KubeApi.disruptions`) notes every PodDisruptionBudget a request or kubelet step
-pushed below its desiredHealthy. The kubelet starts no pods (created pods stay Pending,
-Jobs finish without any) and reads a pod's memory usage from its `kubeapi.test/memory-usage`
-annotation.
+pushed below its desiredHealthy. The kubelet starts no pods unless told to
+(`kubelet.run_pods = True`: created pods are placed on a node and become Running and Ready,
+or stay not Ready with `kubelet.fail_pods(pattern, reason)`; otherwise they stay Pending),
+Jobs finish without any, and it reads a pod's memory usage from its
+`kubeapi.test/memory-usage` annotation.
 
 Modules: `server` (HTTP, routing, subresources), `store` (objects, versions, events),
 `status` (error bodies), `patch`, `selectors`, `schema` + `cel` (custom resources),

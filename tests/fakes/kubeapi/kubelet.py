@@ -8,7 +8,9 @@ that resizes pods must wait on those conditions and fall back when they say no, 
 test server has to produce every one of them, on demand, as real status writes that watches
 see step by step. The same goes for the kubelet checkpoint API (KEP-2008), whose failures
 (feature gate off, no CRIU, the API server not allowed, a slow runtime) each look different,
-and for Jobs, which a real cluster runs to completion or failure.
+for Jobs, which a real cluster runs to completion or failure, and, when `run_pods` is set,
+for pods created through the API, which a scheduler places and a kubelet starts (Running and
+Ready, or stuck not Ready: `fail_pods`).
 
 Steps run on one background thread, in due order, each a store write under the store lock;
 `settled()` waits until no step is due. Nothing sleeps longer than the configured delays.
@@ -122,7 +124,7 @@ class _Scheduler:
 
 
 class Kubelet:
-    """Every node's kubelet at once: resizes, checkpoints and Jobs.
+    """Every node's kubelet at once (and the scheduler): resizes, checkpoints, Jobs, pods.
 
     Resize modes (`default_mode`, or per pod with `set_mode`):
       - "actuate": `PodResizeInProgress`, then after `delay` seconds the new resources in
@@ -138,6 +140,17 @@ class Kubelet:
       - "stall": `PodResizeInProgress` with no reason, forever.
     A change to a resource whose `resizePolicy` is `RestartContainer` restarts the
     container: not ready (and the pod not Ready), `restartCount` + 1, then ready again.
+
+    Pods (opt-in, `run_pods = True`; off, created pods stay Pending as before): `pod_delay`
+    seconds after a pod is created through the API, it is bound to its `spec.nodeName`, or
+    else to the first node (by name) that is Ready, not cordoned and allowed by the pod's
+    `nodeSelector` and required node affinity (`kubernetes.io/hostname` is the node's name
+    when the label is absent; no taints, no resources counted), as one write, then started
+    as another: Running, Ready, container statuses with their resources. A pod no node
+    takes stays Pending with `PodScheduled` False (Unschedulable). Pods whose name matches
+    `fail_pods(pattern, reason)` start but never become Ready: their containers wait with
+    `reason` (CrashLoopBackOff by default, restartCount 3); image-pull reasons keep the
+    pod Pending.
     """
 
     def __init__(self, store_: store.Store, version: tuple[int, int],
@@ -162,6 +175,9 @@ class Kubelet:
         self._waiting: dict[PodKey, tuple[str, int, str]] = {}  # Deferred for room, + node
         self._numbers = itertools.count(1)
         self._scheduler = _Scheduler(self.errors)
+        self.run_pods = False   # start pods created through the API (see the docstring)
+        self.pod_delay = 0.02   # seconds from a pod's creation to its start
+        self._failing_pods: list[tuple[re.Pattern[str], str, str]] = []
 
     # ---------------------------------------------------------------- test controls
 
@@ -199,6 +215,15 @@ class Kubelet:
     def checkpoint_mode_for(self, node: str) -> str:
         with self._lock:
             return self._checkpoint_modes.get(node, self.checkpoint_mode)
+
+    def fail_pods(self, pattern: str, reason: str = "CrashLoopBackOff",
+                  message: str = "") -> None:
+        """Pods whose name matches the regular expression `pattern` (re.search) start, when
+        `run_pods` is set, but never become Ready: each container waits with `reason`."""
+        with self._lock:
+            self._failing_pods.append((re.compile(pattern), reason, message or (
+                "back-off 40s restarting failed container" if reason == "CrashLoopBackOff"
+                else "")))
 
     def fail_jobs(self, pattern: str, message: str = JOB_FAILED_MESSAGE) -> None:
         """Jobs whose name matches the regular expression `pattern` (re.search) fail."""
@@ -238,6 +263,10 @@ class Kubelet:
             if ev.type == "ADDED" and cause is not None:
                 self._job_created(ev.obj)
             return
+        if ev.key == _PODS and ev.type == "ADDED" and cause is not None and self.run_pods:
+            key = (ev.namespace, ev.obj["metadata"]["name"])
+            uid = ev.obj["metadata"]["uid"]
+            self._scheduler.at(self.pod_delay, lambda: self._start_pod(key, uid))
         if ev.key == _PODS:
             node = (ev.obj.get("spec") or {}).get("nodeName")
             me: PodKey | None = (ev.namespace, ev.obj["metadata"]["name"])
@@ -472,6 +501,86 @@ class Kubelet:
                 used[res] += amount
         return used
 
+    # ---------------------------------------------------------------- pods
+
+    def _start_pod(self, key: PodKey, uid: str) -> None:
+        """Bind a created pod to a node (unless it names one), then start it."""
+        ns, name = key
+        rt = self.store.type_for("", "v1", "pods")
+        with self.store.lock:
+            pod = self.store.objects[_PODS].get(key)
+            if pod is None or pod["metadata"]["uid"] != uid or pod["metadata"].get(
+                    "deletionTimestamp"):
+                return
+            pod = copy.deepcopy(pod)
+            node = pod["spec"].get("nodeName") or self._place(pod)
+            if node is None:
+                self._set_condition(pod, "PodScheduled", "False", "Unschedulable",
+                                    f"0/{len(self.store.objects[_NODES])} nodes are "
+                                    "available: no node matches the pod")
+                self._save(pod, "unschedulable")
+                return
+            if not pod["spec"].get("nodeName"):
+                pod["spec"]["nodeName"] = node
+                with disruption.acting(f"scheduler: bind {ns}/{name} to {node}"):
+                    pod = copy.deepcopy(self.store.update(rt, ns, name, pod))
+            with self._lock:
+                failing = next(((r, m) for p, r, m in self._failing_pods
+                                if p.search(name)), None)
+            self._run(pod, failing)
+            self._save(pod, "started" if failing is None else f"failing ({failing[0]})")
+
+    def _run(self, pod: JSON, failing: tuple[str, str] | None) -> None:
+        """The status of a started pod: Running and Ready, or waiting with `failing`."""
+        now = store.now()
+        ok = failing is None
+        names = [c["name"] for c in pod["spec"].get("containers") or []]
+        statuses = []
+        for c in pod["spec"].get("containers") or []:
+            resources = copy.deepcopy(c.get("resources") or {})
+            cs: JSON = {"name": c["name"], "image": c.get("image", ""), "imageID": "",
+                        "containerID": f"cri-o://{pod['metadata']['uid']}-{c['name']}",
+                        "ready": ok, "started": ok, "restartCount": 0 if ok else 3,
+                        "resources": resources}
+            if resources.get("requests"):
+                cs["allocatedResources"] = copy.deepcopy(resources["requests"])
+            if ok:
+                cs["state"] = {"running": {"startedAt": now}}
+            else:
+                assert failing is not None
+                cs["state"] = {"waiting": {"reason": failing[0], "message": failing[1]}}
+                if failing[0] == "CrashLoopBackOff":
+                    cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error",
+                                                      "startedAt": now, "finishedAt": now}}
+            statuses.append(cs)
+        pulling = failing is not None and failing[0] in ("ErrImagePull", "ImagePullBackOff")
+        status = pod.setdefault("status", {})
+        status.update({"phase": "Pending" if pulling else "Running", "hostIP": "10.0.0.1",
+                       "podIP": "10.244.0.10", "startTime": now, "containerStatuses": statuses})
+        for kind in ("PodReadyToStartContainers", "Initialized", "PodScheduled"):
+            self._set_condition(pod, kind, "True", "", "")
+        for kind in ("ContainersReady", "Ready"):
+            if ok:
+                self._set_condition(pod, kind, "True", "", "")
+            else:
+                self._set_condition(pod, kind, "False", "ContainersNotReady",
+                                    f"containers with unready status: [{' '.join(names)}]")
+
+    def _place(self, pod: JSON) -> str | None:
+        """The scheduler's choice, simplified: the first node (by name) that is Ready, not
+        cordoned, and allowed by the pod's nodeSelector and required node affinity."""
+        spec = pod.get("spec") or {}
+        for (_, name), node in sorted(self.store.objects[_NODES].items()):
+            ready = _condition(node.get("status") or {}, "Ready") or {}
+            if (node.get("spec") or {}).get("unschedulable") or ready.get("status") != "True":
+                continue
+            labels = {"kubernetes.io/hostname": name, **(node["metadata"].get("labels") or {})}
+            if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+                continue
+            if _affinity_allows(spec, labels):
+                return str(name)
+        return None
+
     # ---------------------------------------------------------------- jobs
 
     def _job_created(self, job: JSON) -> None:
@@ -575,6 +684,30 @@ class Kubelet:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _affinity_allows(spec: JSON, labels: dict[str, str]) -> bool:
+    """Required node affinity: any term whose expressions (In, NotIn, Exists,
+    DoesNotExist) all hold."""
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+
+    def holds(e: JSON) -> bool:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In":
+            return labels.get(key) in values
+        if op == "NotIn":
+            return labels.get(key) not in values
+        if op == "Exists":
+            return key in labels
+        if op == "DoesNotExist":
+            return key not in labels
+        return True
+
+    return any(all(holds(e) for e in t.get("matchExpressions") or []) for t in terms)
 
 
 def _condition(status: JSON, kind: str) -> JSON | None:

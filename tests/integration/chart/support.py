@@ -110,6 +110,18 @@ WRITES = {
 NODE_FACTS = {("", "pods"): frozenset({"list"}), ("", "nodes"): frozenset({"get"})}
 DRAIN = {("", "pods/eviction"): frozenset({"create"}),
          ("", "nodes"): frozenset({"list", "watch", "patch"})}  # list, watch: the marked ones
+# liveMigration.checkpointRestore (writing modes): pods moved with their process state
+# (reconciler/direct/move.py): the kubelet's checkpoint through the node proxy, the restore
+# and cleanup Jobs, the replacement pod (created, followed, handed to its ReplicaSet, or
+# deleted), the old pod's eviction. tests/integration/direct/test_move.py moves a pod with
+# exactly these (and ALWAYS) as a service account.
+CHECKPOINT_RESTORE = {
+    ("", "nodes/proxy"): frozenset({"create"}),
+    ("batch", "jobs"): frozenset({"create", "get", "watch", "delete"}),
+    ("", "pods"): frozenset({"get", "watch", "create", "delete", "patch"}),
+    ("", "pods/eviction"): frozenset({"create"}),
+    ("apps", "replicasets"): frozenset({"get"}),
+}
 
 
 def merge_rules(*groups: dict[tuple[str, str], frozenset[str]]

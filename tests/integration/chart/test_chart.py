@@ -9,7 +9,13 @@ Cases:
   real (invalid object names give warnings, a broken CRD file gives an error).
 - RBAC: the ClusterRole of a writing operator (direct; gitops with a repository) grants
   exactly the expected (group, resource) -> verbs table; no
-  wildcard verbs, resources or groups; nothing for features not built (nodes/proxy);
+  wildcard verbs, resources or groups; nodes/proxy never, unless
+  liveMigration.checkpointRestore in a writing mode: then nodes/proxy create, Jobs, pod
+  create/delete/patch, evictions and ReplicaSet get, and a separate ClusterRole with
+  nodes/checkpoint create for the API server's kubelet client, bound to the user
+  liveMigration.checkpoint.apiServerUser names (no binding without it); none of it in audit
+  mode; no registry fails the render; NOTES warn that nodes/proxy amounts to exec on the
+  node and say what the API server's identity needs;
   pods/resize (with pod get/list/watch and ReplicaSet list) only with
   liveMigration.enabled in a writing mode; pods list and nodes get only with
   clusterFacts.nodes (and the env that turns node facts on); evictions and node patch,
@@ -76,6 +82,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "apiTokenSecret": {"name": "dakr-api"},
         "gitops": {"repoURL": "https://example.test/org/repo.git", "tokenSecret": {"name": "gt"}},
     },
+    "checkpoint-restore": {"mode": "direct", "liveMigration": {
+        "checkpointRestore": True,
+        "checkpoint": {"registry": "registry.example/checkpoints",
+                       "apiServerUser": "kube-apiserver-kubelet-client"}}},
 }
 
 
@@ -222,14 +232,17 @@ def test_no_wildcards_in_any_rule(chart: Any, values: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("values", OVERRIDES.values(), ids=OVERRIDES.keys())
-def test_no_grant_for_features_not_built(chart: Any, values: dict[str, Any]) -> None:
-    rules = _rules_table(_render(chart, values).one("ClusterRole")) if values.get(
+def test_no_grant_for_features_not_enabled(chart: Any, values: dict[str, Any]) -> None:
+    rules = _rules_table(_operator_role(_render(chart, values))) if values.get(
         "rbac", {}).get("create", True) else {}
-    assert ("", "nodes/proxy") not in rules  # checkpoint/restore is not built
+    if not values.get("liveMigration", {}).get("checkpointRestore"):
+        assert ("", "nodes/proxy") not in rules  # exec on every node: only when asked
+        assert ("batch", "jobs") not in rules
     if not values.get("liveMigration", {}).get("enabled"):
         assert ("", "pods/resize") not in rules
     if not values.get("nodeDrain", {}).get("enabled"):
-        assert ("", "pods/eviction") not in rules
+        if not values.get("liveMigration", {}).get("checkpointRestore"):
+            assert ("", "pods/eviction") not in rules  # a move evicts the old pod too
         assert rules.get(("", "nodes"), frozenset()) <= {"get"}  # no cordon
 
 
@@ -246,10 +259,62 @@ def test_resize_rights_only_with_live_migration(chart: Any) -> None:
 
 
 def _operator_role(rendered: Any) -> dict[str, Any]:
-    """The operator's ClusterRole (the admission webhook has its own, read-only one)."""
+    """The operator's ClusterRole (the admission webhook has its own, read-only one, and
+    the API server's kubelet client one for checkpoints)."""
     (role,) = [r for r in rendered.all("ClusterRole")
-               if not r["metadata"]["name"].endswith("-webhook")]
+               if not r["metadata"]["name"].endswith(("-webhook", "-kubelet-checkpoint"))]
     return dict(role)
+
+
+CHECKPOINT = {"mode": "direct", "liveMigration": {
+    "checkpointRestore": True, "checkpoint": {"registry": "registry.example/checkpoints"}}}
+
+
+def test_checkpoint_rights_only_with_checkpoint_restore(chart: Any) -> None:
+    default = _rules_table(_render(chart, OVERRIDES["direct-mode"]).one("ClusterRole"))
+    rendered = _render(chart, CHECKPOINT)
+    assert _rules_table(_operator_role(rendered)) == support.merge_rules(
+        default, support.CHECKPOINT_RESTORE)
+    (kubelet_role,) = [r for r in rendered.all("ClusterRole")
+                       if r["metadata"]["name"] == f"{RELEASE}-dakr-reconciler-kubelet-checkpoint"]
+    assert _rules_table(kubelet_role) == {("", "nodes/checkpoint"): frozenset({"create"})}
+    # Bound to the API server's identity only when the user is named.
+    assert [b["metadata"]["name"] for b in rendered.all("ClusterRoleBinding")] == [
+        f"{RELEASE}-dakr-reconciler"]
+    bound = _render(chart, OVERRIDES["checkpoint-restore"])
+    (binding,) = [b for b in bound.all("ClusterRoleBinding")
+                  if b["metadata"]["name"].endswith("-kubelet-checkpoint")]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                  "kind": "ClusterRole",
+                                  "name": kubelet_role["metadata"]["name"]}
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                    "name": "kube-apiserver-kubelet-client"}]
+    # With the webhook too, the pod verbs add up.
+    both = _render(chart, {**CHECKPOINT, "liveMigration": {
+        **CHECKPOINT["liveMigration"], "enabled": True}})
+    assert _rules_table(_operator_role(both))[("", "pods")] == frozenset(
+        {"get", "list", "watch", "create", "delete", "patch"})
+    # Audit mode writes nothing: no node proxy, no Jobs, no role for the API server.
+    audit = _render(chart, {**CHECKPOINT, "mode": "audit"})
+    rules = _rules_table(_operator_role(audit))
+    assert ("", "nodes/proxy") not in rules and ("batch", "jobs") not in rules
+    assert [r["metadata"]["name"] for r in audit.all("ClusterRole")] == [
+        f"{RELEASE}-dakr-reconciler"]
+
+
+def test_checkpoint_restore_needs_a_registry_and_says_what_it_grants(
+        helm: types.ModuleType, chart: Any) -> None:
+    with pytest.raises(helm.HelmRenderError,
+                       match=re.escape("liveMigration.checkpointRestore needs "
+                                       "liveMigration.checkpoint.registry")):
+        _render(chart, {"mode": "direct", "liveMigration": {"checkpointRestore": True}})
+    notes = " ".join(_render(chart, CHECKPOINT).notes.split())
+    assert "may create on nodes/proxy, which amounts to exec on every node" in notes
+    assert "registry.example/checkpoints" in notes
+    assert "set liveMigration.checkpoint.apiServerUser (kubernetes#126232)" in notes
+    bound = _render(chart, OVERRIDES["checkpoint-restore"]).notes
+    assert "bound to kube-apiserver-kubelet-client" in bound
+    assert "Checkpoint/restore" not in _render(chart, OVERRIDES["direct-mode"]).notes
 
 
 def test_drain_rights_only_with_node_drain(chart: Any) -> None:

@@ -28,12 +28,17 @@ Cases:
 - RestartContainer resizes go one pod at a time within the PodDisruptionBudget (the test
   API server records no instant below it); a budget that cannot spare a pod stops the
   resize (DisruptionBudget) with nothing resized; a workload already short of healthy pods
-  is not resized at all, even without restarts.
+  is not resized at all, even without restarts;
+- move: checkpoint: pods whose resize is Infeasible on their node are moved with their
+  state (checkpoint, restore Job, a Ready replacement with the new values, then the old
+  pod evicted, the archives cleaned up), the recommendation Applied with the moves in its
+  status; the cluster not declaring checkpoint/restore: Failed naming the chart value.
 Every test using the `env` fixture also asserts that no PodDisruptionBudget was breached.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +84,7 @@ class Env:
     client: Any
     live: dict[str, Any]
     webhook: bool = True
+    move: settings.MoveSettings = dataclasses.field(default_factory=settings.MoveSettings)
 
     def engine(self) -> embedded.EmbeddedEngine:
         data = self.tmp / "live.yaml"
@@ -89,7 +95,7 @@ class Env:
         return kube.Kube(self.client, FAST, limiter=kube.RateLimiter(1000, 1000))
 
     def run(self, *docs: dict[str, Any], dry_run: bool = False) -> flow.Batch:
-        cfg = settings.Settings(now="2026-03-01T10:00:00Z", mode="direct",
+        cfg = settings.Settings(now="2026-03-01T10:00:00Z", mode="direct", move=self.move,
                                 live=settings.LiveSettings(webhook=self.webhook))
         engine = self.engine()
         try:
@@ -356,3 +362,48 @@ def test_workload_short_of_its_budget_is_not_resized(kubeapi: KubeApi, tmp_path:
     assert item.phase == "Failed" and "would be resized and PodDisruptionBudget web needs 3" \
         in item.message, item.message
     assert env.api.requests.count("patch", "pods", "resize") == 0
+
+
+@pytest.fixture
+def crowded(kubeapi: KubeApi, tmp_path: Path) -> Iterator[Env]:
+    """Two pods on a one-core node: a 1500m request cannot fit there (Infeasible); a roomy
+    second node; the kubelet starts the pods it is given."""
+    install_crds(kubeapi)
+    kubeapi.seed(kubeapi.node("small", cpu="1"), kubeapi.node("big", cpu="8"))
+    kubeapi.ensure_namespace("dakr-operator")
+    kubeapi.seed_workload("web", 2, node="small", containers=[kubeapi.container(
+        "app", cpu="800m", memory="128Mi", cpu_limit="2", memory_limit="512Mi")])
+    kubeapi.kubelet.run_pods = True
+    yield Env(kubeapi, tmp_path, kubeapi.api_client(), {"move": "checkpoint"})
+    assert kubeapi.disruptions.breaches == []
+
+
+def moving(capable: bool) -> settings.MoveSettings:
+    return settings.MoveSettings(checkpoint_restore=capable,
+                                 registry="registry.example/checkpoints",
+                                 registry_secret="push", job_namespace="dakr-operator",
+                                 checkpoint_timeout=5)
+
+
+def test_infeasible_pods_moved_with_their_state(crowded: Env) -> None:
+    env = crowded
+    env.move = moving(True)
+    item = only(env.run(live_rec("lm-move", {"cpu": "1500m"})))
+    assert item.phase == "Applied" and "2 moved" in item.message, item.message
+    lm = env.rec("lm-move")["status"]["liveMigration"]
+    assert [m["moved"] for m in lm["moves"]] == [True, True]
+    assert all(m["cleanup"]["done"] for m in lm["moves"])
+    assert [p["state"] for p in lm["pods"]] == ["Moved", "Moved"]
+    pods = env.api.items("v1", "Pod", "default")
+    assert len(pods) == 2 and all(p["spec"]["nodeName"] == "big" for p in pods)
+    assert all(app(p)["requests"]["cpu"] == "1500m" for p in pods)
+    assert len(env.api.kubelet.checkpoints) == 2
+
+
+def test_move_refused_without_the_capability(crowded: Env) -> None:
+    env = crowded
+    env.move = moving(False)
+    item = only(env.run(live_rec("lm-move", {"cpu": "1500m"})))
+    assert item.phase == "Failed", item.message
+    assert "Infeasible" in item.message and "liveMigration.checkpointRestore" in item.message
+    assert env.api.kubelet.checkpoints == [] and env.api.kubelet.jobs_created == []
