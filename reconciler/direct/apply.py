@@ -95,7 +95,9 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
             continue
         if isinstance(w.rec, model.NodeGroupRecommendation):
             _carry_out_nodes(w, sv, view, kube_api, now, dry_run, drain_options or
-                             drain.DrainOptions(timeout=cfg.direct.drain_timeout))
+                             drain.DrainOptions(timeout=cfg.direct.drain_timeout,
+                                                moving=move.MoveOptions.from_settings(
+                                                    cfg.move)))
             continue
         _carry_out(w, sv, view, kube_api, engine, cfg, read[w.rec.id], now, dry_run)
     return batch

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reconciler.adapters import kube
+from reconciler.direct import move
 from reconciler.domain import errors, retry
 from reconciler.domain import text as txt
 
@@ -38,6 +39,10 @@ log = logging.getLogger("reconciler.direct.drain")
 JSON = dict[str, Any]
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+# A pod (its template) opts in to leaving a drained node with its process state: it is
+# moved by checkpoint/restore (``move``) instead of evicted, where the cluster can restore.
+MOVE_ANNOTATION = "dakr.devzero.io/move"
+MOVE_CHECKPOINT = "checkpoint"
 CORDON_ATTEMPTS = 3  # a node's resourceVersion moves with its status: re-read and try again
 _RETRY = "retry"     # an eviction that failed for a temporary reason (5xx, timeout)
 
@@ -57,6 +62,9 @@ class DrainOptions:
     delete_emptydir_data: bool = False  # emptyDir data is lost with the pod: refuse by default
     bare_pods: Literal["refuse", "evict"] = "refuse"  # no controller: nothing recreates them
     respect_do_not_disrupt: bool = True  # karpenter.sh/do-not-disrupt: "true" blocks
+    # How a pod annotated dakr.devzero.io/move: checkpoint is moved with its state instead
+    # of evicted; None (or a cluster that does not declare checkpoint/restore): evicted.
+    moving: move.MoveOptions | None = None
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.retry_interval <= 0 or self.poll_interval <= 0:
@@ -253,6 +261,7 @@ class _Drain:
         self.stop, self.clock, self.sleep = stop, clock, sleep
         self.cordoned = False
         self.evicted: list[tuple[str, str]] = []
+        self.moved: list[tuple[str, str]] = []
         self.requests = 0
 
     def result(self, complete: bool, message: str, plan: DrainPlan | None = None,
@@ -315,8 +324,34 @@ class _Drain:
         log.warning("%s", txt.one_line(message))
         return self.result(False, message, plan, plan.blocking)
 
+    def move_opted_in(self, plan: DrainPlan) -> DrainPlan:
+        """Move the pods that asked for it (``MOVE_ANNOTATION``) with their state; those
+        moved leave the plan, those that could not be moved stay to be evicted (a drain
+        empties the node either way; the reason is logged)."""
+        moving = self.options.moving
+        if moving is None or not moving.checkpoint_restore:
+            return plan
+        left: list[PodRef] = []
+        for ref in plan.evict:
+            pod = self.api.pod(ref.namespace, ref.name)
+            wants = ((pod or {}).get("metadata") or {}).get("annotations") or {}
+            if pod is None or wants.get(MOVE_ANNOTATION) != MOVE_CHECKPOINT:
+                left.append(ref)
+                continue
+            got = move.move_pod(self.api, pod, {}, moving, stop=self.stop)
+            self.requests += got.requests
+            if got.moved:
+                self.moved.append((ref.namespace, ref.name))
+                self.evicted.append((ref.namespace, ref.name))
+                continue
+            log.warning("pod %s/%s could not be moved with its state, evicting it: %s",
+                        ref.namespace, ref.name, txt.one_line(got.reason))
+            left.append(ref)
+        return dataclasses.replace(plan, evict=tuple(left))
+
     def evict_all(self, plan: DrainPlan) -> DrainResult:
         opts = self.options
+        plan = self.move_opted_in(plan)
         deadline = self.clock() + opts.timeout
         to_evict: dict[str, PodRef] = {p.uid: p for p in plan.evict}
         due: dict[str, float] = dict.fromkeys(to_evict, 0.0)
@@ -352,7 +387,9 @@ class _Drain:
                         del waiting[uid]
             if not to_evict and not waiting:
                 message = (f"node {self.node} drained: {len(self.evicted)} pod(s) evicted, "
-                           f"{len(plan.skipped)} skipped")
+                           f"{len(plan.skipped)} skipped"
+                           + (f", {len(self.moved)} of them moved with their state"
+                              if self.moved else ""))
                 log.info("%s", txt.one_line(message))
                 return self.result(True, message, plan)
             now = self.clock()

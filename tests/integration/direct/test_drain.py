@@ -24,7 +24,10 @@ Cases:
   pods/eviction it ends with a message naming pods/eviction, and the node is uncordoned;
 - a stop event ends the drain early as incomplete; a missing node is reported;
 - a LIST failing (503) while pods terminate is tolerated and polled again;
-- two PDBs selecting a pod (500) end the drain, nothing evicted, node uncordoned.
+- two PDBs selecting a pod (500) end the drain, nothing evicted, node uncordoned;
+- a pod annotated dakr.devzero.io/move: checkpoint is moved with its state (checkpointed,
+  restored on the other node, then evicted) and the others evicted; where the cluster does
+  not declare checkpoint/restore it is evicted like the rest.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import kubernetes
 import pytest
 
 from reconciler.adapters import kube
-from reconciler.direct import drain
+from reconciler.direct import drain, move
 from tests.fakes.kubeapi.handle import KubeApi, typed_api
 
 FAST = kube.Options(qps=1000, burst=1000, retries=2, backoff=0.01, backoff_max=0.02,
@@ -406,3 +409,35 @@ def test_two_pdbs_end_the_drain(kubeapi: KubeApi) -> None:
     assert evictions(kubeapi) == 1 and got.evicted == ()
     assert not unschedulable(kubeapi, "node-a")
     assert all(kubeapi.exists("v1", "Pod", p) for p in pods)
+
+
+MOVING = drain.DrainOptions(timeout=10.0, retry_interval=0.05, poll_interval=0.05,
+                            moving=move.MoveOptions(
+                                checkpoint_restore=True, registry="registry.example/ckpt",
+                                registry_secret="push", job_namespace="default",
+                                checkpoint_timeout=5, restore_timeout=10, ready_timeout=10,
+                                eviction_timeout=2, retry_interval=0.05, cleanup_timeout=10))
+
+
+def test_opted_in_pod_moves_with_its_state(kubeapi: KubeApi) -> None:
+    pods = setup(kubeapi)["pods"]
+    kubeapi.modify("v1", "Pod", pods[0]["metadata"]["name"], lambda p: p["metadata"].setdefault(
+        "annotations", {}).update({drain.MOVE_ANNOTATION: drain.MOVE_CHECKPOINT}))
+    kubeapi.kubelet.run_pods = True
+    got = drain.drain(make_kube(kubeapi), "node-a", MOVING)
+    assert got.complete and "1 of them moved with their state" in got.message, got.message
+    assert len(kubeapi.kubelet.checkpoints) == 1  # only the pod that asked
+    left = kubeapi.items("v1", "Pod", "default")
+    assert [p["spec"]["nodeName"] for p in left] == ["node-b"]  # the restored replacement
+    assert sorted(evicted_names(kubeapi)) == sorted(names(pods))
+
+
+def test_opted_in_pod_evicted_where_the_cluster_cannot_restore(kubeapi: KubeApi) -> None:
+    pods = setup(kubeapi)["pods"]
+    kubeapi.modify("v1", "Pod", pods[0]["metadata"]["name"], lambda p: p["metadata"].setdefault(
+        "annotations", {}).update({drain.MOVE_ANNOTATION: drain.MOVE_CHECKPOINT}))
+    off = drain.DrainOptions(timeout=2.0, retry_interval=0.05, poll_interval=0.05,
+                             moving=move.MoveOptions())
+    got = drain.drain(make_kube(kubeapi), "node-a", off)
+    assert got.complete and "moved" not in got.message
+    assert kubeapi.kubelet.checkpoints == [] and evictions(kubeapi) == 2
