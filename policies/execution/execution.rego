@@ -41,38 +41,38 @@ live_settings := object.union(live_defaults, live)
 consolidation := object.get(scope.settings, ["nodes", "consolidation"], "mark")
 
 execution := {"liveMigration": object.filter(live_settings, object.keys(live_defaults))} if {
-	lib.action == "LiveMigration"
+	input.recommendation.spec.action == "LiveMigration"
 } else := {"nodeConsolidation": consolidation} if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
 } else := {}
 
 deny contains lib.denial("InvalidConfig", sprintf("liveMigration.fallback %v is not one of none, recreate", [v])) if {
-	lib.action == "LiveMigration"
+	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.fallback
 	not v in {"none", "recreate"}
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("liveMigration.persist %v is not one of webhook, template", [v])) if {
-	lib.action == "LiveMigration"
+	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.persist
 	not v in {"webhook", "template"}
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("liveMigration.move %v is not one of none, checkpoint", [v])) if {
-	lib.action == "LiveMigration"
+	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.move
 	not v in {"none", "checkpoint"}
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("liveMigration.%s %v is not a positive number", [k, v])) if {
-	lib.action == "LiveMigration"
+	input.recommendation.spec.action == "LiveMigration"
 	some k in ["maxPodsResizing", "deferredTimeoutSeconds", "inProgressTimeoutSeconds"]
 	v := live_settings[k]
 	not positive(v)
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("nodes.consolidation %v is not one of mark, drain", [consolidation])) if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
 	not consolidation in {"mark", "drain"}
 }
 

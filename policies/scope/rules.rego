@@ -48,19 +48,22 @@ match_namespace_regex(m) if not m.namespaceRegex
 match_namespace_regex(m) if lib.any_regex_match(m.namespaceRegex, lib.namespace)
 
 # Sortable keys of the matching rules: most specific, highest priority, first listed.
+# (data.config.rules is `rules` wherever it has an entry.)
 candidates contains [0 - specificity(r.match), 0 - object.get(r, "priority", 0), i] if {
-	lib.is_workload
-	some i, r in rules
+	input.recommendation.kind == "WorkloadRecommendation"
+	some i, r in data.config.rules
 	rule_matches(r)
 }
 
-matched_rule := rules[sort(candidates)[0][2]] if count(candidates) > 0
+matched_rule := data.config.rules[sort(candidates)[0][2]] if count(candidates) > 0
 
-default matched_settings := {}
-
-matched_settings := object.get(matched_rule, "settings", {})
-
-settings := object.union(data.config.defaults, matched_settings)
+# With no matching rule (no rule at all, as shipped) the defaults as they are: merging {}
+# over them changes nothing.
+settings := data.config.defaults if {
+	data.config.rules == []
+} else := object.union(data.config.defaults, object.get(matched_rule, "settings", {})) if {
+	matched_rule
+} else := data.config.defaults
 
 guardrails := object.union(
 	object.get(data.config.profiles, settings.profile, {}),

@@ -15,25 +15,25 @@ system_namespaces contains ns if {
 }
 
 deny contains lib.denial("OutOfScope", sprintf("namespace %s is a system namespace", [lib.namespace])) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	lib.namespace in system_namespaces
 }
 
 deny contains lib.denial("OutOfScope", sprintf("rule %s disables %s/%s", [matched_rule.name, lib.namespace, lib.name])) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	object.get(matched_rule, "enabled", true) == false
 }
 
 # The default scope applies only when no rule matched the workload.
 deny contains lib.denial("OutOfScope", msg) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	not matched_rule
 	namespace_included
 	some msg in default_scope_violations
 }
 
 deny contains lib.denial("NotCovered", msg) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	not lib.namespace in system_namespaces
 	not matched_rule
 	not namespace_included
@@ -66,4 +66,44 @@ default_scope_violations contains sprintf("name %s is excluded by pattern", [lib
 
 namespace_included if lib.namespace in data.config.scope.includeNamespaces
 
-namespace_included if lib.any_regex_match(data.config.scope.includeNamespaceRegex, lib.namespace)
+namespace_included if {
+	some p in data.config.scope.includeNamespaceRegex
+	regex.match(p, lib.namespace)
+}
+
+# The common case in one body: a node group (the rules above concern workloads), or a
+# workload that no scoped rule matches, outside the system namespaces, covered by the
+# default scope and excluded by none of its lists. When it holds no rule above can fire,
+# and the decision (dakr/decision.rego) does not evaluate them.
+in_scope := true if {
+	input.recommendation.kind == "NodeGroupRecommendation"
+} else := true if {
+	# No scoped rule and no exclusion list (as shipped): the kinds and labels remain.
+	data.config.rules == []
+	data.config.scope.excludeNamespaces == []
+	data.config.scope.excludeNamespaceRegex == []
+	data.config.scope.excludeNamePatterns == []
+	ns := lib.namespace
+	not ns in data.config.systemNamespaces
+	ns != input.cluster.operatorNamespace
+	namespace_included
+	input.recommendation.spec.targetRef.kind in data.config.scope.kinds
+	not excluded_label
+} else := true if {
+	not matched_rule
+	ns := lib.namespace
+	not ns in data.config.systemNamespaces
+	not ns == object.get(input, ["cluster", "operatorNamespace"], null)
+	namespace_included
+	not ns in data.config.scope.excludeNamespaces
+	not lib.any_regex_match(data.config.scope.excludeNamespaceRegex, ns)
+	input.recommendation.spec.targetRef.kind in data.config.scope.kinds
+	not excluded_label
+	name := input.recommendation.spec.targetRef.name
+	not lib.any_regex_match(data.config.scope.excludeNamePatterns, name)
+}
+
+excluded_label if {
+	some k, v in data.config.scope.excludeLabels
+	input.target.metadata.labels[k] == v
+}

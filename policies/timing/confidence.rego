@@ -13,28 +13,30 @@ min_confidence := object.get(scope.settings, ["timing", "minConfidence"], 0)
 
 without_confidence := object.get(scope.settings, ["timing", "withoutConfidence"], "deny")
 
-has_confidence if is_number(lib.spec.confidence)
+# (A helper: `not is_number(input....)` is undefined, not true, when the field is absent.)
+has_confidence if is_number(input.recommendation.spec.confidence)
 
 source := s if {
-	s := lib.spec.source
+	s := input.recommendation.spec.source
 	is_string(s)
 	s != ""
 } else := "unknown"
 
 deny contains lib.denial("MinimumConfidence", sprintf(
-	"confidence %v is below the minimum %v (timing.minConfidence)", [c, min_confidence],
+	"confidence %v is below the minimum %v (timing.minConfidence)", [c, m],
 )) if {
-	lib.is_workload
-	c := lib.spec.confidence
+	input.recommendation.kind == "WorkloadRecommendation"
+	c := input.recommendation.spec.confidence
 	is_number(c)
-	c < min_confidence
+	m := min_confidence
+	c < m
 }
 
 deny contains lib.denial("NoConfidence", sprintf(
 	"the recommendation gives no confidence (source %s) and timing.withoutConfidence is %v: set it to allow to decide such recommendations on the other rules",
 	[source, without_confidence],
 )) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	not has_confidence
 	without_confidence != "allow"
 }
@@ -43,7 +45,7 @@ warnings contains sprintf(
 	"no confidence given (source %s): the minimum-confidence check was skipped (timing.withoutConfidence: allow)",
 	[source],
 ) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	not has_confidence
 	without_confidence == "allow"
 }

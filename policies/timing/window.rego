@@ -54,7 +54,7 @@ in_window(w) if {
 }
 
 deny contains lib.denial("MaintenanceWindow", sprintf("%s is outside every maintenance window", [input.now])) if {
-	count(windows) > 0
+	count(scope.settings.timing.maintenanceWindows) > 0
 	not any_window
 }
 

@@ -45,3 +45,18 @@ test_warnings_are_strings if {
 		is_string(w)
 	}
 }
+
+# A Rightsizing that also carries replica fields is still judged by the replica rules.
+test_rightsizing_with_hpa_bounds if f.denies(f.spec("hpa", {"minReplicas": 2, "maxReplicas": 4}), "NoHPA")
+
+test_rightsizing_with_replicas if f.denies(f.spec("replicas", 0), "MinReplicas")
+
+test_rightsizing_with_normalized_replicas if f.bounds(f.set(f.rightsizing, "/normalized/replicas", {"current": 2, "proposed": 12})).replicas == 7
+
+# A LiveMigration carries its execution; a gated one neither bounds nor execution.
+test_live_migration_bounds_and_execution if object.keys(f.decision(f.set(f.live_migration, "/normalized/containers/server/proposed/requests/cpu", 0.01))) == {"allow", "mode", "deny", "warnings", "bounds", "execution"}
+
+test_gated_live_migration_bare if object.keys(f.decision(f.set(f.live_migration, "/recommendation/metadata/namespace", "kube-system"))) == {"allow", "mode", "deny", "warnings"}
+
+# A gated decision still carries every area's warnings.
+test_gated_decision_warns if f.warned(f.set(f.in_namespace("kube-system"), "/normalized/containers/server/proposed/requests/cpu", 0.01), "clamped")

@@ -29,3 +29,7 @@ test_all_actions_accepted if {
 	not f.denies(f.replica_scaling, "InvalidInput")
 	not f.denies(f.set(f.nodegroup, "/recommendation/spec/action", "scale"), "InvalidInput")
 }
+
+test_cluster_not_an_object if f.rules(f.set(f.rightsizing, "/cluster", "facts")) == {"InvalidInput"}
+
+test_no_cluster_facts if not f.denies(json.remove(f.rightsizing, ["/cluster"]), "InvalidInput")

@@ -113,3 +113,15 @@ test_limit_removal_alone_is_a_change if not f.denies(json.remove(f.proposed("lim
 	"/normalized/containers/server/proposed/requests",
 	"/normalized/containers/server/proposed/limits/memory",
 ]), "NoResources")
+
+# A profile name no profile has: no per-step limit, only the absolute bounds.
+test_unknown_profile_no_step_limit if f.bounds(f.proposed("requests", "cpu", 0.05)) == {} with data.config.defaults.profile as "none"
+
+test_unknown_profile_absolute_bounds if f.bounds(f.proposed("requests", "cpu", 0.005)).containers.server.requests.cpu == 0.01 with data.config.defaults.profile as "none"
+
+# A current request of 0: any other proposal is a 100 % move, with no per-step limit.
+test_from_zero_is_significant if not f.denies(f.current("requests", "cpu", 0), "MinimumChange") with data.fixtures.rightsizing as f.proposed("requests", "memory", f.mib(128))
+
+test_from_zero_not_step_clamped if f.bounds(f.current("requests", "cpu", 0)) == {}
+
+test_two_containers_clamped if count(f.bounds(f.set(f.proposed("requests", "cpu", 0.01), "/normalized/containers/sidecar", {"found": true, "current": {"requests": {"cpu": 0.2}, "limits": {}}, "proposed": {"requests": {"cpu": 0.01}, "limits": {}}})).containers) == 2

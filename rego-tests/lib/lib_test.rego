@@ -27,3 +27,11 @@ test_namespace_unknown if lib.namespace == "" with input as {"recommendation": {
 test_regex_any if lib.any_regex_match(["^a", "^b"], "bee")
 
 test_regex_none if not lib.any_regex_match(["^a"], "bee")
+
+test_workload_kind if lib.is_workload with input as f.rightsizing
+
+test_nodegroup_kind if lib.is_nodegroup with input as f.nodegroup
+
+test_annotations_default if lib.annotations == {} with input as f.nodegroup
+
+test_containers_default if lib.containers == {} with input as f.nodegroup

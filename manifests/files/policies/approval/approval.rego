@@ -14,12 +14,10 @@ import data.dakr.scope
 
 approval := scope.settings.approval
 
-review_requested if object.get(lib.spec, "autoApply", true) == false
+review_requested if input.recommendation.spec.autoApply == false
 
-mode := "audit" if {
-	approval == "audit"
-} else := "gitops" if {
-	approval == "review"
+mode := m if {
+	m := {"audit": "audit", "review": "gitops"}[approval]
 } else := "gitops" if {
 	review_requested
 } else := "gitops" if {
@@ -29,23 +27,24 @@ mode := "audit" if {
 apply_mode := m if {
 	m := scope.settings.applyMode
 } else := m if {
-	m := lib.cluster.operatorMode
+	m := input.cluster.operatorMode
 	is_string(m)
 } else := "gitops"
 
-warnings contains "approval is audit-only: the change is recorded, not applied" if approval == "audit"
-
-warnings contains "approval requires review: routed to a pull request" if approval == "review"
+warnings contains {
+	"audit": "approval is audit-only: the change is recorded, not applied",
+	"review": "approval requires review: routed to a pull request",
+}[approval]
 
 warnings contains "the source asked for review (autoApply: false): routed to a pull request" if {
+	input.recommendation.spec.autoApply == false
 	approval == "auto"
-	review_requested
 }
 
 warnings contains sprintf("managed by %s: routed to gitops so a direct patch is not reverted", [gitops.tool]) if {
+	gitops.managed
 	approval == "auto"
 	not review_requested
-	gitops.managed
 	apply_mode == "direct"
 }
 
@@ -59,7 +58,7 @@ deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of di
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("the operator's mode %v is not one of audit, direct, gitops", [m])) if {
-	not scope.settings.applyMode
-	m := lib.cluster.operatorMode
+	m := input.cluster.operatorMode
 	not m in {"audit", "direct", "gitops"}
+	not scope.settings.applyMode
 }

@@ -17,12 +17,12 @@ deny contains lib.denial("InvalidInput", sprintf("recommendation kind %v is not 
 }
 
 deny contains lib.denial("InvalidInput", sprintf("action %v is not a workload action", [lib.action])) if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	not lib.action in workload_actions
 }
 
 deny contains lib.denial("InvalidInput", sprintf("action %v is not a node-group action", [lib.action])) if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
 	not lib.action in nodegroup_actions
 }
 
@@ -35,7 +35,30 @@ deny contains lib.denial("InvalidInput", "history.lastApplied.at must be an RFC 
 	not regex.match(rfc3339, at)
 }
 
+# The cluster facts are read field by field: facts that are not an object would read as
+# none at all.
+deny contains lib.denial("InvalidInput", "input.cluster must be an object") if not is_object(lib.cluster)
+
 deny contains lib.denial("InvalidInput", "recommendation has no targetRef.name") if {
-	lib.is_workload
+	input.recommendation.kind == "WorkloadRecommendation"
 	lib.name == ""
+}
+
+# The common case in one body per kind: when it holds, no rule above can fire, and the
+# decision (dakr/decision.rego) does not evaluate them. A time absent from the history is
+# checked as a valid one. (The constants above, written out: a reference to a rule costs
+# steps, a literal none.)
+well_formed := true if {
+	input.recommendation.kind == "WorkloadRecommendation"
+	input.recommendation.spec.action in {"Rightsizing", "ReplicaScaling", "LiveMigration"}
+	input.recommendation.spec.targetRef.name != ""
+	is_object(input.cluster)
+	regex.match(`^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$`, input.now)
+	regex.match(`^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$`, object.get(input, ["history", "lastApplied", "at"], "1970-01-01T00:00:00Z"))
+} else := true if {
+	input.recommendation.kind == "NodeGroupRecommendation"
+	input.recommendation.spec.action in {"consolidate", "scale"}
+	is_object(input.cluster)
+	regex.match(`^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$`, input.now)
+	regex.match(`^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$`, object.get(input, ["history", "lastApplied", "at"], "1970-01-01T00:00:00Z"))
 }

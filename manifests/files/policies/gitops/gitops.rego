@@ -4,31 +4,22 @@
 # so a missing cluster fact cannot route a managed workload to a direct patch.
 package dakr.gitops
 
-import data.dakr.lib
-
-tools := {"argocd", "flux"}
-
-argocd_labels := {"argocd.argoproj.io/instance"}
-
-argocd_annotations := {"argocd.argoproj.io/tracking-id", "argocd.argoproj.io/sync-options"}
-
-flux_labels := {
-	"kustomize.toolkit.fluxcd.io/name",
-	"helm.toolkit.fluxcd.io/name",
-}
-
+# The tool the cluster facts name, else Argo CD's tracking label or annotation, else
+# Flux's labels. (input.cluster.gitops.tool, input.target.metadata.labels and .annotations
+# are lib.cluster, lib.labels and lib.annotations wherever those are set; the sets are
+# literals, which cost no lookup.)
 tool := t if {
-	t := lib.cluster.gitops.tool
-	t in tools
+	t := input.cluster.gitops.tool
+	t in {"argocd", "flux"}
 } else := "argocd" if {
-	some k, _ in lib.labels
-	k in argocd_labels
+	some k, _ in input.target.metadata.labels
+	k == "argocd.argoproj.io/instance"
 } else := "argocd" if {
-	some k, _ in lib.annotations
-	k in argocd_annotations
+	some k, _ in input.target.metadata.annotations
+	k in {"argocd.argoproj.io/tracking-id", "argocd.argoproj.io/sync-options"}
 } else := "flux" if {
-	some k, _ in lib.labels
-	k in flux_labels
+	some k, _ in input.target.metadata.labels
+	k in {"kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name"}
 }
 
 managed if tool

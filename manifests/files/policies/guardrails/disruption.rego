@@ -3,13 +3,11 @@
 # wait on it, which a reviewer should know.
 package dakr.guardrails
 
-import data.dakr.lib
-
 warnings contains sprintf(
 	"PodDisruptionBudget %s allows no disruption now: the rollout will wait for it",
 	[object.get(pdb, ["metadata", "name"], "?")],
 ) if {
+	some pdb in input.cluster.pdbs
 	resizes
-	some pdb in object.get(lib.cluster, "pdbs", [])
 	object.get(pdb, ["status", "disruptionsAllowed"], 1) == 0
 }

@@ -16,194 +16,211 @@ import data.dakr.scope
 
 g := scope.guardrails
 
-resizes if lib.action in {"Rightsizing", "LiveMigration"}
+resizes if input.recommendation.spec.action in {"Rightsizing", "LiveMigration"}
 
 # One row per container and resource, with every number the rules below need, computed
-# once: the rules then only compare fields. Arithmetic is the expensive part of evaluating
+# once: the rules then only compare values. Arithmetic is the expensive part of evaluating
 # this library (OPA computes on arbitrary-precision numbers, microseconds per operation),
 # so a proposal inside its bounds is taken as is and only a clamp computes. A value that
 # is not a number makes the arithmetic fail, and a failing policy denies.
-rows contains row if {
-	some c, ct in lib.containers
-	some r in ["cpu", "memory"]
-	cur_req := object.get(ct, ["current", "requests", r], null)
-	new_req := object.get(ct, ["proposed", "requests", r], null)
-	cur_lim := object.get(ct, ["current", "limits", r], null)
-	new_lim := object.get(ct, ["proposed", "limits", r], null)
+#
+# A row is an array, read by destructuring (a step per element, where a field lookup
+# costs four), its flags first so that a rule about rows with a flag set skips the others
+# at their first element:
+#   [check, clamped, container, resource, requests, limits]
+#   check     the proposal sets a limit other than the current one or removes one, or the
+#             final request compares above the final limit (as it does above no limit):
+#             the only rows the limit rules need to look at
+#   clamped   the final request differs from the proposed one (with one proposed)
+#   requests  [current, proposed, final]: final is what the container will run with
+#   limits    [current, proposed, final, removes]: final is the proposed limit, null when
+#             the proposal removes it (an explicit null), else the current one (an
+#             absent key)
+# (The lookups pass their result as object.get's last argument: half the steps of
+# `x := object.get(...)`, in the rule every container and resource goes through.)
+rows contains [[[new_lim, removes] != [cur_lim, false], fin > fin_lim] != [false, false], new_req != fin, c, r, [cur_req, new_req, fin], [cur_lim, new_lim, fin_lim, removes]] if {
+	some c, ct in input.normalized.containers
+	some r, b in per_resource
+	object.get(ct, ["current", "requests", r], null, cur_req)
+	object.get(ct, ["proposed", "requests", r], null, new_req)
+	object.get(ct, ["current", "limits", r], null, cur_lim)
+	object.get(ct, ["proposed", "limits", r], null, new_lim)
+	object.get(ct, ["proposed", "limits", r], cur_lim, fin_lim)
 
 	# An explicit null removes the limit; an absent key (default 0) leaves it.
 	removes := object.get(ct, ["proposed", "limits", r], 0) == null
-	fin := final_req(r, cur_req, new_req)
-	row := {
-		"container": c,
-		"resource": r,
-		"cur_req": cur_req,
-		"new_req": new_req,
-		"cur_lim": cur_lim,
-		"new_lim": new_lim,
-		"removes_limit": removes,
-		"final_req": fin,
-		"final_lim": final_lim(cur_lim, new_lim, removes),
-		"clamped": clamped_to(new_req, fin),
-	}
+	final_req(b, cur_req, new_req, fin)
 }
 
-# Per-step factors, computed once per decision.
-down := 1 - (g.maxDecreasePercent / 100)
+# Per resource, computed once per decision: [min, max, unit, down, up], the absolute
+# bounds, the manifest unit (whole millicores, whole bytes) and the per-step factors;
+# [min, max, unit] when the profile sets no per-step limit (then only the absolute bounds
+# apply); null without bounds (then only an unchanged request has a final value).
+default per_resource := {"cpu": null, "memory": null}
 
-up := 1 + (g.maxIncreasePercent / 100)
+per_resource := {
+	"cpu": [g.minCpuCores, g.maxCpuCores, 1000, down, up],
+	"memory": [g.minMemoryBytes, g.maxMemoryBytes, 1, down, up],
+} if {
+	down := 1 - (g.maxDecreasePercent / 100)
+	up := 1 + (g.maxIncreasePercent / 100)
+} else := {
+	"cpu": [g.minCpuCores, g.maxCpuCores, 1000],
+	"memory": [g.minMemoryBytes, g.maxMemoryBytes, 1],
+}
 
-# Absolute bounds and manifest units (whole millicores, whole bytes) per resource.
-abs_bounds := {"cpu": [g.minCpuCores, g.maxCpuCores], "memory": [g.minMemoryBytes, g.maxMemoryBytes]}
-
-units := {"cpu": 1000, "memory": 1}
-
-# The request the container will run with: the current one when none is proposed, the
-# proposal when it is inside every bound, else the proposal clamped.
-final_req(r, cur, new) := cur if {
-	new == null
-} else := new if {
-	b := abs_bounds[r]
-	new >= b[0]
-	new <= b[1]
-	step_ok(cur, new)
-} else := clamp(r, cur, new)
-
-# No current request: no per-step limit.
-step_ok(cur, _) if not cur > 0
-
-step_ok(cur, new) if {
+# The request the container will run with: the proposal when it is inside every bound
+# (with no current request, no per-step limit), else the proposal clamped: per step
+# first, then the absolute bounds, rounded up to a manifest unit (the epsilon keeps float
+# noise, 0.2 * 0.9 = 0.18000000000000002, from adding a whole unit); the current one when
+# none is proposed (last: a null proposal fails every bound before). `cur <= 0` is
+# `not cur > 0`: comparison orders every value.
+final_req([lo, hi, unit, down, up], cur, new) := new if {
 	cur > 0
 	new >= cur * down
 	new <= cur * up
-}
-
-# Per step first, then the absolute bounds, rounded up to a manifest unit (the epsilon
-# keeps float noise, 0.2 * 0.9 = 0.18000000000000002, from adding a whole unit).
-clamp(r, cur, new) := ceil((max([b[0], min([b[1], step_clamped(cur, new)])]) * units[r]) - 0.000001) / units[r] if {
-	b := abs_bounds[r]
-}
-
-step_clamped(cur, new) := max([cur * down, min([cur * up, new])]) if cur > 0 else := new
-
-# The limit the container will run with: the proposed one, else the one it keeps.
-final_lim(cur, new, removes) := new if new != null else := null if removes else := cur
-
-# The value a clamp moved the proposal to, or null when the proposal stands.
-clamped_to(new, fin) := fin if {
+	new >= lo
+	new <= hi
+} else := ceil((max([lo, min([hi, max([cur * down, min([cur * up, new])])])]) * unit) - 0.000001) / unit if {
+	cur > 0
 	new != null
-	new != fin
-} else := null
-
-clamps contains {"container": row.container, "resource": row.resource, "from": row.new_req, "to": row.clamped} if {
-	some row in rows
-	row.clamped != null
+} else := new if {
+	new >= lo
+	new <= hi
+	cur <= 0
+} else := ceil((max([lo, min([hi, new])]) * unit) - 0.000001) / unit if {
+	new != null
+} else := cur if {
+	new == null
 }
 
-clamped_containers := {x.container | some x in clamps}
+final_req([lo, hi, unit], cur, new) := new if {
+	new >= lo
+	new <= hi
+	cur <= 0
+} else := ceil((max([lo, min([hi, new])]) * unit) - 0.000001) / unit if {
+	new != null
+} else := cur if {
+	new == null
+}
 
-bounds := {"containers": {c: {"requests": {x.resource: x.to | some x in clamps; x.container == c}} |
-	some c in clamped_containers
-}} if {
-	count(clamps) > 0
-} else := {}
+# Without bounds (a profile and guardrails that set none) only an unchanged request has a
+# final value.
+final_req(null, cur, null) := cur
+
+# The requests a clamp moved, by container: the `bounds` the planner must use.
+clamped[c].requests[r] := to if {
+	some [_, true, c, r, [_, from, to], _] in rows
+	from != null
+}
+
+bounds := {"containers": clamped} if count(clamped) > 0 else := {}
+
+# lib.fmt_res, one resource per rule.
+warnings contains sprintf(
+	"%s cpu request clamped from %dm to %dm by the %s guardrails",
+	[c, round(from * 1000), round(to * 1000), scope.settings.profile],
+) if {
+	some [_, true, c, "cpu", [_, from, to], _] in rows
+	from != null
+}
 
 warnings contains sprintf(
-	"%s %s request clamped from %s to %s by the %s guardrails",
-	[x.container, x.resource, lib.fmt_res(x.resource, x.from), lib.fmt_res(x.resource, x.to), scope.settings.profile],
+	"%s memory request clamped from %dMi to %dMi by the %s guardrails",
+	[c, round(from / 1048576), round(to / 1048576), scope.settings.profile],
 ) if {
-	some x in clamps
+	some [_, true, c, "memory", [_, from, to], _] in rows
+	from != null
 }
 
 deny contains lib.denial("RequestAboveLimit", sprintf(
 	"%s %s request %s would exceed its limit %s",
-	[row.container, row.resource, lib.fmt_res(row.resource, req), lib.fmt_res(row.resource, lim)],
+	[c, r, lib.fmt_res(r, req), lib.fmt_res(r, lim)],
 )) if {
-	some row in rows
-	req := row.final_req
-	lim := row.final_lim
-	is_number(req)
-	is_number(lim)
+	some [true, _, c, r, [_, _, req], [_, _, lim, _]] in rows
 	req > lim
+	is_number(lim)
+	is_number(req)
 }
 
-deny contains lib.denial("LimitRemoval", sprintf("%s %s limit would be removed", [row.container, row.resource])) if {
-	some row in rows
-	row.removes_limit
-	row.cur_lim != null
+deny contains lib.denial("LimitRemoval", sprintf("%s %s limit would be removed", [c, r])) if {
+	some [true, _, c, r, _, [cur, _, _, true]] in rows
+	cur != null
 	not g.allowLimitRemoval
 }
 
 deny contains lib.denial("MemoryLimitDecrease", sprintf(
 	"%s memory limit would drop from %s to %s; set allowMemoryLimitDecrease to allow it",
-	[row.container, lib.fmt_res("memory", row.cur_lim), lib.fmt_res("memory", row.new_lim)],
+	[c, lib.fmt_res("memory", cur), lib.fmt_res("memory", new)],
 )) if {
-	some row in rows
-	row.resource == "memory"
-	row.new_lim != null
-	row.cur_lim != null
-	row.new_lim < row.cur_lim
+	some [true, _, c, "memory", _, [cur, new, _, _]] in rows
+	new < cur
+	new != null
 	not g.allowMemoryLimitDecrease
 }
 
 deny contains lib.denial("LimitChange", sprintf(
 	"%s %s limit would change but the %s profile keeps limits unchanged",
-	[row.container, row.resource, scope.settings.profile],
+	[c, r, scope.settings.profile],
 )) if {
 	g.allowLimitChanges == false
-	some row in rows
-	limit_changes(row)
+	some [true, _, c, r, _, lim] in rows
+	limit_changes(lim)
 }
 
-limit_changes(row) if {
-	row.new_lim != null
-	row.new_lim != row.cur_lim
+limit_changes([cur, new, _, _]) if {
+	new != null
+	new != cur
 }
 
-limit_changes(row) if row.removes_limit
+limit_changes([_, _, _, true])
 
-# Whether a row moves enough to be worth a rollout (setting or removing a value always is).
-significant(row) if {
-	row.new_req != null
-	row.cur_req == null
+# Whether a row moves enough to be worth a rollout (setting or removing a value always
+# is): lib.pct_change inline where the current value is not 0.
+any_significant if {
+	some [_, _, _, _, [cur, new, fin], _] in rows
+	new != null
+	cur != null
+	cur != 0
+	abs(((fin - cur) * 100) / cur) + 0.000001 >= g.minChangePercent
 }
 
-significant(row) if {
-	row.new_req != null
-	row.cur_req != null
-	lib.pct_change(row.cur_req, row.final_req) + 0.000001 >= g.minChangePercent
+any_significant if {
+	some [_, _, _, _, [cur, new, _], _] in rows
+	new != null
+	cur == null
 }
 
-significant(row) if {
-	row.new_lim != null
-	row.cur_lim == null
+any_significant if {
+	some [_, _, _, _, _, [cur, new, _, _]] in rows
+	new != null
+	cur != null
+	lib.pct_change(cur, new) + 0.000001 >= g.minChangePercent
 }
 
-significant(row) if {
-	row.new_lim != null
-	row.cur_lim != null
-	lib.pct_change(row.cur_lim, row.new_lim) + 0.000001 >= g.minChangePercent
+any_significant if {
+	some [true, _, _, _, _, [cur, new, _, _]] in rows
+	new != null
+	cur == null
 }
 
-significant(row) if {
-	row.removes_limit
-	row.cur_lim != null
+any_significant if {
+	some [true, _, _, _, _, [cur, _, _, true]] in rows
+	cur != null
 }
 
-touched(row) if row.new_req != null
+any_significant if {
+	some [_, _, _, _, [0, new, fin], _] in rows
+	new != null
+	lib.pct_change(0, fin) + 0.000001 >= g.minChangePercent
+}
 
-touched(row) if row.new_lim != null
-
-touched(row) if row.removes_limit
+# Whether a row sets a request or a limit, or removes a limit.
+touched([_, _, _, _, [_, new, _], [_, new_lim, _, removes]]) if [new, new_lim, removes] != [null, null, false]
 
 any_touched if {
 	some row in rows
 	touched(row)
-}
-
-any_significant if {
-	some row in rows
-	significant(row)
 }
 
 # The largest relative move (after clamping), in percent, for the MinimumChange message:
@@ -214,27 +231,29 @@ largest_change := max([pct |
 	some pct in [req_change(row), lim_change(row)]
 ])
 
-req_change(row) := 0 if row.new_req == null else := lib.pct_change(row.cur_req, row.final_req)
+req_change([_, _, _, _, [cur, new, fin], _]) := 0 if new == null else := lib.pct_change(cur, fin)
 
-lim_change(row) := 0 if row.new_lim == null else := lib.pct_change(row.cur_lim, row.new_lim)
+lim_change([_, _, _, _, _, [cur, new, _, _]]) := 0 if new == null else := lib.pct_change(cur, new)
 
-deny contains lib.denial("MinimumChange", sprintf(
-	"largest change is %.1f%%, below the %v%% worth a rollout",
-	[largest_change, g.minChangePercent],
-)) if {
-	resizes
-	any_touched
+# Nothing significant: a change too small to be worth a rollout, or no change at all
+# (whatever is significant is touched).
+deny contains no_change if {
+	input.recommendation.spec.action in {"Rightsizing", "LiveMigration"}
 	not any_significant
 }
 
-deny contains lib.denial("NoResources", "the recommendation changes no container resources") if {
-	resizes
+no_change := lib.denial("MinimumChange", sprintf(
+	"largest change is %.1f%%, below the %v%% worth a rollout",
+	[largest_change, g.minChangePercent],
+)) if {
+	any_touched
+} else := lib.denial("NoResources", "the recommendation changes no container resources") if {
 	not any_touched
 }
 
 # A container the target does not have cannot be resized; the pipeline marks it.
 deny contains lib.denial("UnknownContainer", sprintf("%s/%s has no container %s", [lib.target_kind, lib.name, c])) if {
-	input.target != null
-	some c, ct in lib.containers
+	some c, ct in input.normalized.containers
 	ct.found == false
+	input.target != null
 }

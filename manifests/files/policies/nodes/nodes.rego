@@ -12,60 +12,64 @@ p := scope.settings.nodes
 
 to_remove := object.get(lib.spec, "nodesToRemove", [])
 
-facts[n.name] := n if some n in object.get(lib.cluster, "nodes", [])
+facts[n.name] := n if some n in input.cluster.nodes
+
+# [node, pod] for each pod on a node to remove that has facts.
+removed_pods contains [n, pod] if {
+	input.recommendation.kind == "NodeGroupRecommendation"
+	some n in to_remove
+	some pod in facts[n].pods
+}
 
 node_group := object.get(lib.cluster, "nodeGroup", null)
 
 deny contains lib.denial("NodeChangesDisabled", "node-group changes are disabled by policy") if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
 	p.enabled == false
 }
 
 deny contains lib.denial("MaxNodesConsolidated", sprintf(
 	"%d nodes would be removed at once; at most %v allowed", [count(to_remove), p.maxNodesConsolidated],
 )) if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
 	count(to_remove) > p.maxNodesConsolidated
 }
 
 deny contains lib.denial("DoNotDisrupt", sprintf(
 	"node %s runs pod %s/%s annotated karpenter.sh/do-not-disrupt", [n, pod.namespace, pod.name],
 )) if {
-	lib.is_nodegroup
-	some n in to_remove
-	some pod in object.get(facts, [n, "pods"], [])
+	some [n, pod] in removed_pods
 	object.get(pod, ["annotations", "karpenter.sh/do-not-disrupt"], "") == "true"
 }
 
 deny contains lib.denial("PDBBlocksDrain", sprintf(
 	"node %s runs pod %s/%s whose PodDisruptionBudget allows no disruption", [n, pod.namespace, pod.name],
 )) if {
-	lib.is_nodegroup
-	some n in to_remove
-	some pod in object.get(facts, [n, "pods"], [])
+	some [n, pod] in removed_pods
 	pod.pdbDisruptionsAllowed == 0
 }
 
 deny contains lib.denial("NodeFactsMissing", sprintf("no facts about node %s: its pods cannot be checked", [n])) if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
 	some n in to_remove
 	not facts[n]
 }
 
-target_count := lib.spec.targetNodeCount
+target_count := input.recommendation.spec.targetNodeCount
 
 deny contains lib.denial("NodeGroupMinSize", sprintf(
 	"node group %s would shrink to %v nodes, below its minimum %v", [lib.spec.nodeGroup, target_count, node_group.minSize],
 )) if {
-	lib.is_nodegroup
-	target_count < node_group.minSize
+	input.recommendation.kind == "NodeGroupRecommendation"
+	input.recommendation.spec.targetNodeCount < input.cluster.nodeGroup.minSize
 }
 
 deny contains lib.denial("NodeGroupMinSize", sprintf(
 	"node group %s would shrink to %v nodes, below its minimum %v", [lib.spec.nodeGroup, remaining, node_group.minSize],
 )) if {
-	lib.is_nodegroup
+	input.recommendation.kind == "NodeGroupRecommendation"
+	m := input.cluster.nodeGroup.minSize
 	not target_count
-	remaining := node_group.currentSize - count(to_remove)
-	remaining < node_group.minSize
+	remaining := input.cluster.nodeGroup.currentSize - count(to_remove)
+	remaining < m
 }

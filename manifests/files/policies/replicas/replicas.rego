@@ -2,6 +2,10 @@
 # (the HPA would fight the change): the recommendation must move the HPA's min/max. No
 # workload goes below minReplicas, and one step moves at most maxReplicaChange replicas;
 # a larger step is clamped into `bounds` with a warning.
+#
+# Most recommendations ask nothing of replicas: each rule starts with the input it needs
+# (input.normalized.replicas, spec.replicas, spec.hpa), so it fails in a step or two when
+# that is absent. input.cluster.hpa is `hpa` wherever that is an object.
 package dakr.replicas
 
 import data.dakr.lib
@@ -17,7 +21,7 @@ proposed := v if {
 	v := input.normalized.replicas.proposed
 	is_number(v)
 } else := v if {
-	v := lib.spec.replicas
+	v := input.recommendation.spec.replicas
 	is_number(v)
 }
 
@@ -33,44 +37,48 @@ deny contains lib.denial("HPAOwnsReplicas", sprintf(
 	"HPA %s scales this workload; change its minReplicas/maxReplicas instead of replicas",
 	[object.get(hpa, ["metadata", "name"], "")],
 )) if {
-	hpa_owned
+	is_object(input.cluster.hpa)
 	proposed
 }
 
-deny contains lib.denial("MinReplicas", sprintf("%v replicas is below the minimum %v", [proposed, p.minReplicas])) if {
-	proposed < p.minReplicas
+deny contains lib.denial("MinReplicas", sprintf("%v replicas is below the minimum %v", [v, p.minReplicas])) if {
+	v := proposed
+	v < p.minReplicas
 }
 
 deny contains lib.denial("MinReplicas", sprintf("HPA minReplicas %v is below the minimum %v", [m, p.minReplicas])) if {
-	m := lib.spec.hpa.minReplicas
+	m := input.recommendation.spec.hpa.minReplicas
 	m < p.minReplicas
 }
 
-deny contains lib.denial("InvalidHPA", sprintf("HPA minReplicas %v exceeds maxReplicas %v", [lib.spec.hpa.minReplicas, lib.spec.hpa.maxReplicas])) if {
-	lib.spec.hpa.minReplicas > lib.spec.hpa.maxReplicas
+deny contains lib.denial("InvalidHPA", sprintf("HPA minReplicas %v exceeds maxReplicas %v", [m, n])) if {
+	m := input.recommendation.spec.hpa.minReplicas
+	n := input.recommendation.spec.hpa.maxReplicas
+	m > n
 }
 
 deny contains lib.denial("NoHPA", "the recommendation changes HPA bounds but no HPA targets the workload") if {
-	lib.spec.hpa
+	input.recommendation.spec.hpa
 	not hpa_owned
 }
 
 deny contains lib.denial("NoReplicaChange", "a ReplicaScaling recommendation sets neither replicas nor hpa") if {
-	lib.action == "ReplicaScaling"
+	input.recommendation.spec.action == "ReplicaScaling"
 	not proposed
-	not lib.spec.hpa
+	not input.recommendation.spec.hpa
 }
 
 step := p.maxReplicaChange
 
 bounded_replicas := current + step if {
+	v := proposed
 	not hpa_owned
-	proposed > current + step
+	v > current + step
 } else := max([current - step, p.minReplicas]) if {
+	v := proposed
 	not hpa_owned
-	proposed < current - step
+	v < current - step
 }
-
 
 warnings contains sprintf(
 	"replicas clamped from %v to %v: at most %v replicas per step", [proposed, bounded_replicas, step],
@@ -79,9 +87,11 @@ warnings contains sprintf(
 hpa_current_min := hpa.spec.minReplicas
 
 bounded_hpa_min := hpa_current_min + step if {
-	lib.spec.hpa.minReplicas > hpa_current_min + step
+	m := input.recommendation.spec.hpa.minReplicas
+	m > hpa_current_min + step
 } else := max([hpa_current_min - step, p.minReplicas]) if {
-	lib.spec.hpa.minReplicas < hpa_current_min - step
+	m := input.recommendation.spec.hpa.minReplicas
+	m < hpa_current_min - step
 }
 
 bounds := {"replicas": bounded_replicas} if {
@@ -92,5 +102,5 @@ bounds := {"replicas": bounded_replicas} if {
 
 warnings contains sprintf(
 	"HPA minReplicas clamped from %v to %v: at most %v replicas per step",
-	[lib.spec.hpa.minReplicas, bounded_hpa_min, step],
+	[input.recommendation.spec.hpa.minReplicas, bounded_hpa_min, step],
 ) if bounded_hpa_min

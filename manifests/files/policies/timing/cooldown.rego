@@ -11,8 +11,9 @@ deny contains lib.denial("Cooldown", sprintf(
 	"last change %s was applied at %s; cooldown of %v minutes not over",
 	[last.recommendationId, last.at, scope.settings.timing.cooldownMinutes],
 )) if {
+	at := input.history.lastApplied.at
+	is_string(at)
 	last := input.history.lastApplied
-	is_string(last.at)
-	elapsed := lib.now_ns - time.parse_rfc3339_ns(last.at)
+	elapsed := lib.now_ns - time.parse_rfc3339_ns(at)
 	elapsed < cooldown_ns
 }

@@ -1,0 +1,65 @@
+# Approval and routing: where an allowed change goes.
+#   audit  -> recorded only (mode audit, nothing is mutated)
+#   review -> a pull request (mode gitops), whatever the target
+#   auto   -> gitops when Argo CD / Flux manages the target, else apply_mode: the applyMode
+#             the configuration sets (defaults or a scoped rule), else the operator's own
+#             mode (input.cluster.operatorMode: its --mode / DAKR_MODE; audit when the
+#             operator has no writer, so an allowed change is recorded, not applied)
+# A recommendation whose source set autoApply: false is treated as review.
+package dakr.approval
+
+import data.dakr.gitops
+import data.dakr.lib
+import data.dakr.scope
+
+approval := scope.settings.approval
+
+review_requested if object.get(lib.spec, "autoApply", true) == false
+
+mode := "audit" if {
+	approval == "audit"
+} else := "gitops" if {
+	approval == "review"
+} else := "gitops" if {
+	review_requested
+} else := "gitops" if {
+	gitops.managed
+} else := apply_mode
+
+apply_mode := m if {
+	m := scope.settings.applyMode
+} else := m if {
+	m := lib.cluster.operatorMode
+	is_string(m)
+} else := "gitops"
+
+warnings contains "approval is audit-only: the change is recorded, not applied" if approval == "audit"
+
+warnings contains "approval requires review: routed to a pull request" if approval == "review"
+
+warnings contains "the source asked for review (autoApply: false): routed to a pull request" if {
+	approval == "auto"
+	review_requested
+}
+
+warnings contains sprintf("managed by %s: routed to gitops so a direct patch is not reverted", [gitops.tool]) if {
+	approval == "auto"
+	not review_requested
+	gitops.managed
+	apply_mode == "direct"
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("approval %v is not one of auto, audit, review", [approval])) if {
+	not approval in {"auto", "audit", "review"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of direct, gitops", [m])) if {
+	m := scope.settings.applyMode
+	not m in {"direct", "gitops"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("the operator's mode %v is not one of audit, direct, gitops", [m])) if {
+	not scope.settings.applyMode
+	m := lib.cluster.operatorMode
+	not m in {"audit", "direct", "gitops"}
+}

@@ -1,0 +1,82 @@
+# How an allowed change is carried out, where there is more than one way: the decision's
+# `execution` object, present only for the actions it concerns.
+#
+#   LiveMigration (direct mode resizes the running pods in place, pods/resize):
+#     fallback         none | recreate: what happens when a pod cannot be resized in place
+#                      (Infeasible, Error, Deferred or in progress too long, a refusal):
+#                      none = Failed, the pods already resized put back; recreate = the
+#                      ordinary rolling change of the pod template (every pod restarts)
+#     persist          webhook | template: how pods created later get the new values:
+#                      webhook = the admission webhook (no rollout), template = the pod
+#                      template changes too (a rollout that restarts every pod)
+#     move             none | checkpoint: a pod whose resize is Infeasible on its node is
+#                      moved with its process state (checkpoint/restore) when the cluster
+#                      declares it can restore (input.cluster.checkpointRestore)
+#     maxPodsResizing  pods of one workload resizing at once
+#     deferredTimeoutSeconds, inProgressTimeoutSeconds: how long a Deferred or an
+#                      in-progress resize is waited for before the fallback
+#   NodeGroupRecommendation:
+#     nodeConsolidation mark | drain: mark the nodes for the cluster's node operator
+#                      (Karpenter, the cluster autoscaler) or cordon and drain them here
+#
+# Values come from config.defaults (liveMigration, nodes.consolidation) or a scoped rule.
+package dakr.execution
+
+import data.dakr.lib
+import data.dakr.scope
+
+live := object.get(scope.settings, "liveMigration", {})
+
+live_defaults := {
+	"fallback": "none",
+	"persist": "webhook",
+	"move": "none",
+	"maxPodsResizing": 1,
+	"deferredTimeoutSeconds": 300,
+	"inProgressTimeoutSeconds": 3600,
+}
+
+live_settings := object.union(live_defaults, live)
+
+consolidation := object.get(scope.settings, ["nodes", "consolidation"], "mark")
+
+execution := {"liveMigration": object.filter(live_settings, object.keys(live_defaults))} if {
+	lib.action == "LiveMigration"
+} else := {"nodeConsolidation": consolidation} if {
+	lib.is_nodegroup
+} else := {}
+
+deny contains lib.denial("InvalidConfig", sprintf("liveMigration.fallback %v is not one of none, recreate", [v])) if {
+	lib.action == "LiveMigration"
+	v := live_settings.fallback
+	not v in {"none", "recreate"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("liveMigration.persist %v is not one of webhook, template", [v])) if {
+	lib.action == "LiveMigration"
+	v := live_settings.persist
+	not v in {"webhook", "template"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("liveMigration.move %v is not one of none, checkpoint", [v])) if {
+	lib.action == "LiveMigration"
+	v := live_settings.move
+	not v in {"none", "checkpoint"}
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("liveMigration.%s %v is not a positive number", [k, v])) if {
+	lib.action == "LiveMigration"
+	some k in ["maxPodsResizing", "deferredTimeoutSeconds", "inProgressTimeoutSeconds"]
+	v := live_settings[k]
+	not positive(v)
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("nodes.consolidation %v is not one of mark, drain", [consolidation])) if {
+	lib.is_nodegroup
+	not consolidation in {"mark", "drain"}
+}
+
+positive(v) if {
+	is_number(v)
+	v > 0
+}

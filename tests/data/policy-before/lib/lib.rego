@@ -1,0 +1,55 @@
+# Shared accessors over the policy input, so every rule reads the input the same way and
+# a missing field is a default, never an undefined that silently skips a deny.
+package dakr.lib
+
+spec := object.get(input, ["recommendation", "spec"], {})
+
+kind := object.get(input, ["recommendation", "kind"], "")
+
+action := object.get(spec, "action", "")
+
+is_workload if kind == "WorkloadRecommendation"
+
+is_nodegroup if kind == "NodeGroupRecommendation"
+
+namespace := ns if {
+	ns := input.recommendation.metadata.namespace
+	is_string(ns)
+} else := ns if {
+	ns := input.target.metadata.namespace
+	is_string(ns)
+} else := ""
+
+name := object.get(spec, ["targetRef", "name"], "")
+
+target_kind := object.get(spec, ["targetRef", "kind"], "")
+
+labels := object.get(input, ["target", "metadata", "labels"], {})
+
+annotations := object.get(input, ["target", "metadata", "annotations"], {})
+
+cluster := object.get(input, "cluster", {})
+
+containers := object.get(input, ["normalized", "containers"], {})
+
+now_ns := time.parse_rfc3339_ns(input.now)
+
+denial(rule, msg) := {"rule": rule, "msg": msg}
+
+# Percent change from old to new; a change from nothing counts as 100 %.
+pct_change(old, new) := 100 if {
+	old == 0
+	new != 0
+} else := 0 if {
+	old == 0
+} else := abs(((new - old) * 100) / old)
+
+any_regex_match(patterns, value) if {
+	some p in patterns
+	regex.match(p, value)
+}
+
+# Human units for messages: cores as millicores, bytes as Mi.
+fmt_res("cpu", v) := sprintf("%dm", [round(v * 1000)])
+
+fmt_res("memory", v) := sprintf("%dMi", [round(v / 1048576)])

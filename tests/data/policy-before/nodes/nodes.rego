@@ -1,0 +1,71 @@
+# Node consolidation (NodeGroupRecommendation). A node is drained only when every pod on it
+# may be disrupted: no pod carries karpenter.sh/do-not-disrupt: "true" and no PDB selecting
+# a pod allows zero disruptions. A node the pipeline has no facts for cannot be checked, so
+# it is refused. At most maxNodesConsolidated nodes go at once, and the group never shrinks
+# below its minimum size.
+package dakr.nodes
+
+import data.dakr.lib
+import data.dakr.scope
+
+p := scope.settings.nodes
+
+to_remove := object.get(lib.spec, "nodesToRemove", [])
+
+facts[n.name] := n if some n in object.get(lib.cluster, "nodes", [])
+
+node_group := object.get(lib.cluster, "nodeGroup", null)
+
+deny contains lib.denial("NodeChangesDisabled", "node-group changes are disabled by policy") if {
+	lib.is_nodegroup
+	p.enabled == false
+}
+
+deny contains lib.denial("MaxNodesConsolidated", sprintf(
+	"%d nodes would be removed at once; at most %v allowed", [count(to_remove), p.maxNodesConsolidated],
+)) if {
+	lib.is_nodegroup
+	count(to_remove) > p.maxNodesConsolidated
+}
+
+deny contains lib.denial("DoNotDisrupt", sprintf(
+	"node %s runs pod %s/%s annotated karpenter.sh/do-not-disrupt", [n, pod.namespace, pod.name],
+)) if {
+	lib.is_nodegroup
+	some n in to_remove
+	some pod in object.get(facts, [n, "pods"], [])
+	object.get(pod, ["annotations", "karpenter.sh/do-not-disrupt"], "") == "true"
+}
+
+deny contains lib.denial("PDBBlocksDrain", sprintf(
+	"node %s runs pod %s/%s whose PodDisruptionBudget allows no disruption", [n, pod.namespace, pod.name],
+)) if {
+	lib.is_nodegroup
+	some n in to_remove
+	some pod in object.get(facts, [n, "pods"], [])
+	pod.pdbDisruptionsAllowed == 0
+}
+
+deny contains lib.denial("NodeFactsMissing", sprintf("no facts about node %s: its pods cannot be checked", [n])) if {
+	lib.is_nodegroup
+	some n in to_remove
+	not facts[n]
+}
+
+target_count := lib.spec.targetNodeCount
+
+deny contains lib.denial("NodeGroupMinSize", sprintf(
+	"node group %s would shrink to %v nodes, below its minimum %v", [lib.spec.nodeGroup, target_count, node_group.minSize],
+)) if {
+	lib.is_nodegroup
+	target_count < node_group.minSize
+}
+
+deny contains lib.denial("NodeGroupMinSize", sprintf(
+	"node group %s would shrink to %v nodes, below its minimum %v", [lib.spec.nodeGroup, remaining, node_group.minSize],
+)) if {
+	lib.is_nodegroup
+	not target_count
+	remaining := node_group.currentSize - count(to_remove)
+	remaining < node_group.minSize
+}

@@ -1,0 +1,96 @@
+# Replica scaling. A workload whose scaling an HPA owns is never scaled through `replicas`
+# (the HPA would fight the change): the recommendation must move the HPA's min/max. No
+# workload goes below minReplicas, and one step moves at most maxReplicaChange replicas;
+# a larger step is clamped into `bounds` with a warning.
+package dakr.replicas
+
+import data.dakr.lib
+import data.dakr.scope
+
+p := scope.settings.replicas
+
+hpa := object.get(lib.cluster, "hpa", null)
+
+hpa_owned if is_object(hpa)
+
+proposed := v if {
+	v := input.normalized.replicas.proposed
+	is_number(v)
+} else := v if {
+	v := lib.spec.replicas
+	is_number(v)
+}
+
+current := v if {
+	v := input.normalized.replicas.current
+	is_number(v)
+} else := v if {
+	v := input.target.spec.replicas
+	is_number(v)
+}
+
+deny contains lib.denial("HPAOwnsReplicas", sprintf(
+	"HPA %s scales this workload; change its minReplicas/maxReplicas instead of replicas",
+	[object.get(hpa, ["metadata", "name"], "")],
+)) if {
+	hpa_owned
+	proposed
+}
+
+deny contains lib.denial("MinReplicas", sprintf("%v replicas is below the minimum %v", [proposed, p.minReplicas])) if {
+	proposed < p.minReplicas
+}
+
+deny contains lib.denial("MinReplicas", sprintf("HPA minReplicas %v is below the minimum %v", [m, p.minReplicas])) if {
+	m := lib.spec.hpa.minReplicas
+	m < p.minReplicas
+}
+
+deny contains lib.denial("InvalidHPA", sprintf("HPA minReplicas %v exceeds maxReplicas %v", [lib.spec.hpa.minReplicas, lib.spec.hpa.maxReplicas])) if {
+	lib.spec.hpa.minReplicas > lib.spec.hpa.maxReplicas
+}
+
+deny contains lib.denial("NoHPA", "the recommendation changes HPA bounds but no HPA targets the workload") if {
+	lib.spec.hpa
+	not hpa_owned
+}
+
+deny contains lib.denial("NoReplicaChange", "a ReplicaScaling recommendation sets neither replicas nor hpa") if {
+	lib.action == "ReplicaScaling"
+	not proposed
+	not lib.spec.hpa
+}
+
+step := p.maxReplicaChange
+
+bounded_replicas := current + step if {
+	not hpa_owned
+	proposed > current + step
+} else := max([current - step, p.minReplicas]) if {
+	not hpa_owned
+	proposed < current - step
+}
+
+
+warnings contains sprintf(
+	"replicas clamped from %v to %v: at most %v replicas per step", [proposed, bounded_replicas, step],
+) if bounded_replicas
+
+hpa_current_min := hpa.spec.minReplicas
+
+bounded_hpa_min := hpa_current_min + step if {
+	lib.spec.hpa.minReplicas > hpa_current_min + step
+} else := max([hpa_current_min - step, p.minReplicas]) if {
+	lib.spec.hpa.minReplicas < hpa_current_min - step
+}
+
+bounds := {"replicas": bounded_replicas} if {
+	bounded_replicas
+} else := {"hpa": {"minReplicas": bounded_hpa_min}} if {
+	bounded_hpa_min
+} else := {}
+
+warnings contains sprintf(
+	"HPA minReplicas clamped from %v to %v: at most %v replicas per step",
+	[lib.spec.hpa.minReplicas, bounded_hpa_min, step],
+) if bounded_hpa_min

@@ -1,0 +1,68 @@
+# Which scoped rule applies to the workload, and the effective settings it yields.
+# Precedence: a rule that matches by name beats one matching by labels, which beats one
+# matching by namespace; ties go to the higher priority, then to the rule listed first.
+package dakr.scope
+
+import data.dakr.lib
+
+rules := object.get(data.config, "rules", [])
+
+# How specific a rule's match is: the most specific key it uses.
+specificity(m) := 3 if {
+	m.names
+} else := 2 if {
+	m.labels
+} else := 1 if {
+	m.namespaces
+} else := 1 if {
+	m.namespaceRegex
+} else := 0
+
+rule_matches(r) if {
+	m := object.get(r, "match", {})
+	specificity(m) > 0
+	match_names(m)
+	match_labels(m)
+	match_namespaces(m)
+	match_namespace_regex(m)
+}
+
+match_names(m) if not m.names
+
+match_names(m) if lib.any_regex_match(m.names, lib.name)
+
+match_labels(m) if not m.labels
+
+match_labels(m) if {
+	every k, v in m.labels {
+		lib.labels[k] == v
+	}
+}
+
+match_namespaces(m) if not m.namespaces
+
+match_namespaces(m) if lib.namespace in m.namespaces
+
+match_namespace_regex(m) if not m.namespaceRegex
+
+match_namespace_regex(m) if lib.any_regex_match(m.namespaceRegex, lib.namespace)
+
+# Sortable keys of the matching rules: most specific, highest priority, first listed.
+candidates contains [0 - specificity(r.match), 0 - object.get(r, "priority", 0), i] if {
+	lib.is_workload
+	some i, r in rules
+	rule_matches(r)
+}
+
+matched_rule := rules[sort(candidates)[0][2]] if count(candidates) > 0
+
+default matched_settings := {}
+
+matched_settings := object.get(matched_rule, "settings", {})
+
+settings := object.union(data.config.defaults, matched_settings)
+
+guardrails := object.union(
+	object.get(data.config.profiles, settings.profile, {}),
+	settings.guardrails,
+)
