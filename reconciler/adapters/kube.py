@@ -879,6 +879,13 @@ class Kube:
                                 namespace, timeout=timeout, on_open=on_open,
                                 field_selector=f"metadata.name={name}", resource_version=since)
 
+    def watch_pods(self, namespace: str, selector: str, since: str, timeout: float,
+                   on_open: Callable[[Any], None] | None = None) -> Iterator[JSON]:
+        """Watch the pods a label selector picks (a workload's) from ``since``."""
+        return self.watch_lines(f"watch Pod in {namespace}", self.core.list_namespaced_pod,
+                                namespace, timeout=timeout, on_open=on_open,
+                                label_selector=selector, resource_version=since)
+
     def replica_set(self, namespace: str, name: str) -> JSON | None:
         """One ReplicaSet fresh from the server (to find its Deployment), or None."""
         try:

@@ -244,10 +244,8 @@ class Resizer:
         opened: list[Any] = []
         timeout = self._next_deadline(inflight, follow)
         try:
-            events = self.api.watch_lines(
-                f"watch Pod in {self.namespace}", self.api.core.list_namespaced_pod,
-                self.namespace, timeout=timeout, on_open=opened.append,
-                label_selector=self.selector, resource_version=self.rv)
+            events = self.api.watch_pods(self.namespace, self.selector, self.rv, timeout,
+                                         on_open=opened.append)
             for event in events:
                 obj = event.get("object") or {}
                 rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
