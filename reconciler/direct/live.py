@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -103,8 +104,7 @@ def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.
                                  moves=moves)).with_condition(cond))
 
     if code:
-        _stopped(st, view, api, w, change, dec, now, policy, resizer, changes, code, why,
-                 save, webhook)
+        _stopped(view, api, w, change, dec, now, policy, changes, code, why, save)
         return
     save(model.APPLYING, "resizing pods in place", status.condition(
         "Applied", False, "Resizing",
@@ -122,8 +122,8 @@ def _carry_out(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.
             break
         outcome = resizer.run(changes)  # the others go on; pods done are skipped
     if not outcome.done:
-        _stopped(st, view, api, w, change, dec, now, policy, resizer, changes, outcome.code,
-                 outcome.reason, save, webhook)
+        _stopped(view, api, w, change, dec, now, policy, changes, outcome.code,
+                 outcome.reason, save)
         return
     template = policy.persist == "template"
     if template:
@@ -165,11 +165,10 @@ def _move(api: kube.Kube, resizer: rsz.Resizer, changes: list[rsz.PodChange],
     return result
 
 
-def _stopped(st: store.Store, view: cache.BatchStore, api: kube.Kube, w: flow.Work,
+def _stopped(view: cache.BatchStore, api: kube.Kube, w: flow.Work,
              change: patches.Change, dec: decision.Decision, now: str,
-             policy: decision.LivePolicy, resizer: rsz.Resizer,
-             changes: list[rsz.PodChange], code: str, why: str, save: Any,
-             webhook: bool) -> None:
+             policy: decision.LivePolicy, changes: list[rsz.PodChange], code: str, why: str,
+             save: Callable[..., None]) -> None:
     """A pod could not be resized in place: the policy's fallback."""
     rec, item = w.rec, w.item
     assert isinstance(rec, model.WorkloadRecommendation)
