@@ -88,7 +88,7 @@ decision := object.union(doc(dn, ws), with_bounds(guardrails.bounds)) if {
 
 with_bounds(b) := {"bounds": b} if count(b) > 0 else := {}
 
-all_warnings := ((guardrails.warnings | approval.warnings) | replicas.warnings) | timing.warnings
+all_warnings := (((guardrails.warnings | approval.warnings) | replicas.warnings) | timing.warnings) | execution.warnings
 
 # The document without bounds and execution: deny sorted by rule, then msg (a set of
 # objects would sort by msg first), warnings sorted.

@@ -15,6 +15,10 @@
 #     maxPodsResizing  pods of one workload resizing at once
 #     deferredTimeoutSeconds, inProgressTimeoutSeconds: how long a Deferred or an
 #                      in-progress resize is waited for before the fallback
+#     resizeRunning    GitOps mode: true = the running pods are resized in place as soon
+#                      as the pull request is open (the pull request still carries the
+#                      template change, which restarts the pods when merged); direct mode
+#                      always resizes in place
 #   NodeGroupRecommendation:
 #     nodeConsolidation mark | drain: mark the nodes for the cluster's node operator
 #                      (Karpenter, the cluster autoscaler) or cordon and drain them here
@@ -34,6 +38,7 @@ live_defaults := {
 	"maxPodsResizing": 1,
 	"deferredTimeoutSeconds": 300,
 	"inProgressTimeoutSeconds": 3600,
+	"resizeRunning": false,
 }
 
 live_settings := object.union(live_defaults, live)
@@ -45,6 +50,14 @@ execution := {"liveMigration": object.filter(live_settings, object.keys(live_def
 } else := {"nodeConsolidation": consolidation} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 } else := {}
+
+# A move the cluster cannot make: said when the decision is made, not only when a pod's
+# resize turns out Infeasible.
+warnings contains "liveMigration.move is checkpoint but the cluster does not declare checkpoint/restore (chart value liveMigration.checkpointRestore): a pod whose resize is Infeasible gets the fallback instead" if {
+	input.recommendation.spec.action == "LiveMigration"
+	live_settings.move == "checkpoint"
+	not input.cluster.checkpointRestore
+}
 
 deny contains lib.denial("InvalidConfig", sprintf("liveMigration.fallback %v is not one of none, recreate", [v])) if {
 	input.recommendation.spec.action == "LiveMigration"
@@ -69,6 +82,12 @@ deny contains lib.denial("InvalidConfig", sprintf("liveMigration.%s %v is not a 
 	some k in ["maxPodsResizing", "deferredTimeoutSeconds", "inProgressTimeoutSeconds"]
 	v := live_settings[k]
 	not positive(v)
+}
+
+deny contains lib.denial("InvalidConfig", sprintf("liveMigration.resizeRunning %v is not true or false", [v])) if {
+	input.recommendation.spec.action == "LiveMigration"
+	v := live_settings.resizeRunning
+	not is_boolean(v)
 }
 
 deny contains lib.denial("InvalidConfig", sprintf("nodes.consolidation %v is not one of mark, drain", [consolidation])) if {

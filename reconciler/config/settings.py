@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.config import layout
-from reconciler.domain import checkpoint, errors
+from reconciler.domain import checkpoint, errors, policy_input
 from reconciler.domain import limits as limits_mod
 
 
@@ -186,6 +186,12 @@ class Settings:
         """Whether the Kubernetes API is opened: to write, for the facts policy sees, or
         because the records live there (an audit of a cluster reads its targets)."""
         return "direct" in self.writers or self.cluster.facts or self.store.uri == "kube"
+
+    def operator(self) -> policy_input.Operator:
+        """What every policy input says of this process (``input.cluster``'s
+        operatorNamespace, operatorMode, checkpointRestore)."""
+        return policy_input.Operator(namespace=self.operator_namespace, mode=self.mode,
+                                     checkpoint_restore=self.move.checkpoint_restore)
 
 
 ENV_ENABLED = "DAKR_LEADER_ELECTION"

@@ -84,8 +84,7 @@ def run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
     # the pods on the nodes a node group recommendation would drain.
     nodes = any(isinstance(w.rec, model.NodeGroupRecommendation) for w in live)
     live, cluster = decide.cluster_facts(sv, kube_api, live, now, nodes=nodes)
-    decide.decide(sv, engine, live, now, cluster, operator_namespace=cfg.operator_namespace,
-                  operator_mode=cfg.mode)
+    decide.decide(sv, engine, live, now, cluster, operator=cfg.operator())
     if not dry_run:
         live = [w for w in live
                 if not _found_in_place(sv, view, kube_api, w, read[w.rec.id], now)]
@@ -166,8 +165,7 @@ def _input(w: flow.Work, fact: _Live, cfg: settings.Settings, now: str,
            history: Mapping[tuple[str, str, str], Any]) -> dict[str, Any]:
     return policy_input.build(w.rec, w.target, now=now, cluster={"hpa": fact.hpa},
                               history={"lastApplied": history.get(w.rec.target_key)},
-                              operator_namespace=cfg.operator_namespace,
-                              operator_mode=cfg.mode)
+                              operator=cfg.operator())
 
 
 def _carry_out(w: flow.Work, st: store.Store, view: cache.BatchStore, api: kube.Kube,

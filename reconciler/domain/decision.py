@@ -32,12 +32,16 @@ class LivePolicy:
     max_pods_resizing: int = 1
     deferred_timeout: float = 300.0
     in_progress_timeout: float = 3600.0
+    # GitOps mode: the running pods are resized in place as soon as the pull request is
+    # open (it still carries the template change). Direct mode always resizes in place.
+    resize_running: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"fallback": self.fallback, "persist": self.persist, "move": self.move,
                 "maxPodsResizing": self.max_pods_resizing,
                 "deferredTimeoutSeconds": self.deferred_timeout,
-                "inProgressTimeoutSeconds": self.in_progress_timeout}
+                "inProgressTimeoutSeconds": self.in_progress_timeout,
+                "resizeRunning": self.resize_running}
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,11 @@ def _live(raw: Any) -> LivePolicy | None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ValueError(f"{key} {v!r} is not a positive number")
         numbers[key] = float(v)
+    resize_running = raw.get("resizeRunning", base.resize_running)
+    if not isinstance(resize_running, bool):
+        raise ValueError(f"resizeRunning {resize_running!r} is not true or false")
     return LivePolicy(fallback=str(fallback), persist=str(persist), move=str(move),
+                      resize_running=resize_running,
                       max_pods_resizing=max(1, int(numbers["maxPodsResizing"])),
                       deferred_timeout=numbers["deferredTimeoutSeconds"],
                       in_progress_timeout=numbers["inProgressTimeoutSeconds"])

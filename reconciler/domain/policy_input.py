@@ -8,6 +8,7 @@ policy's answer depends only on its input.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.domain import model, planner, quantity
@@ -108,15 +109,25 @@ def node_group(rec: model.NodeGroupRecommendation,
     return out
 
 
+@dataclass(frozen=True)
+class Operator:
+    """What the input says of the operator itself and the cluster it was told about: the
+    same for every decision of a process (``cluster.operatorNamespace``, ``operatorMode``,
+    ``checkpointRestore``), taken from its settings at the entry point."""
+
+    namespace: str = "dakr-operator"
+    mode: str = "gitops"  # where a change goes that the configuration does not route
+    checkpoint_restore: bool = False  # the cluster declares its runtimes restore checkpoints
+
+
 def build(rec: model.Recommendation, target: Mapping[str, Any] | None, *, now: str,
           cluster: Mapping[str, Any] | None = None,
           history: Mapping[str, Any] | None = None,
-          operator_namespace: str = "dakr-operator",
-          operator_mode: str = "gitops") -> dict[str, Any]:
-    cl: dict[str, Any] = {"operatorNamespace": operator_namespace,
-                          "operatorMode": operator_mode, "hpa": None, "pdbs": [],
+          operator: Operator = Operator()) -> dict[str, Any]:
+    cl: dict[str, Any] = {"operatorNamespace": operator.namespace,
+                          "operatorMode": operator.mode, "hpa": None, "pdbs": [],
                           "gitops": {"tool": gitops_tool(target)}, "nodes": [],
-                          "nodeGroup": None}
+                          "nodeGroup": None, "checkpointRestore": operator.checkpoint_restore}
     if isinstance(rec, model.NodeGroupRecommendation):
         cl["nodeGroup"] = node_group(rec, target)
     if cluster:

@@ -20,7 +20,7 @@ from typing import Any
 from reconciler.adapters import kube
 from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.store import port as store
-from reconciler.domain import errors, model, planner, status
+from reconciler.domain import errors, model, planner, policy_input, status
 from reconciler.flow import batch as flow
 from reconciler.flow import decide, report
 
@@ -32,7 +32,7 @@ HOW = ("this operator has no writer (audit mode): set a repository (--repo, "
 
 
 def run(docs: Sequence[object], st: store.Store, engine: opa.PolicyEngine,
-        api: kube.Kube | None, *, now: str, operator_namespace: str, node_facts: bool,
+        api: kube.Kube | None, *, now: str, operator: policy_input.Operator, node_facts: bool,
         dry_run: bool = False) -> flow.Batch:
     """Take in, decide and record ``docs``; with ``dry_run`` nothing is recorded either."""
     if dry_run:
@@ -44,8 +44,8 @@ def run(docs: Sequence[object], st: store.Store, engine: opa.PolicyEngine,
         for w in live:
             _read_target(api, w)
         live, cluster = decide.cluster_facts(st, api, live, now, nodes=node_facts)
-    decide.decide(st, engine, live, now, cluster, operator_namespace=operator_namespace,
-                  operator_mode="audit")
+    decide.decide(st, engine, live, now, cluster,
+                  operator=replace(operator, mode="audit"))
     for w in live:
         dec = w.item.decision
         assert dec is not None

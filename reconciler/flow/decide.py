@@ -61,18 +61,18 @@ def cluster_facts(st: store.Store, api: kube.Kube, live: Sequence[batch.Work], n
 
 def decide(st: store.Store, engine: opa.PolicyEngine, live: Sequence[batch.Work], now: str,
            cluster: Mapping[str, Mapping[str, Any]] | None = None, *,
-           operator_namespace: str, operator_mode: str) -> None:
+           operator: policy_input.Operator) -> None:
     """Ask policy about the whole batch at once; no answer means deny (the engine's job).
 
     ``cluster`` adds facts per recommendation id (the live HPA, say) to the input;
-    ``operator_mode`` is where the library sends a change its configuration does not route.
+    ``operator`` is what the input says of this process (its mode: where the library sends
+    a change its configuration does not route).
     """
     last = batch.history(st, {w.rec.kind for w in live})
     inputs = [policy_input.build(w.rec, w.target, now=now,
                                  cluster=(cluster or {}).get(w.rec.id),
                                  history={"lastApplied": last.get(w.rec.target_key)},
-                                 operator_namespace=operator_namespace,
-                                 operator_mode=operator_mode)
+                                 operator=operator)
               for w in live]
     decisions = engine.decide_many(inputs) if inputs else []
     for w, dec in zip(live, decisions, strict=True):

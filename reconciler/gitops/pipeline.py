@@ -63,8 +63,7 @@ def _run(docs: Sequence[object], cfg: settings.Settings, st: store.Store,
         if cluster_api is not None:
             live, cluster = decide.cluster_facts(st, cluster_api, live, now,
                                                  nodes=cfg.cluster.nodes)
-        decide.decide(st, engine, live, now, cluster, operator_namespace=cfg.operator_namespace,
-                      operator_mode=cfg.mode)
+        decide.decide(st, engine, live, now, cluster, operator=cfg.operator())
         writers = decide.Writers("gitops", cfg.writers, routed=routed)
         to_write = [w for w in live if decide.route(st, w, writers, batch, now)
                     and decide.plan_item(st, w, now)]

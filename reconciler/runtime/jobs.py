@@ -75,7 +75,7 @@ def audit_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[obje
     """No writer: decide and record (in ``st``, else the parts' store), with the live
     targets when the cluster is read."""
     return audit.run(docs, st if st is not None else parts.store, parts.need_engine(), parts.api,
-                     now=cfg.now or clock.rfc3339(), operator_namespace=cfg.operator_namespace,
+                     now=cfg.now or clock.rfc3339(), operator=cfg.operator(),
                      node_facts=cfg.cluster.nodes, dry_run=dry_run)
 
 

@@ -4,7 +4,7 @@ import data.fixtures as f
 
 # live_migration: the rightsizing sample as a LiveMigration; nodegroup: remove two nodes.
 
-test_live_defaults if f.execution(f.live_migration).liveMigration == {"fallback": "none", "persist": "webhook", "move": "none", "maxPodsResizing": 1, "deferredTimeoutSeconds": 300, "inProgressTimeoutSeconds": 3600}
+test_live_defaults if f.execution(f.live_migration).liveMigration == {"fallback": "none", "persist": "webhook", "move": "none", "maxPodsResizing": 1, "deferredTimeoutSeconds": 300, "inProgressTimeoutSeconds": 3600, "resizeRunning": false}
 
 test_live_fallback_recreate if f.execution(f.live_migration).liveMigration.fallback == "recreate" with data.config.defaults.liveMigration.fallback as "recreate"
 
@@ -20,9 +20,17 @@ test_live_bad_persist if f.denies(f.live_migration, "InvalidConfig") with data.c
 
 test_live_move_checkpoint if f.execution(f.live_migration).liveMigration.move == "checkpoint" with data.config.defaults.liveMigration.move as "checkpoint"
 
+test_live_checkpoint_without_capability_warns if contains(concat(" ", f.shipped(f.live_migration).warnings), "liveMigration.checkpointRestore") with data.config.defaults.liveMigration.move as "checkpoint"
+
+test_live_checkpoint_with_capability_is_quiet if count(f.shipped(object.union(f.live_migration, {"cluster": {"checkpointRestore": true}})).warnings) == 0 with data.config.defaults.liveMigration.move as "checkpoint"
+
 test_live_bad_move if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.move as "evict"
 
 test_live_bad_concurrency if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.maxPodsResizing as 0
+
+test_live_resize_running if f.execution(f.live_migration).liveMigration.resizeRunning with data.config.defaults.liveMigration.resizeRunning as true
+
+test_live_bad_resize_running if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.resizeRunning as "yes"
 
 test_live_bad_timeout if f.denies(f.live_migration, "InvalidConfig") with data.config.defaults.liveMigration.deferredTimeoutSeconds as "5m"
 

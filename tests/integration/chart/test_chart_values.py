@@ -494,8 +494,10 @@ def policy_inputs() -> dict[str, dict[str, Any]]:
             rec = validation.parse(p["recommendation"])
             out[f"{name}/{variant}"] = policy_input.build(
                 rec, p["target"], now=p["now"], cluster=p["cluster"], history=p["history"],
-                operator_namespace=p["cluster"]["operatorNamespace"],
-                operator_mode=p["cluster"]["operatorMode"])
+                operator=policy_input.Operator(
+                    namespace=p["cluster"]["operatorNamespace"],
+                    mode=p["cluster"]["operatorMode"],
+                    checkpoint_restore=p["cluster"]["checkpointRestore"]))
     return out
 
 

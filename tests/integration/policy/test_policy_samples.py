@@ -35,8 +35,10 @@ def test_sample_is_what_the_pipeline_builds(name: str) -> None:
     rec = validation.parse(s["recommendation"])
     built = policy_input.build(rec, s["target"], now=s["now"], cluster=s["cluster"],
                                history=s["history"],
-                               operator_namespace=s["cluster"]["operatorNamespace"],
-                               operator_mode=s["cluster"]["operatorMode"])
+                               operator=policy_input.Operator(
+                                   namespace=s["cluster"]["operatorNamespace"],
+                                   mode=s["cluster"]["operatorMode"],
+                                   checkpoint_restore=s["cluster"]["checkpointRestore"]))
     assert built == s
 
 

@@ -5,7 +5,8 @@ Cases:
 - defaults: off, no registry, the buildah image, 120 s, Jobs in the pod's namespace;
 - every variable read (restore switch, registry, push and pull Secrets, image, Jobs'
   namespace, timeout); the Jobs' namespace falls back to POD_NAMESPACE (the operator's);
-- `apply --mode direct` and `run` carry them into Settings.move;
+- `apply --mode direct` and `run` carry them into Settings.move, and the policy input's
+  cluster.checkpointRestore (Settings.operator) says what the switch says;
 - a switch that is not a boolean, a timeout that is not a number or out of 1-3600, and the
   switch on without a usable registry are ConfigErrors naming what to set;
 - MoveOptions.from_settings copies them (other options keep their defaults or the
@@ -57,6 +58,9 @@ def test_commands_carry_them(command: str) -> None:
         flags.add_direct(p)
     s = flags.settings_of(p.parse_args([]), FULL)
     assert s.move == env.move_settings(FULL)
+    assert s.operator().checkpoint_restore
+    off = flags.settings_of(p.parse_args([]), {**FULL, "DAKR_CHECKPOINT_RESTORE": "false"})
+    assert not off.operator().checkpoint_restore
 
 
 @pytest.mark.parametrize(("environ", "words"), [

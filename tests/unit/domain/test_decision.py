@@ -90,7 +90,8 @@ def test_unavailable_is_a_deny() -> None:
 
 LIVE_FULL = {"fallback": "recreate", "persist": "template", "move": "checkpoint",
              "maxPodsResizing": 2,
-             "deferredTimeoutSeconds": 60, "inProgressTimeoutSeconds": 600}
+             "deferredTimeoutSeconds": 60, "inProgressTimeoutSeconds": 600,
+             "resizeRunning": True}
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ LIVE_FULL = {"fallback": "recreate", "persist": "template", "move": "checkpoint"
         ({"liveMigration": {}}, decision.LivePolicy(), ""),
         ({"liveMigration": LIVE_FULL}, decision.LivePolicy(
             fallback="recreate", persist="template", move="checkpoint", max_pods_resizing=2,
-            deferred_timeout=60.0, in_progress_timeout=600.0), ""),
+            deferred_timeout=60.0, in_progress_timeout=600.0, resize_running=True), ""),
         ({"nodeConsolidation": "mark"}, None, "mark"),
         ({"nodeConsolidation": "drain"}, None, "drain"),
     ],
@@ -124,6 +125,7 @@ def test_execution(execution: dict[str, Any], live: decision.LivePolicy | None,
         ({"liveMigration": {"move": "evict"}}, "move 'evict'"),
         ({"liveMigration": {"deferredTimeoutSeconds": "5m"}}, "deferredTimeoutSeconds '5m'"),
         ({"liveMigration": {"inProgressTimeoutSeconds": True}}, "inProgressTimeoutSeconds"),
+        ({"liveMigration": {"resizeRunning": "yes"}}, "resizeRunning 'yes'"),
         ({"nodeConsolidation": "delete"}, "'delete' is not one of mark, drain"),
     ],
 )

@@ -4,8 +4,9 @@ Cases covered:
 - ``build`` returns exactly the keys ``recommendation``, ``target``, ``normalized``,
   ``cluster``, ``history``, ``now``; the recommendation is its CR form, the target is passed
   through (or ``None``), ``now`` is passed through, history defaults to
-  ``{"lastApplied": None}``; the cluster facts have defaults that ``cluster=`` overrides and
-  an ``operator_namespace``; the whole document is JSON-serializable and the inputs are not
+  ``{"lastApplied": None}``; the cluster facts have defaults that ``cluster=`` overrides;
+- what the operator was told (``Operator``: namespace, mode, checkpointRestore) is in
+  ``cluster``, with defaults (table); the whole document is JSON-serializable and the inputs are not
   mutated;
 - ``normalized``: CPU as float cores, memory and ephemeral-storage as int bytes (rounded up);
   ``proposed`` merges the current values with the recommended ones; a container missing on
@@ -95,7 +96,7 @@ def test_build_keys_and_pass_through() -> None:
     assert doc["history"] == {"lastApplied": None}
     assert doc["cluster"] == {"operatorNamespace": "dakr-operator", "operatorMode": "gitops",
                               "hpa": None, "pdbs": [], "gitops": {"tool": None}, "nodes": [],
-                              "nodeGroup": None}
+                              "nodeGroup": None, "checkpointRestore": False}
     assert json.loads(json.dumps(doc)) == doc
     assert target == TARGET, "build must not mutate the target"
 
@@ -111,13 +112,25 @@ def test_build_cluster_history_and_namespace() -> None:
     cluster = {"hpa": {"minReplicas": 2, "maxReplicas": 5}, "pdbs": [{"name": "cart-pdb"}],
                "gitops": {"tool": "argocd"}}
     doc = policy_input.build(_rec([SERVER_DOWN]), TARGET, now=NOW, cluster=cluster,
-                             history=history, operator_namespace="ops")
+                             history=history, operator=policy_input.Operator(namespace="ops"))
     assert doc["history"] == history
     assert doc["cluster"]["operatorNamespace"] == "ops"
     assert doc["cluster"]["hpa"] == {"minReplicas": 2, "maxReplicas": 5}
     assert doc["cluster"]["pdbs"] == [{"name": "cart-pdb"}]
     assert doc["cluster"]["gitops"] == {"tool": "argocd"}
     assert doc["cluster"]["nodes"] == []  # defaults kept for keys not given
+
+
+@pytest.mark.parametrize(("operator", "cluster"), [
+    (policy_input.Operator(), {"operatorNamespace": "dakr-operator", "operatorMode": "gitops",
+                               "checkpointRestore": False}),
+    (policy_input.Operator(namespace="ops", mode="direct", checkpoint_restore=True),
+     {"operatorNamespace": "ops", "operatorMode": "direct", "checkpointRestore": True}),
+])
+def test_build_says_what_the_operator_was_told(operator: policy_input.Operator,
+                                               cluster: dict[str, Any]) -> None:
+    doc = policy_input.build(_rec([SERVER_DOWN]), TARGET, now=NOW, operator=operator)
+    assert {k: doc["cluster"][k] for k in cluster} == cluster
 
 
 def test_normalized_numbers_and_merge() -> None:

@@ -29,7 +29,7 @@ deny := gate if {
 	count(gate) > 0
 } else := checks
 
-all_warnings := ((guardrails.warnings | approval.warnings) | replicas.warnings) | timing.warnings
+all_warnings := (((guardrails.warnings | approval.warnings) | replicas.warnings) | timing.warnings) | execution.warnings
 
 all_bounds := object.union(guardrails.bounds, replicas.bounds)
 
