@@ -253,3 +253,143 @@ def roll_back(api: kube.Kube, target: dict[str, Any] | None,
     if out.code:
         left.append(out.reason)
     return done, left
+
+
+# ------------------------------------------------------------------ beside a pull request
+
+IN_PLACE = "ResizedInPlace"  # the condition a GitOps live migration's in-place step sets
+NO_API = ("the running pods were not resized in place: this process does not read the "
+          "cluster (set --cluster-facts / DAKR_CLUSTER_FACTS, or use the kube store)")
+
+
+def beside_pull_request(st: store.Store, api: kube.Kube | None, w: flow.Work,
+                        now: str) -> None:
+    """GitOps mode, ``resizeRunning: true``: the pull request is open and carries the
+    template change; the running pods get the new values in place now, so the savings do
+    not wait for the review.
+
+    The recommendation stays Applying (the merge makes it Applied, and the rollout it
+    starts brings pods with the same values). What the in-place step did is the
+    ``ResizedInPlace`` condition and ``status.liveMigration`` (``persist: template``: the
+    admission webhook leaves these pods alone; pods created before the merge start with
+    the template's values), written before the first pod is resized. When a pod cannot be
+    resized, ``fallback: none`` resizes back the pods already resized; ``recreate`` leaves
+    them, since the pull request restarts every pod with these values once merged. A
+    pull request closed unmerged resizes them back (``put_back_rejected``). Moves
+    (checkpoint/restore) are direct mode only."""
+    rec, item = w.rec, w.item
+    dec, plan = item.decision, item.plan
+    if not isinstance(rec, model.WorkloadRecommendation) or dec is None or plan is None \
+            or dec.live is None:
+        return
+    if api is None:
+        item.message += f"; {NO_API}"
+        _note(st, rec, status.condition(IN_PLACE, False, "NoClusterAccess", NO_API, now),
+              None)
+        return
+    policy = replace(dec.live, persist="template")
+    want = {c: {s: v for s, v in secs.items() if v}
+            for c, secs in plan.container_changes().items()}
+    try:
+        target = api.refresh(plan.kind, plan.namespace, plan.name)
+        if target is None:
+            why = f"{rec.target_label} is not in the cluster"
+            item.message += f"; the running pods were not resized in place: {why}"
+            _note(st, rec, status.condition(IN_PLACE, False, "TargetNotFound", why, now),
+                  None)
+            return
+        resizer = rsz.Resizer(api, target, want, policy)
+        changes, code, why = resizer.prepare()
+        if not code:
+            _note(st, rec, status.condition(IN_PLACE, False, "Resizing", (
+                f"resizing {sum(c.state == rsz.PLANNED for c in changes)} pod(s) in place"),
+                now), _with_set(record(policy, changes, template=True, webhook=False), want))
+            outcome = resizer.run(changes)
+            code, why = outcome.code, outcome.reason
+        if not code:
+            msg = f"{_count(changes)} in place while the pull request is open"
+            item.message += f"; {msg}"
+            _note(st, rec, status.condition(IN_PLACE, True, IN_PLACE, msg, now),
+                  _with_set(record(policy, changes, template=True, webhook=False), want))
+            api.event(target, "DakrResizedInPlace", txt.one_line(f"{rec.id}: {msg}",
+                                                                 txt.EVENT_LIMIT))
+            return
+        msg = f"the running pods could not all be resized in place: {why}"
+        if policy.fallback == "none":
+            back = rsz.put_back(api, target, changes, policy)
+            undone = [c.name for c in back.changes if c.state == rsz.RESIZED]
+            for c in changes:
+                if c.name in undone:
+                    c.state = "PutBack"
+            msg += ("; the pods already resized were put back (liveMigration.fallback: "
+                    "none); the pull request is unchanged")
+            if undone:
+                msg += f": {', '.join(undone)}"
+        else:
+            msg += ("; the pods already resized keep the new values, and the pull request "
+                    "restarts every pod with them once merged (liveMigration.fallback: "
+                    "recreate)")
+        item.message += f"; {msg}"
+        _note(st, rec, status.condition(IN_PLACE, False, code, msg, now),
+              _with_set(record(policy, changes, template=True, webhook=False), want))
+        api.event(target, "DakrResizeFailed", txt.one_line(f"{rec.id}: {msg}",
+                                                           txt.EVENT_LIMIT), type_="Warning")
+    except errors.ReconcilerError as e:
+        # The pull request stands whatever happens here: the in-place step is a bonus.
+        why = f"the running pods were not resized in place: {e}"
+        if isinstance(e, kube.Forbidden):
+            why += ("; in-place resize needs pods get/list/watch, pods/resize patch and "
+                    "replicasets list (chart value liveMigration.enabled)")
+        item.message += f"; {why}"
+        log.warning("%s: %s", txt.one_line(rec.id), txt.one_line(why))
+        try:
+            _note(st, rec, status.condition(IN_PLACE, False, "ResizeFailed", why, now),
+                  None)
+        except errors.ReconcilerError as again:
+            log.warning("%s: status not written: %s", txt.one_line(rec.id), again)
+
+
+def put_back_rejected(st: store.Store, api: kube.Kube | None, rec_id: str, kind: str,
+                      now: str) -> str:
+    """A pull request closed unmerged: its values were never accepted, so the pods the
+    in-place step resized go back (each only while it still holds our values). Returns
+    what was done, for the result's message ("" when there was nothing to do)."""
+    r = st.get(kind, rec_id)
+    live = (r.status.get("liveMigration") or {}) if r is not None else {}
+    if r is None or not live.get("pods") or not live.get("set"):
+        return ""
+    if api is None:
+        return "the pods resized in place were not put back: this process does not read " \
+               "the cluster"
+    _, tkind, name = model.target_key_of(r.kind, r.namespace, r.spec)
+    target = api.refresh(tkind, r.namespace, name)
+    done, left = roll_back(api, target, live, dict(live["set"]))
+    msg = f"{len(done)} pod(s) resized in place put back"
+    if left:
+        msg += f"; not put back: {'; '.join(left)}"
+    kept = status.from_dict(r.status)
+    pods = [{**p, "state": "PutBack"} if p.get("name") in done else p
+            for p in live.get("pods") or []]
+    report.save_status(st, r, replace(kept, liveMigration={**live, "pods": pods})
+                       .with_condition(status.condition(IN_PLACE, False, "PutBack", msg,
+                                                        now)))
+    return msg
+
+
+def _with_set(live: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    """The record plus the values set (``set``): what a put-back checks each pod still
+    holds (direct mode keeps them in ``status.previous.set``, which GitOps does not
+    write: its way back is a revert pull request)."""
+    return {**live, "set": want}
+
+
+def _note(st: store.Store, rec: model.Recommendation, cond: model.Condition,
+          live: dict[str, Any] | None) -> None:
+    """Add the in-place step's condition (and record) to the status the pipeline wrote."""
+    r = st.get(rec.kind, rec.id)
+    if r is None:
+        return
+    kept = status.from_dict(r.status)
+    if live is not None:
+        kept = replace(kept, liveMigration=live)
+    report.save_status(st, rec, kept.with_condition(cond))

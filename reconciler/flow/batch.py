@@ -34,6 +34,9 @@ class Batch:
     files_parsed: int = 0  # GitOps: repository files the index had to parse
     # Decided for the other writer (``decide.route``): the caller runs that writer on them.
     handoff: list[Work] = field(default_factory=list)
+    # GitOps: LiveMigrations whose pull request is open and whose policy says
+    # ``resizeRunning``: the caller resizes their running pods in place (direct/live.py).
+    resize_now: list[Work] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {

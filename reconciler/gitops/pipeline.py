@@ -173,3 +173,5 @@ def _execute(ws: git.Workspace, st: store.Store, prs: forge.Forge, cfg: settings
             message=item.message,
         ).with_condition(status.condition("PullRequestOpen", True, "Opened",
                                           f"#{ref.number} on {written.branch}", now)))
+        if pr is not None and dec.live is not None and dec.live.resize_running:
+            batch.resize_now.append(w)

@@ -16,8 +16,9 @@ from reconciler.adapters.store import port as store
 from reconciler.config import settings
 from reconciler.direct import apply as direct
 from reconciler.direct import deletions
+from reconciler.direct import live as live_migration
 from reconciler.direct import rollback as restore
-from reconciler.domain import clock, errors, results
+from reconciler.domain import clock, errors, model, results
 from reconciler.flow import audit, decide
 from reconciler.flow import batch as flow
 from reconciler.gitops import pipeline, pullrequests, revert
@@ -58,9 +59,34 @@ def gitops_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[obj
     run the batch. A dry run follows nothing: it writes nothing."""
     engine, prs = parts.need_engine(), parts.need_prs()
     if not dry_run:
-        pullrequests.follow_all(parts.store, prs, cfg.now or clock.rfc3339())
-    return pipeline.run(docs, cfg, parts.store, engine, prs, dry_run=dry_run,
-                        cluster_api=parts.api if cfg.cluster.facts else None, routed=routed)
+        follow_pull_requests(parts.store, parts, cfg.now or clock.rfc3339())
+    out = pipeline.run(docs, cfg, parts.store, engine, prs, dry_run=dry_run,
+                       cluster_api=parts.api if cfg.cluster.facts else None, routed=routed)
+    resize_beside_pull_requests(parts.store, parts, cfg, out)
+    return out
+
+
+def resize_beside_pull_requests(st: store.Store, parts: wiring.Parts, cfg: settings.Settings,
+                                out: flow.Batch) -> None:
+    """The LiveMigrations whose policy says ``resizeRunning``: their pull request is open,
+    their running pods are resized in place now (``live.beside_pull_request``)."""
+    now = cfg.now or clock.rfc3339()
+    for w in out.resize_now:
+        live_migration.beside_pull_request(st, parts.api, w, now)
+    out.resize_now = []
+
+
+def follow_pull_requests(st: store.Store, parts: wiring.Parts,
+                         now: str) -> list[results.ItemResult]:
+    """Carry the open pull requests to their end (``pullrequests.follow_all``); one closed
+    unmerged puts back the pods its LiveMigration resized in place."""
+    done = pullrequests.follow_all(st, parts.need_prs(), now)
+    for it in done:
+        if it.phase == model.REJECTED:
+            note = live_migration.put_back_rejected(st, parts.api, it.id, it.kind, now)
+            if note:
+                it.message += f"; {note}"
+    return done
 
 
 def direct_batch(parts: wiring.Parts, cfg: settings.Settings, docs: Sequence[object], *,
@@ -91,7 +117,7 @@ def gitops_rollback(parts: wiring.Parts, cfg: settings.Settings,
     open pull requests, so that a merge is known). Raises PermanentError when refused."""
     prs = parts.need_prs()
     now = cfg.now or clock.rfc3339()
-    pullrequests.follow(parts.store, prs, now)
+    follow_pull_requests(parts.store, parts, now)
     return revert.propose(rec_id, cfg, parts.store, prs, now)
 
 

@@ -46,7 +46,7 @@ from reconciler.domain import clock, errors, model, results, status
 from reconciler.domain import text as txt
 from reconciler.flow import audit, decide, report
 from reconciler.flow import batch as flow
-from reconciler.gitops import pipeline, pullrequests
+from reconciler.gitops import pipeline
 from reconciler.runtime import (
     batcher,
     health,
@@ -355,6 +355,7 @@ class Operator:
             out = pipeline.run(docs, cfg, view, parts.need_engine(), parts.need_prs(),
                                dry_run=self.dry_run, routed=cfg.mode == "gitops",
                                cluster_api=parts.api if cfg.cluster.facts else None)
+            jobs.resize_beside_pull_requests(view, parts, cfg, out)
             if out.handoff and parts.api is not None:
                 jobs.merge(out, direct.run([w.document for w in out.handoff], cfg, view,
                                            parts.need_engine(), parts.api,
@@ -480,7 +481,7 @@ class Operator:
         if self.parts is None or self.parts.prs is None or self.store is None:
             return
         try:
-            done = pullrequests.follow_all(self.store, self.parts.prs, clock.rfc3339())
+            done = jobs.follow_pull_requests(self.store, self.parts, clock.rfc3339())
         except errors.ReconcilerError as e:
             log.warning("following pull requests: %s", e)
             return
