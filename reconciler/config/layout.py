@@ -25,13 +25,18 @@ KINDS = ("plain", "kustomize", "helm")
 class ValuesPath:
     """Where one workload's numbers sit in a values file.
 
-    ``containers`` maps a container name to the dotted path of its ``resources``
-    mapping; ``replicas`` is the dotted path of the replica count.
+    Paths are canonical (``values.join_path``): ``prefix`` is ``""`` for the top level of
+    the file (a chart from ``helm create``); ``containers`` maps a container name to the
+    path of its ``resources`` mapping; ``replicas`` is the path of the replica count.
+    ``replicas_default`` says the layout did not name it, so the index may take the chart's
+    own ``replicaCount`` (what ``helm create`` writes) when the file sets that and not
+    ``replicas``.
     """
 
     prefix: str
     containers: Mapping[str, str]
     replicas: str
+    replicas_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,27 +82,30 @@ def _rel(value: object, key: str, *, allow_empty: bool = True) -> str:
     return "" if p in ("", ".") else PurePosixPath(p).as_posix()
 
 
-def _dotted(value: object, key: str) -> str:
+def _dotted(value: object, key: str, *, root: bool = False) -> str:
+    """A values path in its canonical spelling; ``root`` allows the top level (``""`` or
+    ``"."``) where a prefix is meant."""
     if not isinstance(value, str):
-        raise errors.ConfigError(f"layout: {key} must be a dotted path")
+        raise errors.ConfigError(f"layout: {key} must be a dotted path"
+                                 + (" (\".\" for the top level)" if root else ""))
     try:
-        values.split_path(value)
+        return values.join_path(values.split_path(value, root=root))
     except errors.FieldError as e:
-        raise errors.ConfigError(f"layout: {key}: {e.reason}") from e
-    return value
+        raise errors.ConfigError(f"layout: {key}: {value!r}: {e.reason}") from e
 
 
 def _values_path(key: str, raw: object, default_container: str) -> ValuesPath:
     where = f"valuesPaths.{key}"
     if isinstance(raw, str):
-        prefix = _dotted(raw, where)
-        return ValuesPath(prefix, {default_container: f"{prefix}.resources"}, f"{prefix}.replicas")
+        prefix = _dotted(raw, where, root=True)
+        return ValuesPath(prefix, {default_container: values.child_path(prefix, "resources")},
+                          values.child_path(prefix, "replicas"), replicas_default=True)
     if not isinstance(raw, Mapping):
         raise errors.ConfigError(f"layout: {where} must be a prefix or a mapping")
     unknown = set(raw) - {"prefix", "container", "containers", "replicas"}
     if unknown:
         raise errors.ConfigError(f"layout: {where}: unknown key {sorted(unknown)[0]!r}")
-    prefix = _dotted(raw.get("prefix"), f"{where}.prefix")
+    prefix = _dotted(raw.get("prefix"), f"{where}.prefix", root=True)
     containers: dict[str, str] = {}
     if "containers" in raw:
         if not isinstance(raw["containers"], Mapping) or not raw["containers"]:
@@ -108,9 +116,11 @@ def _values_path(key: str, raw: object, default_container: str) -> ValuesPath:
         cname = raw.get("container", default_container)
         if not isinstance(cname, str) or not cname:
             raise errors.ConfigError(f"layout: {where}.container must be a container name")
-        containers[cname] = f"{prefix}.resources"
-    replicas = _dotted(raw.get("replicas", f"{prefix}.replicas"), f"{where}.replicas")
-    return ValuesPath(prefix, containers, replicas)
+        containers[cname] = values.child_path(prefix, "resources")
+    if "replicas" in raw:
+        return ValuesPath(prefix, containers, _dotted(raw["replicas"], f"{where}.replicas"))
+    return ValuesPath(prefix, containers, values.child_path(prefix, "replicas"),
+                      replicas_default=True)
 
 
 def parse_layout(data: object) -> Layout:

@@ -475,12 +475,23 @@ class Index:
             f"{', '.join(repr(k) for k in keys)} under valuesPaths)")
 
     def _values_at(self, dotted: str) -> Any:
+        """The value at a values path ("" is the whole file); None where it is not set."""
         node = self._values
-        for key in values.split_path(dotted):
+        for key in values.split_path(dotted, root=True):
             if not isinstance(node, Mapping):
                 return None
             node = node.get(key)
         return node
+
+    def _replicas_path(self, vp: layoutfile.ValuesPath) -> str:
+        """The replica count's path: as configured, or, when the layout left it to its
+        default (``<prefix>.replicas``) and the file sets ``<prefix>.replicaCount`` instead
+        (as every chart from ``helm create`` does), that key: writing ``replicas`` beside
+        it would change a key no template reads."""
+        if not vp.replicas_default or self._values_at(vp.replicas) is not None:
+            return vp.replicas
+        chart_own = values.child_path(vp.prefix, "replicaCount")
+        return chart_own if self._values_at(chart_own) is not None else vp.replicas
 
     def locate(self, target: Target) -> Source:
         """The file to edit for ``target``; raises errors.NotFoundError naming what was
@@ -497,10 +508,11 @@ class Index:
             vp = self._values_path(target)
             if not isinstance(self._values_at(vp.prefix), Mapping):
                 raise errors.NotFoundError(
-                    f"{self.layout.values_file} has no mapping at {vp.prefix} for {kind}/{name}")
+                    f"{self.layout.values_file} has no mapping at "
+                    f"{vp.prefix or 'its top level'} for {kind}/{name}")
             return Source(target, "helm-values", self.layout.values_file,
                           values_prefix=vp.prefix, values_containers=tuple(vp.containers.items()),
-                          values_replicas=vp.replicas)
+                          values_replicas=self._replicas_path(vp))
         found = self._one(target)
         doc = self._doc(found)
         plain = Source(target, "manifest", found.path, found.doc_index, found.line,

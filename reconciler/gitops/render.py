@@ -218,7 +218,7 @@ def _helm_changes(source: repo_index.Source, plan: planner.Plan) -> dict[str, st
             raise errors.NotFoundError(
                 f"container {e.container!r} of {plan.kind}/{plan.name} has no values path "
                 f"(configured: {', '.join(sorted(paths)) or 'none'})")
-        out[f"{paths[e.container]}.{e.section}.{e.resource}"] = e.new
+        out[values.child_path(paths[e.container], e.section, e.resource)] = e.new
     if plan.replicas is not None:
         out[source.values_replicas] = plan.replicas[1]
     return out

@@ -13,13 +13,18 @@ anything. Both are stopped here, before anything is built:
 
 JSON goes through the same checks on its brackets, then ``json.loads``. Every breach is an
 ``errors.InputLimitError`` naming the input, the limit and the setting that raises it.
+
+Files are read as the cluster's tools read them: ``go_tolerant`` retries a parse that
+PyYAML's pure-Python scanner refuses over tabs Go's parser (and libyaml) skips, on a copy
+with those tabs as spaces; every reader of YAML here, and the limits walk, goes through it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import yaml
 
@@ -41,6 +46,43 @@ _LEADING = re.compile(r"^[ \-?:]*", re.M)  # block indentation and entry markers
 # quote is quadratic on many unterminated strings).
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
 _BRACKETS = re.compile(r"[^\[\]{}]+")
+# Tabs that Go's YAML parser (Helm, Kustomize, Argo CD, kubectl) and libyaml skip as blanks
+# but PyYAML's pure-Python scanner refuses: a run of blanks after a line's content that ends
+# the line or comes before a comment (`cpu: 100m<TAB>`), before a key's `:` (`cpu<TAB>:`)
+# or after it (`cpu:<TAB>100m`). Checked against `kubectl kustomize` (test_tabs.py).
+# Possessive runs keep this linear on a hostile line of a million blanks.
+_GO_BLANKS = re.compile(
+    r"(?<=[^ \t\r\n])(?=[ \t]*\t)[ \t]++(?=[\r\n#]|:[ \t\r\n]|\Z)"
+    r"|(?<=\S:)(?=[ \t]*\t)[ \t]++(?=\S)"
+)
+_T = TypeVar("_T")
+
+
+def tabs_as_spaces(text: str) -> str:
+    """``text`` with the tabs of ``_GO_BLANKS`` made spaces, one for one: every character
+    keeps its index, line and column, so positions found in the copy are positions in the
+    original, and an edit can be spliced into the original bytes. Only blanks between
+    tokens change, never the structure (inside a quoted or literal scalar such a tab is
+    content, and the copy reads a space there: only the unedited text of that scalar)."""
+    return _GO_BLANKS.sub(lambda m: " " * len(m.group(0)), text) if "\t" in text else text
+
+
+def go_tolerant(parse: Callable[[str], _T], text: str) -> _T:
+    """``parse(text)``; when the YAML parser refuses a text that holds tabs Go's parser
+    skips, ``parse`` of ``tabs_as_spaces(text)`` instead (the original error when that
+    changes nothing or fails too). libyaml already reads such tabs as Go does; this keeps
+    the pure-Python loader (PyYAML without libyaml) from refusing files the cluster reads."""
+    try:
+        return parse(text)
+    except yaml.YAMLError as e:
+        first = e
+    same = tabs_as_spaces(text)
+    if same != text:
+        try:
+            return parse(same)
+        except yaml.YAMLError:
+            pass
+    raise first  # the error of the file as it is
 
 
 def load_yaml(text: str, limits: limits_mod.InputLimits, origin: str) -> list[Any]:
@@ -58,7 +100,7 @@ def load_yaml(text: str, limits: limits_mod.InputLimits, origin: str) -> list[An
                                  f"{e.start + 1} is a lone surrogate)") from e
     check_yaml(text, limits, origin)
     try:
-        return list(yaml.load_all(text, Loader=LOADER))
+        return go_tolerant(lambda t: list(yaml.load_all(t, Loader=LOADER)), text)
     except RecursionError as e:  # cannot happen within the depth limit; never a traceback
         raise limits.breach("depth", "nesting too deep to build", origin) from e
     except yaml.YAMLError as e:
@@ -174,6 +216,9 @@ def _walk_events(text: str, limits: limits_mod.InputLimits, origin: str) -> None
                 raise limits.breach("nodes", f"more than {limits.nodes} values once "
                                     "aliases are expanded", origin)
     except yaml.YAMLError:
+        same = tabs_as_spaces(text)
+        if same != text:  # the copy the loader reads (go_tolerant) is the one to bound
+            _walk_events(same, limits, origin)
         return  # not YAML at all: the loader says where, with its own message
 
 

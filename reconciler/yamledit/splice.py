@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ REST_OF_LINE_EMPTY = re.compile(r"[ \t\r]*(?:#[^\n]*)?(?:\n|\Z)")
 _TOKEN = re.compile(r"[0-9A-Za-z.+-]+")
 _MAX_TOKEN = 64
 VALUE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")  # written plain when it reads as itself
 REL_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
 API_VERSION = re.compile(r"(?:[a-z0-9.-]+/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?")
 
@@ -166,7 +168,7 @@ class Doc:
 def compose(body: str, index: int, seg: Segment) -> Doc:
     part = body[seg.start : seg.end]
     try:
-        nodes = list(yaml.compose_all(part, Loader=LOADER))
+        nodes = bounded.go_tolerant(lambda t: list(yaml.compose_all(t, Loader=LOADER)), part)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = seg.line0 + (mark.line if mark is not None else 0) + 1
@@ -263,7 +265,7 @@ def load_data(text: str) -> Any:
     """``yaml.load`` with the C loader; a value it cannot build is a PermanentError (a
     YAMLError stays one, for the caller to word)."""
     try:
-        return yaml.load(text, Loader=LOADER)
+        return bounded.go_tolerant(lambda t: yaml.load(t, Loader=LOADER), text)
     except bounded.UNBUILDABLE as e:
         raise unbuildable(e) from e
 
@@ -667,12 +669,13 @@ def _render_block(
     def walk(items: list[Entry], indent: int) -> None:
         nonlocal size
         for e in items:
+            key = key_token(e.key)
             if e.leaf is not None:
-                prefix = f"{' ' * indent}{e.key}: "
+                prefix = f"{' ' * indent}{key}: "
                 leaves.append((size + len(prefix), e.leaf))
                 line = prefix + e.leaf.token + eol
             else:
-                line = f"{' ' * indent}{e.key}:{eol}"
+                line = f"{' ' * indent}{key}:{eol}"
             parts.append(line)
             size += len(line)
             if e.leaf is None:
@@ -694,7 +697,7 @@ def _render_flow(entries: list[Entry]) -> tuple[str, list[tuple[int, Leaf]]]:
 
     def walk(items: list[Entry]) -> None:
         for i, e in enumerate(items):
-            emit((", " if i else "") + f"{e.key}: ")
+            emit((", " if i else "") + f"{key_token(e.key)}: ")
             if e.leaf is not None:
                 leaves.append((size, e.leaf))
                 emit(e.leaf.token)
@@ -705,6 +708,17 @@ def _render_flow(entries: list[Entry]) -> tuple[str, list[tuple[int, Leaf]]]:
 
     walk(entries)
     return "".join(parts), leaves
+
+
+@functools.lru_cache(maxsize=1024)
+def key_token(key: str) -> str:
+    """A mapping key as written into YAML: plain when YAML reads it back as the same string
+    (``cpu``, ``my-app``, ``nvidia.com/gpu``, as files write them), else double-quoted
+    (``"on"``, ``"1"``, ``"my key"``): a quoted key never reads as another type, and JSON's
+    escapes are YAML's."""
+    if _PLAIN_KEY.fullmatch(key) and _token_value(key) == key:
+        return key
+    return json.dumps(key, ensure_ascii=False)
 
 
 def quote_of(node: Node) -> str:
@@ -868,7 +882,7 @@ def load_one(text: str) -> Any:
     """``yaml.load`` of one document (the fast constructor unless anchors are involved)."""
     if "&" in text or "*" in text:
         return load_data(text)
-    node = yaml.compose(text, Loader=LOADER)
+    node = bounded.go_tolerant(lambda t: yaml.compose(t, Loader=LOADER), text)
     return None if node is None else construct(node)
 
 

@@ -572,7 +572,8 @@ def test_values_path_forms() -> None:
                                          "replicas": "b.replicaCount"},
                                    "c": {"prefix": "c", "containers": {
                                        "x": "c.x.resources", "y": "c.y.resources"}}}})
-    assert lay.values_paths["a"] == layout.ValuesPath("a", {"app": "a.resources"}, "a.replicas")
+    assert lay.values_paths["a"] == layout.ValuesPath("a", {"app": "a.resources"}, "a.replicas",
+                                                      replicas_default=True)
     assert lay.values_paths["b"] == layout.ValuesPath("b", {"main": "b.resources"},
                                                       "b.replicaCount")
     assert dict(lay.values_paths["c"].containers) == {"x": "c.x.resources",

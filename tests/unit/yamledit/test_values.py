@@ -8,8 +8,19 @@ Cases covered:
   requested values; re-applying is a no-op. Cases: the real microservices-demo Helm values
   (replace, insert replicas, insert a limit), CRLF + 4-space indentation + double quotes,
   `key:`/`~`/`{}` placeholders with comments, flow mappings, numerically equal values
-  (no-op) and a file without a final newline;
-- every golden case again with LF and CRLF line endings;
+  (no-op) and a file without a final newline; the values.yaml `helm create` writes
+  (top-level `replicaCount`, `resources: {}` followed by its commented-out examples, which
+  stay byte for byte under the new block); a parent chart with a subchart's section
+  (`redis.master.resources`, `redis.replica.replicaCount`) beside its own top-level values;
+  keys that need quoting (`"my.app"`, `["my.app"]`, `'team.io/worker'`); a file with
+  trailing tabs after values, after `:` and before a comment (Go's YAML reads it);
+- every golden case again with LF and CRLF line endings, and again with PyYAML's
+  pure-Python loader (which refuses the tabs Go skips: the editor falls back to a
+  tab-normalized copy for positions and still writes the original bytes);
+- values paths: the quoted forms read as the same keys as the plain ones, the canonical
+  spelling reads back, the top level is "" or "." only where allowed; malformed paths
+  name the character; one key spelled two ways in one change set is refused; a missing
+  key that needs quoting is inserted double-quoted;
 - errors: a path through a sequence or a scalar, a value that is also a parent, hostile
   values and keys, a leaf that is a mapping, a multi-document values file, an anchored
   value;
@@ -81,9 +92,18 @@ def check_minimal_diff(
 
 
 def _get(data: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
+    for key in values.split_path(dotted, root=True):
         data = data[key]
     return data
+
+
+def _load(text: str) -> Any:
+    """The data of a golden text, read apart from the editor: PyYAML's pure-Python loader,
+    or libyaml for a text with the tabs only libyaml and Go read (test_tabs.py)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return yaml.load(text, Loader=yaml.CSafeLoader)
 
 
 # --------------------------------------------------------------------------- values
@@ -96,16 +116,16 @@ def test_values_golden(name: str, eol: str) -> None:
     result = values.edit_values(source, changes)
     assert result.text == expected
     check_minimal_diff(source, result)
-    old, new = yaml.safe_load(source), yaml.safe_load(result.text)
+    old, new = _load(source), _load(result.text)
     for path, value in changes.items():
         got = _get(new, path)
         assert str(got) == str(value) or quantity.same(str(got), str(value)), path
     # Nothing else moved: drop the changed paths from both and compare.
     for data in (old, new):
         for path in changes:
-            parent, _, leaf = path.rpartition(".")
+            *parent, leaf = values.split_path(path)
             try:
-                holder = _get(data, parent)
+                holder = _get(data, values.join_path(parent))
             except (KeyError, TypeError):
                 continue
             if isinstance(holder, dict):
@@ -123,9 +143,111 @@ def _prune(data: Any) -> Any:
     return data
 
 
+@pytest.mark.parametrize("name", _cases("values"))
+def test_values_golden_with_the_pure_python_loader(name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    source, expected, changes = golden("values", name, "", "changes")
+    monkeypatch.setattr(splice, "LOADER", yaml.SafeLoader)
+    result = values.edit_values(source, changes)
+    assert result.text == expected
+    assert values.edit_values(result.text, changes).changes == ()
+
+
 def test_values_golden_set_covers_the_brief() -> None:
     assert {"real_values", "crlf_indent4_quoted", "placeholders", "flow", "noop_no_eol",
-            "insert_no_eol"} <= set(_cases("values"))  # fmt: skip
+            "insert_no_eol", "helm_create", "subchart", "quoted_key",
+            "trailing_tabs"} <= set(_cases("values"))  # fmt: skip
+    helm_create = _read(GOLDEN / "values" / "helm_create.in.yaml")
+    assert "\nresources: {}\n  # We usually recommend" in helm_create
+    assert "\t\n" in _read(GOLDEN / "values" / "trailing_tabs.in.yaml")
+    with pytest.raises(yaml.YAMLError):  # the case the fallback exists for
+        yaml.safe_load(_read(GOLDEN / "values" / "trailing_tabs.in.yaml"))
+
+
+def test_helm_create_comment_block_stays_under_the_new_block() -> None:
+    source, expected, changes = golden("values", "helm_create", "", "changes")
+    comments = source[source.index("  # We usually recommend"):source.index("\n\n# This is to "
+                                                                         "setup the liveness")]
+    out = values.edit_values(source, changes).text
+    assert out == expected
+    head, _, tail = out.partition("resources:\n  requests:\n    cpu: 50m\n    memory: 64Mi\n"
+                                  "  limits:\n    memory: 128Mi\n")
+    assert tail.startswith(comments)  # the examples stay under `resources:`, as they were
+    head = head.replace("\nreplicaCount: 3\n", "\nreplicaCount: 1\n", 1)
+    assert head + "resources: {}\n" + tail == source  # and nothing else moved
+
+
+@pytest.mark.parametrize(
+    ("path", "keys"),
+    [
+        ("a.b", ("a", "b")),
+        ("my-app.resources", ("my-app", "resources")),
+        ('"my.app".resources', ("my.app", "resources")),
+        ("'my.app'.resources", ("my.app", "resources")),
+        ('["my.app"].resources', ("my.app", "resources")),
+        ("a['b.c'].d", ("a", "b.c", "d")),
+        ("'it''s'", ("it's",)),
+        ('"say \\"hi\\""', ('say "hi"',)),
+        ('"caf\\u00e9"', ("caf\u00e9",)),
+    ],
+)
+def test_values_path_syntax(path: str, keys: tuple[str, ...]) -> None:
+    assert values.split_path(path) == keys
+    assert values.split_path(values.join_path(keys)) == keys
+
+
+def test_values_path_top_level() -> None:
+    assert values.split_path("", root=True) == values.split_path(".", root=True) == ()
+    assert values.child_path(".", "resources") == "resources"
+    assert values.child_path('"my.app"', "resources") == '"my.app".resources'
+    for top in ("", "."):
+        with pytest.raises(errors.FieldError, match="top level"):
+            values.split_path(top)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("a..b", "empty key at character 3"),
+        ("a.", "missing at the end"),
+        (".a", "empty key at character 1"),
+        ('"a.b', "unterminated or invalid quoted key at character 1"),
+        ('["a"', "missing ] after the key"),
+        ("[a]", "not plain"),
+        ("a b", "unexpected ' ' at character 2"),
+        ('a"b"', "unexpected '\"' at character 2"),
+        ('a.""', "is empty"),
+        ('"\\u0007"', "control character"),
+        ("a.b/c", "unexpected '/'"),
+        ('"' + "k" * 1025 + '"', "longer than 1024"),
+        ('"a\\u2028b"', "control character"),
+    ],
+)
+def test_values_path_errors_name_the_place(path: str, reason: str) -> None:
+    with pytest.raises(errors.FieldError, match=re.escape(reason)):
+        values.split_path(path)
+
+
+def test_values_one_key_two_spellings_is_refused() -> None:
+    with pytest.raises(errors.PermanentError, match="name the same key"):
+        values.edit_values('"a":\n  b: 1\n', {"a.b": "2", '"a".b': "3"})
+
+
+def test_values_missing_key_that_needs_quoting_is_inserted_quoted() -> None:
+    source = "global:\n  x: 1\n"
+    result = values.edit_values(source, {'global."svc.v2".resources.requests.cpu': "100m",
+                                         "global.on.replicas": 2,
+                                         "global.'my app'.replicas": 1})
+    # A dotted key reads as itself plain (as files write `app.kubernetes.io/name:`); `on`
+    # would read as true and `my app` is not one token: those are quoted.
+    assert result.text == ('global:\n  x: 1\n  svc.v2:\n    resources:\n      requests:\n'
+                           '        cpu: 100m\n  "on":\n    replicas: 2\n'
+                           '  "my app":\n    replicas: 1\n')
+    data = yaml.safe_load(result.text)["global"]
+    assert data["on"] == {"replicas": 2} and data["my app"] == {"replicas": 1}
+    assert data["svc.v2"] == {"resources": {"requests": {"cpu": "100m"}}}
+    assert [c.path for c in result.changes] == ['global."svc.v2".resources.requests.cpu',
+                                                "global.on.replicas", "global.'my app'.replicas"]
     assert _read(GOLDEN / "values" / "real_values.in.yaml") == _read(
         pathlib.Path("/work/shared/data/microservices-demo/helm-chart/values.yaml")
     ) or not pathlib.Path("/work/shared/data/microservices-demo").exists()
