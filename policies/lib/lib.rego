@@ -10,11 +10,15 @@
 # matters (messages, the absent cases).
 package dakr.lib
 
-spec := object.get(input, ["recommendation", "spec"], {})
-
 kind := object.get(input, ["recommendation", "kind"], "")
 
-action := object.get(spec, "action", "")
+# The recommendation's spec is read field by field, never whole, so the engine is sent
+# only the fields some rule reads (reconciler/adapters/opa/embedded.py, input_shape): an
+# absent spec reads as {} and a spec that is not an object is an evaluation error, as
+# object.get on it always was.
+default action := ""
+
+action := object.get(input.recommendation.spec, "action", "")
 
 is_workload if kind == "WorkloadRecommendation"
 
@@ -28,9 +32,13 @@ namespace := ns if {
 	is_string(ns)
 } else := ""
 
-name := object.get(spec, ["targetRef", "name"], "")
+default name := ""
 
-target_kind := object.get(spec, ["targetRef", "kind"], "")
+name := object.get(input.recommendation.spec, ["targetRef", "name"], "")
+
+default target_kind := ""
+
+target_kind := object.get(input.recommendation.spec, ["targetRef", "kind"], "")
 
 labels := object.get(input, ["target", "metadata", "labels"], {})
 

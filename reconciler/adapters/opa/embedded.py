@@ -9,11 +9,13 @@ runner (``regotest``) compiles its modules with, so tests run on the same engine
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,107 @@ def policy_files(policy_dir: Path) -> list[Path]:
         if p.is_file() and not p.name.endswith("_test.rego")
         and not any(part.startswith(".") for part in p.relative_to(policy_dir).parts)
     )
+
+
+# What a policy set reads of its input: a tree of keys, where None is "the whole value"
+# and an object "only these keys of it" (an empty one: only that it is there, and its
+# type). The root None sends the input as it is.
+Shape = dict[str, "Shape | None"]
+
+# In Rego source: a comment, a string, a raw string, or the root `input` (not a field of
+# something else, not part of a longer name). Comments and strings are skipped.
+_TOKENS = re.compile(r'#[^\n]*|"(?:\\.|[^"\\\n])*"|`[^`]*`|(?<![\w.])input(?!\w)')
+_STEP = re.compile(r'\.([A-Za-z_]\w*)|\[\s*("(?:\\.|[^"\\\n])*")\s*\]')
+_LITERAL_PATH = re.compile(
+    r'\s*,\s*("(?:\\.|[^"\\\n])*"|\[\s*"(?:\\.|[^"\\\n])*"(?:\s*,\s*"(?:\\.|[^"\\\n])*")*\s*\])'
+    r'\s*,')
+_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
+
+
+def _need(shape: Shape, path: Sequence[str], whole: bool) -> None:
+    """Add one read to ``shape``: ``path`` itself (``whole``) or only its presence."""
+    node: Shape | None = shape
+    for i, key in enumerate(path):
+        if node is None:
+            return  # an outer value is sent whole already
+        last = i == len(path) - 1
+        if last and whole:
+            node[key] = None
+        elif key not in node:
+            node[key] = {}
+        node = node[key]
+
+
+def input_shape(sources: Iterable[str]) -> Shape | None:
+    """The part of the input the Rego in ``sources`` can read; None when it may read any.
+
+    Converting the input is much of what a decision costs the engine (each object key a
+    few microseconds), and most of what the pipeline sends (the target's pod template, the
+    recommendation's own quantities, its status) no rule reads. A read is recognized only
+    where its extent is certain: a reference ``input.a.b`` (or ``input.a["b"]``) needs
+    ``a.b`` whole, whatever follows it; ``object.get(input, <literal path>, ...)`` the value
+    at that path; ``input.a != null``, ``input.a == null`` and ``is_object(input.a)`` only
+    that ``a`` is there with its type (an object sent with fewer keys answers them alike).
+    ``with input... as`` writes the input and ``import input.a`` reads ``a``. Any other use
+    of ``input`` (``input[x]``, ``walk(input, ...)``, ``x := input``) could read anything,
+    and the input is then sent as it is: a rule added by a policy author is analysed like
+    the library's own, and when in doubt nothing is left out.
+    """
+    shape: Shape = {}
+    for source in sources:
+        for m in _TOKENS.finditer(source):
+            if m.group(0) != "input":
+                continue
+            start, end = m.start(), m.end()
+            path: list[str] = []
+            pos = end
+            while (step := _STEP.match(source, pos)) is not None:
+                path.append(step.group(1) if step.group(1) else json.loads(step.group(2)))
+                pos = step.end()
+            before = source[:start].rstrip()
+            after = source[pos:]
+            if re.search(r'(?<![\w.])with$', before) and re.match(r'\s+as\b', after):
+                continue  # written, not read
+            if re.search(r'(?<![\w.])import$', before):
+                if not path:
+                    return None
+                _need(shape, path, whole=True)
+                continue
+            lit = _LITERAL_PATH.match(after)
+            if path and lit is not None and re.search(r'(?<![\w.])object\.get\($', before):
+                # object.get(input.a, <literal path>, ...): a, with its type, and the value
+                # at the path under it (an object along the way keeps its other keys out;
+                # anything else is sent whole and answers as before).
+                _need(shape, path, whole=False)
+                _need(shape, [*path, *(json.loads(k) for k in _STRING.findall(lit.group(1)))],
+                      whole=True)
+                continue
+            if path:
+                presence = (re.match(r'\s*[!=]=\s*null(?![\w.\[])', after) is not None
+                            or (re.search(r'(?<![\w.])is_object\($', before) is not None
+                                and re.match(r'\s*\)', after) is not None))
+                _need(shape, path, whole=not presence)
+                continue
+            keys = _STRING.findall(lit.group(1)) if lit is not None else []
+            if keys and re.search(r'(?<![\w.])object\.get\($', before):
+                _need(shape, [json.loads(k) for k in keys], whole=True)
+                continue
+            return None  # object.get(input, [], d) is the whole input, as is any other use
+    return shape
+
+
+def project(value: Any, shape: Shape | None) -> Any:
+    """``value`` with only what ``shape`` reads: objects along the way keep the keys the
+    shape names (those present); anything else (an array, a scalar, a value that is not
+    the object the shape expects) is kept whole. Nothing is copied below the cut."""
+    if shape is None or not isinstance(value, Mapping):
+        return value
+    out = {}
+    for key, sub in shape.items():
+        if key in value:
+            v = value[key]
+            out[key] = v if sub is None or not isinstance(v, Mapping) else project(v, sub)
+    return out
 
 
 def build_engine(
@@ -92,6 +195,7 @@ class EmbeddedEngine:
         optional_data: Sequence[str | Path] = (),
         limits: limits_mod.InputLimits = limits_mod.DEFAULT,
         cache_size: int = 4096,
+        lean_input: bool = True,
     ) -> None:
         self.policy_dir = Path(policy_dir)
         if data_files is None:
@@ -111,6 +215,10 @@ class EmbeddedEngine:
         self.reloads = 0
         self.revision = ""  # of the set in use (engine.revision); swapped with it
         self.modules: list[tuple[str, str]] = []  # (path, source) of the set in use
+        # Decisions send only what the set in use reads of the input (``input_shape``);
+        # False sends every input whole, as the engine's floor is measured (bench_policy).
+        self.lean_input = lean_input
+        self._shape: Shape | None = None  # what the set in use reads; swapped with it
         self._lock = threading.Lock()
         self._engine: OpaEngine | None = None
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
@@ -170,12 +278,14 @@ class EmbeddedEngine:
             log.error("%s", self.last_error)
             return False
         rev = opa.revision((src for _, src in modules), data.get(opa.CONFIG_PATH))
+        shape = input_shape(src for _, src in modules) if self.lean_input else None
         with self._lock:
             old, self._engine = self._engine, new
             self.revision, self.modules = rev, modules
             self._fingerprint = fingerprint
             self.last_error = None
             self.reloads += 1
+            self._shape = shape
             self.cache.clear()  # kept under the old generation: never asked for again
             if old is not None:
                 old.close()
@@ -207,12 +317,22 @@ class EmbeddedEngine:
         doc, rev, _ = self._evaluate_at(path, input)
         return doc, rev
 
-    def _evaluate_at(self, path: str, input: Any) -> tuple[Any, str, int]:
-        """``_evaluate``, and the generation (count of loads) of the set that answered."""
+    def _evaluate_at(self, path: str, input: Any, lean: bool = False) -> tuple[Any, str, int]:
+        """``_evaluate``, and the generation (count of loads) of the set that answered.
+
+        With ``lean`` the input is a decision input, or ``{"items": [...]}`` of them, and
+        the engine is sent only what the set in use reads of each (``input_shape``): cut
+        under the same lock as the set is read, so a reload cannot have a new set read an
+        input cut for the old one.
+        """
         ref = path.strip("/").replace("/", ".")
         with self._lock:
             if self._engine is None:
                 raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
+            if lean and self._shape is not None:
+                shape = self._shape
+                input = ({"items": [project(i, shape) for i in input["items"]]}
+                         if path == opa.BATCH_PATH else project(input, shape))
             try:
                 return self._engine.eval_document(ref, input), self.revision, self.reloads
             except OpaUndefinedError as e:
@@ -220,18 +340,26 @@ class EmbeddedEngine:
             except OpaError as e:
                 raise opa.PolicyError(e.code, e.message) from e
 
+    def sent(self, input: Mapping[str, Any]) -> dict[str, Any]:
+        """What a decision on ``input`` sends the engine under the set in use: the part its
+        rules read (all of it when they may read anything, or with ``lean_input`` off)."""
+        with self._lock:
+            shape = self._shape
+        return dict(input) if shape is None else dict(project(input, shape))
+
     def trace(self, input: Mapping[str, Any]) -> list[dict[str, Any]]:
         """OPA's evaluation trace of the decision for ``input`` (for explaining it).
 
-        Slow (every step is recorded): for authors, never on the decision path.
+        Slow (every step is recorded): for authors, never on the decision path. The input
+        is cut as a decision's is (``sent``): the trace is of the evaluation a decision makes.
         """
         with self._lock:
             if self._engine is None:
                 raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
+            sent = dict(input) if self._shape is None else project(input, self._shape)
             # An evaluation error leaves no trace behind (the binding resets it): empty.
             with contextlib.suppress(OpaError):
-                self._engine.eval_document(
-                    self.path.replace("/", "."), dict(input), trace=True)
+                self._engine.eval_document(self.path.replace("/", "."), sent, trace=True)
             events: list[dict[str, Any]] = self._engine.last_trace or []
             return events
 
@@ -249,7 +377,7 @@ class EmbeddedEngine:
 
     def _decide(self, input: Mapping[str, Any]) -> tuple[decision.Decision, int]:
         try:
-            doc, rev, generation = self._evaluate_at(self.path, dict(input))
+            doc, rev, generation = self._evaluate_at(self.path, dict(input), lean=True)
         except opa.Undefined as e:
             return decision.unavailable(str(e.message)), -1
         except opa.PolicyError as e:
@@ -292,7 +420,7 @@ class EmbeddedEngine:
 
         try:
             docs, rev, generation = self._evaluate_at(
-                opa.BATCH_PATH, {"items": [dict(i) for i in inputs]})
+                opa.BATCH_PATH, {"items": [dict(i) for i in inputs]}, lean=True)
         except Exception as e:
             log.debug("batch evaluation failed, deciding one by one: %s", e)
             return one_by_one()

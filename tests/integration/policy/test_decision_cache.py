@@ -11,6 +11,8 @@ Cases covered:
 - PolicyUnavailable is never kept: the same question is asked again;
 - an input that cannot be digested is decided (fail closed) and not kept; digests tell
   1 from 1.0 and a list from a tuple;
+- a long input (over RAW_KEY_MAX marshalled) is keyed by a hash, which no short input's
+  key (its own bytes) can equal, still hits when asked again and misses when changed;
 - the cache is bounded: least recently used first out; size 0 switches it off.
 """
 
@@ -113,6 +115,24 @@ def test_unavailable_and_unencodable_are_never_kept(tmp_path: Path) -> None:
     # a digest tells types apart: 1 and 1.0, a list and a tuple are different questions
     assert opa.DecisionCache.digest({"a": 1}) != opa.DecisionCache.digest({"a": 1.0})
     assert opa.DecisionCache.digest({"a": [1]}) != opa.DecisionCache.digest({"a": (1,)})
+    eng.close()
+
+
+def test_long_inputs_are_hashed_and_still_hit() -> None:
+    eng = _engine()
+    long = _inp()
+    long["target"]["metadata"]["annotations"] = {f"note-{i}": "x" * 64 for i in range(80)}
+    key = opa.DecisionCache.digest(long)
+    assert key is not None and len(key) == 17 and key[:1] == b"\0"
+    short = opa.DecisionCache.digest(_inp())
+    assert short is not None and short[:1] != b"\0"
+    assert len(short) <= opa.DecisionCache.RAW_KEY_MAX
+    first = eng.decide(long)
+    assert eng.decide(copy.deepcopy(long)) is first and eng.cache.hits == 1
+    other = copy.deepcopy(long)
+    other["target"]["metadata"]["annotations"]["note-79"] = "y"
+    assert opa.DecisionCache.digest(other) != key
+    assert eng.decide(other).decision_id != first.decision_id
     eng.close()
 
 

@@ -12,7 +12,9 @@ Cases covered:
   routing with bad settings and no minimum change): the decision documents
   of the old and the new library are identical, key for key (allow, mode, deny rules and
   messages in order, warnings, bounds, execution), through the batch entry point
-  (``data.dakr.batch``, as ``decide_many`` asks);
+  (``data.dakr.batch``, as ``decide_many`` asks), the old library sent each input whole
+  and the new one only what its rules read (``EmbeddedEngine.sent``, as a decision sends
+  it);
 - the inputs vary what the rules read: kinds, actions and namespaces, target names,
   kinds, labels and annotations, requests and limits on both sides of every per-step,
   absolute and minimum-change threshold (each profile's), limit removal and decrease,
@@ -466,12 +468,13 @@ def generate(n: int, seed: int) -> list[Input]:
 # -- asking both libraries --------------------------------------------------------------
 
 
-def _decide_all(eng: embedded.EmbeddedEngine, inputs: list[Input]) -> list[Any]:
+def _decide_all(eng: embedded.EmbeddedEngine, inputs: list[Input], lean: bool) -> list[Any]:
     """The raw decision documents, through the batch entry point; an input whose
-    evaluation fails is asked alone and answers ("error", code)."""
+    evaluation fails is asked alone and answers ("error", code). With ``lean`` each input
+    is cut to what the library reads, as a decision sends it (``EmbeddedEngine.sent``)."""
     out: list[Any] = []
     for i in range(0, len(inputs), BATCH):
-        chunk = inputs[i:i + BATCH]
+        chunk = [eng.sent(one) for one in inputs[i:i + BATCH]] if lean else inputs[i:i + BATCH]
         try:
             docs = eng.evaluate(opa.BATCH_PATH, {"items": chunk})
         except opa.PolicyError:
@@ -506,8 +509,8 @@ def decided(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[In
             inputs = generate(PER_CONFIG, SEED * 100 + k)
             old, new = _engine(BEFORE, tmp, name), _engine(samples.POLICIES, tmp, name)
             try:
-                before = pool.submit(_decide_all, old, inputs)
-                after = pool.submit(_decide_all, new, inputs)
+                before = pool.submit(_decide_all, old, inputs, False)
+                after = pool.submit(_decide_all, new, inputs, True)
                 out[name] = (inputs, before.result(), after.result())
             finally:
                 old.close()

@@ -10,7 +10,9 @@ import data.dakr.scope
 
 p := scope.settings.nodes
 
-to_remove := object.get(lib.spec, "nodesToRemove", [])
+default to_remove := []
+
+to_remove := object.get(input.recommendation.spec, "nodesToRemove", [])
 
 facts[n.name] := n if some n in input.cluster.nodes
 
@@ -58,14 +60,14 @@ deny contains lib.denial("NodeFactsMissing", sprintf("no facts about node %s: it
 target_count := input.recommendation.spec.targetNodeCount
 
 deny contains lib.denial("NodeGroupMinSize", sprintf(
-	"node group %s would shrink to %v nodes, below its minimum %v", [lib.spec.nodeGroup, target_count, node_group.minSize],
+	"node group %s would shrink to %v nodes, below its minimum %v", [input.recommendation.spec.nodeGroup, target_count, node_group.minSize],
 )) if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	input.recommendation.spec.targetNodeCount < input.cluster.nodeGroup.minSize
 }
 
 deny contains lib.denial("NodeGroupMinSize", sprintf(
-	"node group %s would shrink to %v nodes, below its minimum %v", [lib.spec.nodeGroup, remaining, node_group.minSize],
+	"node group %s would shrink to %v nodes, below its minimum %v", [input.recommendation.spec.nodeGroup, remaining, node_group.minSize],
 )) if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	m := input.cluster.nodeGroup.minSize
