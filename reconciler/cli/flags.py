@@ -156,6 +156,16 @@ def add_batch(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", choices=("batch", "namespace", "workload"), default="batch",
                    help="one branch and pull request per batch, namespace or workload "
                         "(default: %(default)s)")
+    p.add_argument("--kustomize", default=settings.GitSettings.kustomize, metavar="BINARY",
+                   help="Kustomize layout: the binary that builds the overlay before and "
+                        "after each edit to check it ('auto': kustomize, else kubectl, on "
+                        "PATH; a name or path; 'off'); without one the check is off (env "
+                        "DAKR_GITOPS_KUSTOMIZE; default: %(default)s)")
+    p.add_argument("--verify-render", action=argparse.BooleanOptionalAction, default=True,
+                   help="Helm layout: render the chart with the real Helm library before and "
+                        "after each values edit and refuse an edit whose workload does not "
+                        "get exactly the recommended values (env DAKR_GITOPS_VERIFY_RENDER; "
+                        "default: on)")
     p.add_argument("--now", default="", metavar="RFC3339",
                    help="the time policies see (default: now); for reproducible runs")
     p.add_argument("--dry-run", action="store_true",
@@ -258,6 +268,8 @@ def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> setting
             repo=repo, base=getattr(args, "base", "main"), layout=_layout(args),
             clone_dir=state / "clones" / _slug(repo), scope=getattr(args, "scope", "batch"),
             depth=getattr(args, "depth", 0),
+            kustomize=str(getattr(args, "kustomize", settings.GitSettings.kustomize)),
+            verify_renders=bool(getattr(args, "verify_render", True)),
             branch_prefix=getattr(args, "branch_prefix", settings.GitSettings.branch_prefix),
             author_name=getattr(args, "author_name", settings.GitSettings.author_name),
             author_email=getattr(args, "author_email", settings.GitSettings.author_email)),

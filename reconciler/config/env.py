@@ -30,12 +30,14 @@ RUN_VARIABLES = {
     "DAKR_METRICS_ADDR": "metrics_addr", "DAKR_CLUSTER_ID": "cluster_id",
     "DAKR_OPA_DECISION_PATH": "opa_decision_path", "DAKR_GITOPS_PATH": "repo_path",
     "DAKR_GITOPS_BRANCH_PREFIX": "branch_prefix", "DAKR_GITOPS_AUTHOR_NAME": "author_name",
-    "DAKR_GITOPS_AUTHOR_EMAIL": "author_email",
+    "DAKR_GITOPS_AUTHOR_EMAIL": "author_email", "DAKR_GITOPS_KUSTOMIZE": "kustomize",
     "DAKR_MARK_DEADLINE": "mark_deadline", "DAKR_MARK_TTL": "mark_ttl",
     # The embedded engine's policy directory: the image's copy of the library, or the
     # chart's policy ConfigMap mounted into the reconciler when there is no OPA sidecar.
     "DAKR_POLICY_DIR": "policies",
 }
+# Helm edits verified by a render before they are committed (true by default).
+ENV_VERIFY_RENDER = "DAKR_GITOPS_VERIFY_RENDER"
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
 
 
@@ -58,6 +60,8 @@ def run_defaults(env: Mapping[str, str]) -> dict[str, object]:
                       ("DAKR_CLUSTER_FACTS_NODES", "node_facts")):
         if env.get(var, "").lower() in ("true", "1", "yes"):
             out[dest] = True
+    if env.get(ENV_VERIFY_RENDER, "").strip():
+        out["verify_render"] = parse_bool(env[ENV_VERIFY_RENDER], ENV_VERIFY_RENDER)
     return out
 
 

@@ -10,6 +10,7 @@ offending key, as a ConfigError (exit code 2).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,7 @@ from reconciler.domain import limits as limits_mod
 from reconciler.yamledit import bounded, values
 
 KINDS = ("plain", "kustomize", "helm")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,27 @@ class Layout:
     repos: Mapping[str, RepoRoute] = field(default_factory=dict)
     node_groups: Mapping[str, str] = field(default_factory=dict)
     default_container: str = "server"
+    # Helm: the chart the values file feeds (repo-relative directory; "" = the nearest
+    # directory above the values file holding a Chart.yaml), and the release it is
+    # installed as (""= the chart's name; Argo CD's default is the Application's name,
+    # Flux's ``spec.releaseName``), in ``namespace`` ("" = the target's namespace). The
+    # writer renders the chart with them to verify each edit.
+    chart: str = ""
+    release_name: str = ""
+    namespace: str = ""
+    # Helm: the values files the cluster gives the chart, in its order (Argo CD's
+    # ``helm.valueFiles``, ``helm -f``); ``values_file`` is this environment's own, where a
+    # key no file sets is added (default: the last). ``application``: an Argo CD
+    # Application manifest in the repository to take the chart, the files, the release
+    # and the namespace from.
+    values_files: tuple[str, ...] = ()
+    application: str = ""
 
 
 _LAYOUT_KEYS = {
     "kind", "paths", "overlay", "editBase", "valuesFile", "valuesPaths",
-    "defaultNamespace", "repos", "nodeGroups", "defaultContainer",
+    "defaultNamespace", "repos", "nodeGroups", "defaultContainer", "chart", "releaseName",
+    "namespace", "valuesFiles", "application",
 }  # fmt: skip
 
 
@@ -148,8 +166,19 @@ def parse_layout(data: object) -> Layout:
     if not isinstance(edit_base, bool):
         raise errors.ConfigError("layout: editBase must be true or false")
     values_file = _rel(data.get("valuesFile", ""), "valuesFile")
-    if kind == "helm" and not values_file:
-        raise errors.ConfigError("layout: valuesFile is required for kind helm")
+    raw_files = data.get("valuesFiles", [])
+    if not isinstance(raw_files, list):
+        raise errors.ConfigError("layout: valuesFiles must be a list of values files, in the "
+                                 "order the cluster gives them to the chart")
+    values_files = tuple(_rel(f, "valuesFiles", allow_empty=False) for f in raw_files)
+    if values_files and not values_file:
+        values_file = values_files[-1]
+    if values_files and values_file not in values_files:
+        raise errors.ConfigError("layout: valuesFile must be one of valuesFiles")
+    application = _rel(data.get("application", ""), "application")
+    if kind == "helm" and not values_file and not application:
+        raise errors.ConfigError("layout: valuesFile is required for kind helm (or "
+                                 "valuesFiles, or an Argo CD application)")
     default_container = data.get("defaultContainer", "server")
     if not isinstance(default_container, str) or not default_container:
         raise errors.ConfigError("layout: defaultContainer must be a container name")
@@ -185,9 +214,20 @@ def parse_layout(data: object) -> Layout:
             raise errors.ConfigError(f"layout: {where} must be 'FILE#dotted.path'")
         file, _, dotted = ref.partition("#")
         node_groups[str(ng)] = f"{_rel(file, where, allow_empty=False)}#{_dotted(dotted, where)}"
+    chart = _rel(data.get("chart", ""), "chart")
+    release = data.get("releaseName", "")
+    if not isinstance(release, str) or not _DNS_LABEL.fullmatch(release or "a") or len(
+            release) > 53:
+        raise errors.ConfigError("layout: releaseName must be a Helm release name (lower-case "
+                                 "letters, digits and '-', at most 53 characters)")
+    release_ns = data.get("namespace", "")
+    if not isinstance(release_ns, str) or not _DNS_LABEL.fullmatch(release_ns or "a"):
+        raise errors.ConfigError("layout: namespace must be a namespace name")
     return Layout(kind=kind, paths=paths, overlay=overlay, edit_base=edit_base,
                   values_file=values_file, values_paths=values_paths, default_namespace=ns,
-                  repos=repos, node_groups=node_groups, default_container=default_container)
+                  repos=repos, node_groups=node_groups, default_container=default_container,
+                  chart=chart, release_name=release, namespace=release_ns,
+                  values_files=values_files, application=application)
 
 
 def load_layout(path: Path | None) -> Layout:

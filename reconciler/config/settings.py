@@ -42,12 +42,20 @@ class GitSettings:
     # Where values live: plain manifests, a Kustomize overlay or a Helm values file, and
     # the namespace of manifests that set none (see examples/layouts/).
     layout: layout.Layout = field(default_factory=layout.Layout)
+    # The Kustomize binary that builds a Kustomize layout's overlay before and after each
+    # edit (gitops/kustomize_verify.py): "auto" (`kustomize`, else `kubectl kustomize`, on
+    # PATH), a name or path, or "off"; a binary that is not there turns the check off.
+    kustomize: str = "auto"
     branch_prefix: str = "dakr/"
     author_name: str = "dakr-reconciler"       # who the commits are by
     author_email: str = "dakr-reconciler@localhost"
     scope: str = "batch"       # one branch per: batch | namespace | workload
     depth: int = 0             # > 0: a shallow working clone of that many commits
     push_retries: int = 3
+    # Render a Helm chart before and after each values edit and refuse an edit that does
+    # not give the workload exactly the recommended values (gitops/verify.py); off only
+    # where the Helm library cannot load or the chart is not in the repository.
+    verify_renders: bool = True
 
 
 @dataclass(frozen=True)

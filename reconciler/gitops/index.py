@@ -1,11 +1,13 @@
 """Where a target's values really live in a GitOps repository: the index of one batch.
 
 A recommendation names a live object (namespace, kind, name); the repository may define
-it as a plain manifest, as a Kustomize base changed by an overlay, or only as a few keys
-of a Helm values file. Editing the wrong file is worse than editing none: a change to a
-base shared by staging and prod changes both, a change to a value that an overlay patch
-overrides changes nothing at all. So the index finds the file that decides each value
-(per the repository's layout file) and tells ``render`` how to change it.
+it as a plain manifest, as a Kustomize base changed by an overlay (under the name it has
+before every level's namePrefix/nameSuffix, in the namespace the outermost level sets),
+or only as a few keys of a Helm values file. Editing the wrong file is worse than editing
+none: a change to a base shared by staging and prod changes both, a change to a value
+that an overlay patch overrides changes nothing at all. So the index finds the file that
+decides each value (per the repository's layout file) and tells ``render`` how to change
+it.
 
 The index is built once per batch: every YAML file is read, but only the files that
 mention a target's name are parsed, and only their candidate documents. It also computes
@@ -15,11 +17,12 @@ replicas field applied), which is what the policy and the planner judge.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -117,8 +120,26 @@ class Source:
     api_version: str = ""  # kustomize: of the base document, for a new patch
     kustomization: str = ""  # kustomize: the overlay's kustomization file
     replicas_in_kustomization: bool = False  # the overlay's `replicas:` lists this name
+    # kustomize: the name ``path`` gives the object ("" = the target's own name): a base
+    # manifest holds it before any namePrefix/nameSuffix, an overlay patch names it as the
+    # overlay sees it, before the overlay's own transformers; and the name of the overlay's
+    # `replicas:` entry for it.
+    name_in_file: str = ""
+    replicas_name: str = ""
     values_containers: tuple[tuple[str, str], ...] = ()  # helm: (container, resources path)
     values_replicas: str = ""  # helm: dotted path of the replica count
+    # helm, for the render that verifies the edit: the chart's directory ("." at the root,
+    # "" when the repository holds none), the values files given to it in order (``-f``;
+    # the chart's own values.yaml is its defaults, not one of them), the release and its
+    # namespace.
+    chart: str = ""
+    values_files: tuple[str, ...] = ()
+    release: str = ""
+    release_namespace: str = ""
+    # helm: (key, file) for keys a values file after ``path`` sets: writing them to
+    # ``path`` would change nothing, and that file is not this environment's to edit.
+    values_shadowed: tuple[tuple[str, str], ...] = ()
+    values_inline: str = ""  # helm: values an Argo CD Application sets inline, as JSON
 
 
 @dataclass
@@ -133,6 +154,7 @@ class _Found:
     doc_index: int
     line: int
     namespace: str | None  # as written in the document
+    name: str = ""  # as written in the document (kustomize: before any name transformer)
 
 
 @dataclass
@@ -143,10 +165,15 @@ class _Patch:
     target: Mapping[str, Any] | None
     json6902: bool = False
     docs: list[Any] | None = None  # parsed once, when a batch target needs it
+    # Listed under patchesJson6902: kustomize runs those after its level's namePrefix/
+    # nameSuffix, so their target names the object with them.
+    late: bool = False
 
 
 @dataclass
 class _Kust:
+    """One kustomization (or component) and the transformers it runs over what it holds."""
+
     dir: str
     file: str
     namespace: str | None
@@ -154,6 +181,36 @@ class _Kust:
     children: list[_Kust]
     patches: list[_Patch]
     replicas: dict[str, int]
+    name_prefix: str = ""
+    name_suffix: str = ""
+    components: list[_Kust] = field(default_factory=list)  # in the order kustomize runs them
+
+    def expanded(self) -> list[_Kust]:
+        """The levels that run over this kustomization's resources, in order: each
+        component (its own components first) after the resources are gathered, then the
+        kustomization's own transformers."""
+        return [*(x for c in self.components for x in c.expanded()), self]
+
+
+def _names_along(chain: Sequence[_Kust], name: str) -> list[str]:
+    """The names an object has on its way out: ``[0]`` as written, ``[i + 1]`` after
+    ``chain[i]``'s namePrefix/nameSuffix (levels inner first: outer prefix + inner prefix +
+    name + inner suffix + outer suffix, as ``kubectl kustomize`` builds it)."""
+    out = [name]
+    for k in chain:
+        out.append(k.name_prefix + out[-1] + k.name_suffix)
+    return out
+
+
+def _strip_affixes(live: str, chain: Sequence[_Kust]) -> str | None:
+    """The name a manifest under ``chain`` must give an object the cluster calls ``live``;
+    None when no name can come out as ``live`` (the prefixes or suffixes do not fit)."""
+    prefix = "".join(k.name_prefix for k in reversed(chain))
+    suffix = "".join(k.name_suffix for k in chain)
+    if len(live) <= len(prefix) + len(suffix) or not (live.startswith(prefix)
+                                                      and live.endswith(suffix)):
+        return None
+    return live[len(prefix):len(live) - len(suffix)]
 
 
 def join(base: str, rel: str) -> str:
@@ -202,6 +259,7 @@ class Index:
         self._patch_idx: tuple[dict[str, list[tuple[int, _Kust, _Patch, Any]]],
                                list[tuple[int, _Kust, _Patch]]] | None = None
         self._located: dict[Target, Source] = {}
+        self._helm: _Helm | None = None  # a Helm layout's chart and values layers
 
     # ---- building
 
@@ -228,20 +286,21 @@ class Index:
         workloads = {t for t in wanted if t[1] != NODE_GROUP}
         node_groups = {t for t in wanted if t[1] == NODE_GROUP and t[2] not in layout.node_groups}
         if layout.kind == "helm":
-            text = self._read(layout.values_file, required=True)
-            self.stats.files_seen += 1
-            self.stats.files_parsed += 1
-            self._values = values.read_values(text)
-            if not isinstance(self._values, Mapping):
-                raise errors.PermanentError(f"{layout.values_file} does not hold a mapping")
+            self._helm = self._helm_setup()
+            self._values = _merged([data for _, data in self._helm.layers])
             workloads = set()
         if layout.kind == "kustomize" and workloads:
-            self._overlay = self._load_kustomization(layout.overlay, [], set())
+            self._overlay = self._load_kustomization(layout.overlay, set())
+            self._assign_levels(self._overlay, [])
             files = list(self._levels)
         else:
             files = [f for p in layout.paths for f in _yaml_files(root, p)] if (
                 workloads or node_groups) else []
         self._scan(files, workloads, set(_WORKLOAD_KINDS) | {t[1] for t in workloads})
+        # Patches name an object as their level sees it: every name it has on the way out.
+        for found in self._found.values():
+            for f in found:
+                self._names.update(_names_along(self._levels.get(f.path, []), f.name))
         self._scan(
             [f for p in layout.paths for f in _yaml_files(root, p)] if node_groups else [],
             {("", MACHINE_DEPLOYMENT, t[2]) for t in node_groups}, {MACHINE_DEPLOYMENT},
@@ -265,34 +324,48 @@ class Index:
     def _scan(self, files: Sequence[str], wanted: set[Target], kinds: set[str]) -> None:
         if not wanted:
             return
-        names = {t[2] for t in wanted}
-        by_name: dict[tuple[str, str], list[Target]] = {}
-        for t in wanted:
-            by_name.setdefault((t[1], t[2]), []).append(t)
+        # By the name a file must hold: under a kustomization with a namePrefix/nameSuffix,
+        # the live name without them (one lookup per distinct chain of levels).
+        lookups: dict[tuple[int, ...], tuple[set[str], dict[tuple[str, str], list[Target]]]] = {}
         for rel in files:
-            self.stats.files_seen += 1
-            try:
-                text = (self.root / rel).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            if names.isdisjoint(_NAME.findall(text)):
-                continue
-            self.stats.files_parsed += 1
-            try:
-                bounded.check_yaml(text, self.limits, rel)
-                found = splice.scan_documents(text, kinds, names)
-            except errors.PermanentError as e:
-                log.warning("skipping %s: %s", txt.one_line(rel), txt.one_line(str(e)))
-                continue
-            self._texts[rel] = text
-            for ref, data in found:
-                if isinstance(data, dict):
-                    self._docs[(rel, ref.doc_index)] = data
-                ns = self._namespace_of(rel, ref.namespace)
-                for t in by_name.get((ref.kind, ref.name), []):
-                    if t[0] == ns or t[1] == MACHINE_DEPLOYMENT:
-                        self._found.setdefault(t, []).append(
-                            _Found(rel, ref.doc_index, ref.line, ref.namespace))
+            chain = self._levels.get(rel, [])
+            ident = tuple(id(k) for k in chain)
+            if ident not in lookups:
+                by_name: dict[tuple[str, str], list[Target]] = {}
+                for t in wanted:
+                    written = _strip_affixes(t[2], chain)
+                    if written is not None:
+                        by_name.setdefault((t[1], written), []).append(t)
+                lookups[ident] = ({n for _, n in by_name}, by_name)
+            self._scan_file(rel, kinds, *lookups[ident])
+
+    def _scan_file(self, rel: str, kinds: set[str], names: set[str],
+                   by_name: Mapping[tuple[str, str], list[Target]]) -> None:
+        self.stats.files_seen += 1
+        if not names:
+            return
+        try:
+            text = (self.root / rel).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        if names.isdisjoint(_NAME.findall(text)):
+            return
+        self.stats.files_parsed += 1
+        try:
+            bounded.check_yaml(text, self.limits, rel)
+            found = splice.scan_documents(text, kinds, names)
+        except errors.PermanentError as e:
+            log.warning("skipping %s: %s", txt.one_line(rel), txt.one_line(str(e)))
+            return
+        self._texts[rel] = text
+        for ref, data in found:
+            if isinstance(data, dict):
+                self._docs[(rel, ref.doc_index)] = data
+            ns = self._namespace_of(rel, ref.namespace)
+            for t in by_name.get((ref.kind, ref.name), []):
+                if t[0] == ns or t[1] == MACHINE_DEPLOYMENT:
+                    self._found.setdefault(t, []).append(
+                        _Found(rel, ref.doc_index, ref.line, ref.namespace, ref.name))
 
     def _namespace_of(self, rel: str, own: str | None) -> str:
         """The namespace a document deploys to: the outermost kustomization's ``namespace:``
@@ -303,7 +376,9 @@ class Index:
                 ns = k.namespace
         return ns or self.layout.default_namespace
 
-    def _load_kustomization(self, rel_dir: str, outer: list[_Kust], seen: set[str]) -> _Kust:
+    def _load_kustomization(self, rel_dir: str, seen: set[str]) -> _Kust:
+        """The kustomization (or component) in ``rel_dir`` with its nested kustomizations
+        and components; which levels run over which manifest is ``_assign_levels``'s."""
         if rel_dir in seen:
             raise errors.PermanentError(f"kustomization cycle through {rel_dir or '.'}")
         seen = seen | {rel_dir}
@@ -319,18 +394,23 @@ class Index:
         if not isinstance(data, Mapping):
             raise errors.PermanentError(f"{file} is not a mapping")
         ns = data.get("namespace")
+        prefix, suffix = data.get("namePrefix"), data.get("nameSuffix")
         k = _Kust(rel_dir, file, ns if isinstance(ns, str) and ns else None, [], [], [],
-                  kustomize.kustomize_replicas(text))
-        chain = [k, *outer]
+                  kustomize.kustomize_replicas(text),
+                  prefix if isinstance(prefix, str) else "",
+                  suffix if isinstance(suffix, str) else "")
         for entry in [*(data.get("resources") or []), *(data.get("bases") or [])]:
             if not isinstance(entry, str) or "://" in entry or entry.startswith(("git@", "http")):
                 continue  # remote bases cannot be edited from here
             rel = join(rel_dir, entry)
             if (self.root / rel).is_dir():
-                k.children.append(self._load_kustomization(rel, chain, seen))
+                k.children.append(self._load_kustomization(rel, seen))
             elif (self.root / rel).is_file():
                 k.manifests.append(rel)
-                self._levels.setdefault(rel, []).extend(chain)
+        for entry in data.get("components") or []:
+            if isinstance(entry, str) and "://" not in entry and not entry.startswith(
+                    ("git@", "http")) and (self.root / join(rel_dir, entry)).is_dir():
+                k.components.append(self._load_kustomization(join(rel_dir, entry), seen))
         for entry in data.get("patchesStrategicMerge") or []:
             if isinstance(entry, str) and "\n" not in entry.strip():
                 k.patches.append(_Patch(file, join(rel_dir, entry.strip()), "", None))
@@ -347,11 +427,26 @@ class Index:
         for entry in data.get("patchesJson6902") or []:
             if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
                 target = entry.get("target") if isinstance(entry.get("target"), Mapping) else None
-                k.patches.append(_Patch(file, join(rel_dir, entry["path"]), "", target, True))
+                k.patches.append(_Patch(file, join(rel_dir, entry["path"]), "", target, True,
+                                        late=True))
         # Kustomize's order: patchesStrategicMerge, patches, patchesJson6902; and outer
         # levels' patches run after inner ones: record inner first.
         self._patches.extend((k, p) for p in k.patches)
         return k
+
+    def _assign_levels(self, k: _Kust, outer: list[_Kust]) -> None:
+        """Record, for every manifest under ``k``, the levels that transform it in the
+        order kustomize runs them (inner first; ``outer``: what runs over all of ``k``'s
+        output). A component runs over everything its kustomization gathered before it,
+        its own resources included, and before the kustomization's own transformers."""
+        after = [*k.expanded(), *outer]
+        for rel in k.manifests:
+            self._levels.setdefault(rel, []).extend(after)
+        for child in k.children:
+            self._assign_levels(child, after)
+        for i, comp in enumerate(k.components):
+            later = [x for c in k.components[i + 1:] for x in c.expanded()]
+            self._assign_levels(comp, [*later, k, *outer])
 
     # ---- kustomize patches
 
@@ -411,33 +506,41 @@ class Index:
 
     def _patches_for(self, target: Target, found: _Found) -> list[tuple[_Kust, _Patch, Any]]:
         """Patches (with the document or op list that applies) of every level above the
-        target's manifest, in the order kustomize applies them."""
-        _, kind, name = target
-        levels = {id(k) for k in self._levels.get(found.path, [])}
+        target's manifest, in the order kustomize applies them.
+
+        A level's patch names the object as that level sees it (``_patch_names``): its name
+        as written or as the inner levels' namePrefix/nameSuffix left it."""
+        _, kind, _ = target
+        chain = self._levels.get(found.path, [])
+        at = {id(k): i for i, k in enumerate(chain)}
+        names = _names_along(chain, found.name or target[2])
         by_name, generic = self._patch_index()
-        hits: list[tuple[int, _Kust, _Patch, Any]] = []
-        for order, k, patch, doc in by_name.get(name, []):
-            if id(k) not in levels:
-                continue
-            if patch.target is not None and patch.target.get("kind") not in (None, kind):
-                continue
-            if patch.target is None and (not isinstance(doc, Mapping) or doc.get("kind") != kind):
-                continue
-            hits.append((order, k, patch, doc))
+        hits: list[tuple[tuple[int, int], _Kust, _Patch, Any]] = []
+        for candidate in dict.fromkeys(names):
+            for order, k, patch, doc in by_name.get(candidate, []):
+                if id(k) not in at or candidate not in _patch_names(patch, names, at[id(k)]):
+                    continue
+                if patch.target is not None and patch.target.get("kind") not in (None, kind):
+                    continue
+                if patch.target is None and (not isinstance(doc, Mapping)
+                                             or doc.get("kind") != kind):
+                    continue
+                hits.append(((at[id(k)], order), k, patch, doc))
         for order, k, patch in generic:
             assert patch.target is not None
             tk, tn = patch.target.get("kind"), patch.target.get("name")
-            if id(k) not in levels or (tk is not None and tk != kind):
+            if id(k) not in at or (tk is not None and tk != kind):
                 continue
-            if tn is not None and not _name_matches(str(tn), name):
+            if tn is not None and not any(_name_matches(str(tn), n)
+                                          for n in _patch_names(patch, names, at[id(k)])):
                 continue
             if "labelSelector" in patch.target or "annotationSelector" in patch.target:
                 continue  # selectors on labels are not resolved here
             docs = self._patch_docs(patch)
             if patch.json6902:
-                hits.append((order, k, patch, docs[0] if docs else []))
+                hits.append(((at[id(k)], order), k, patch, docs[0] if docs else []))
             else:
-                hits.extend((order, k, patch, doc) for doc in docs)
+                hits.extend(((at[id(k)], order), k, patch, doc) for doc in docs)
         hits.sort(key=lambda h: h[0])
         return [(k, p, d) for _, k, p, d in hits]
 
@@ -493,6 +596,77 @@ class Index:
         chart_own = values.child_path(vp.prefix, "replicaCount")
         return chart_own if self._values_at(chart_own) is not None else vp.replicas
 
+    def _helm_setup(self) -> _Helm:
+        """How the cluster renders the chart of a Helm layout, and every values layer in
+        Helm's order (the chart's values.yaml, the ``-f`` files, an Argo CD Application's
+        inline values).
+
+        The chart: the layout's ``chart``, else the Application's ``spec.source.path``,
+        else the nearest directory above the values file that holds a Chart.yaml ("" when
+        none does: the chart lives elsewhere). The files: ``valuesFiles``, else the
+        Application's ``helm.valueFiles``, else ``valuesFile``. The release: the layout's
+        ``releaseName``, else the Application's (its ``helm.releaseName``, else its name),
+        else the chart's name; the namespace likewise (the Application's destination)."""
+        lay = self.layout
+        chart, release, namespace = lay.chart, lay.release_name, lay.namespace
+        files = list(lay.values_files)
+        inline: list[tuple[str, Any]] = []
+        if lay.application:
+            app = _argo_helm(lay.application, self._read(lay.application, required=True))
+            chart = chart or app.chart
+            files = files or list(app.files)
+            release = release or app.release
+            namespace = namespace or app.namespace
+            inline = list(app.inline)
+        own = lay.values_file or (files[-1] if files else join(chart or ".", "values.yaml"))
+        files = files or [own]
+        if not chart:
+            parts = PurePosixPath(own).parts[:-1]
+            chart = next(("/".join(parts[:n]) or "." for n in range(len(parts), -1, -1)
+                          if (self.root / "/".join(parts[:n]) / "Chart.yaml").is_file()), "")
+        if not release and chart:
+            meta = values.read_values(self._read(join(chart, "Chart.yaml")))
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            release = name if isinstance(name, str) else ""
+        defaults = join(chart, "values.yaml") if chart else ""
+        names = ([defaults] if defaults and defaults not in files
+                 and (self.root / defaults).is_file() else []) + files
+        layers: list[tuple[str, Any]] = []
+        for rel in names:
+            data = values.read_values(self._read(rel, required=True))
+            self.stats.files_seen += 1
+            self.stats.files_parsed += 1
+            if data is None:
+                data = {}
+            if not isinstance(data, Mapping):
+                raise errors.PermanentError(f"{rel} does not hold a mapping")
+            layers.append((rel, data))
+        if own not in names:
+            raise errors.NotFoundError(f"{own} is not one of the values files the cluster "
+                                       f"uses ({', '.join(names)})")
+        return _Helm(chart, release, namespace, own,
+                     tuple(f for f in files if f != defaults), [*layers, *inline],
+                     json.dumps(_merged([data for _, data in inline]), sort_keys=True,
+                                default=str) if inline else "")
+
+    def _shadowed(self, keys: Iterable[str]) -> tuple[tuple[str, str], ...]:
+        """(key, file) for each of ``keys`` that a layer after the environment's own file
+        sets (that layer's value wins over anything written to the own file)."""
+        helm = self._helm
+        assert helm is not None
+        at = next(i for i, (rel, _) in enumerate(helm.layers) if rel == helm.own)
+        out: list[tuple[str, str]] = []
+        for key in keys:
+            path = values.split_path(key, root=True)
+            for rel, data in reversed(helm.layers[at + 1:]):
+                node: Any = data
+                for part in path:
+                    node = node.get(part) if isinstance(node, Mapping) else None
+                if node is not None:
+                    out.append((key, rel))
+                    break
+        return tuple(out)
+
     def locate(self, target: Target) -> Source:
         """The file to edit for ``target``; raises errors.NotFoundError naming what was
         searched, or splice.AmbiguousTargetError naming both places."""
@@ -505,14 +679,23 @@ class Index:
         if kind == NODE_GROUP:
             return self._locate_node_group(target)
         if self.layout.kind == "helm":
+            helm = self._helm
+            assert helm is not None
             vp = self._values_path(target)
             if not isinstance(self._values_at(vp.prefix), Mapping):
                 raise errors.NotFoundError(
-                    f"{self.layout.values_file} has no mapping at "
-                    f"{vp.prefix or 'its top level'} for {kind}/{name}")
-            return Source(target, "helm-values", self.layout.values_file,
+                    f"{', '.join(rel for rel, _ in helm.layers)} set no mapping at "
+                    f"{vp.prefix or 'the top level'} for {kind}/{name}")
+            replicas = self._replicas_path(vp)
+            keys = [values.child_path(r, section, res) for r in vp.containers.values()
+                    for section in ("requests", "limits") for res in _RESOURCE_NAMES]
+            return Source(target, "helm-values", helm.own,
                           values_prefix=vp.prefix, values_containers=tuple(vp.containers.items()),
-                          values_replicas=self._replicas_path(vp))
+                          values_replicas=replicas, chart=helm.chart,
+                          values_files=helm.files, release=helm.release,
+                          release_namespace=helm.namespace or target[0],
+                          values_shadowed=self._shadowed([*keys, replicas]),
+                          values_inline=helm.inline)
         found = self._one(target)
         doc = self._doc(found)
         plain = Source(target, "manifest", found.path, found.doc_index, found.line,
@@ -521,14 +704,27 @@ class Index:
         if self.layout.kind != "kustomize" or self._overlay is None:
             return plain
         overlay = self._overlay
-        own = found.path in overlay.manifests
-        replicas_entry = name in overlay.replicas
+        # A manifest the overlay lists from its own directory is its own; one it takes
+        # from elsewhere (``../guestbook/app.yaml``) may be another application's too, and
+        # is left alone like a base.
+        own = found.path in overlay.manifests and (
+            not overlay.dir or found.path.startswith(overlay.dir + "/"))
+        # The names the object has on its way out of the overlay: the overlay's patches
+        # see it as ``names[level]`` (its bases' and components' namePrefix/nameSuffix
+        # applied, not the overlay's own); its `replicas:` field runs last and finds it
+        # by any of them.
+        chain = self._levels.get(found.path, [])
+        level = len(chain) - 1 if chain and chain[-1] is overlay else 0
+        names = _names_along(chain, found.name or name)
+        replicas_name = next((n for n in names[: level + 2] if n in overlay.replicas), "")
+        replicas_entry = bool(replicas_name)
         # Only a patch written for exactly this workload may be edited: one whose target
         # selects several workloads would change them all. Such a shared patch is left as
         # it is and overridden by a new patch listed after it (in `patches:`, which runs
         # after patchesStrategicMerge; patchesJson6902 runs after both).
         mine = [(k, p, d) for k, p, d in self._patches_for(target, found) if k is overlay]
-        patches = [(p, d) for _, p, d in mine if _specific(p, d, kind, name)]
+        patches = [(p, d) for _, p, d in mine
+                   if _specific(p, d, kind, _patch_names(p, names, level), set(names))]
         setting = [(p, d) for p, d in patches if _sets_resources(d, p.json6902)]
         blocked = next((p for p, _ in setting if p.json6902 or not p.file), None) or next(
             (p for _, p, d in mine if p.json6902 and _sets_resources(d, True)), None)
@@ -549,15 +745,26 @@ class Index:
         common = {
             "manifest_path": found.path, "api_version": plain.api_version,
             "kustomization": overlay.file, "replicas_in_kustomization": replicas_entry,
+            "replicas_name": replicas_name if replicas_name != name else "",
         }
+
+        def named(in_file: str) -> dict[str, Any]:
+            return {**common, "name_in_file": in_file if in_file != name else ""}
+
         if files:
-            return Source(target, "kustomize-patch", files[0], **common)  # type: ignore[arg-type]
+            # The patch document names the object in its own way (any earlier name, or
+            # anything at all under a target): edit the document that matched.
+            in_patch = next((str(d["metadata"]["name"]) for p, d in patches
+                             if p.file == files[0] and isinstance(d, Mapping)
+                             and isinstance(d.get("metadata"), Mapping)
+                             and d["metadata"].get("name")), names[level])
+            return Source(target, "kustomize-patch", files[0], **named(in_patch))
         if own or self.layout.edit_base:
             return Source(target, "manifest", found.path, found.doc_index, found.line,
-                          namespace_in_file=found.namespace, **common)  # type: ignore[arg-type]
-        new = join(overlay.dir, f"dakr-{name}-resources.yaml")
+                          namespace_in_file=found.namespace, **named(names[0]))
+        new = join(overlay.dir, f"dakr-{names[level]}-resources.yaml")
         return Source(target, "kustomize-replicas" if replicas_entry else "kustomize-new-patch",
-                      new, **common)  # type: ignore[arg-type]
+                      new, **named(names[level]))
 
     def _locate_node_group(self, target: Target) -> Source:
         name = target[2]
@@ -619,8 +826,11 @@ class Index:
         if self.layout.kind != "kustomize":
             return obj
         patches = self._patches_for(target, found)
-        for k in self._levels.get(found.path, []):
-            # Per level, as kustomize runs them: patches first, then the replicas field.
+        chain = self._levels.get(found.path, [])
+        names = _names_along(chain, found.name or name)
+        for level, k in enumerate(chain):
+            # Per level, as kustomize runs them: patches first, then the replicas field
+            # (which finds the object by any name it had, its own level's included).
             for kk, patch, doc in patches:
                 if kk is not k:
                     continue
@@ -628,11 +838,24 @@ class Index:
                     _apply_json6902(obj, doc if isinstance(doc, list) else [])
                 elif isinstance(doc, Mapping):
                     obj = _strategic_merge(obj, doc)  # a dict merged with a dict
-            if name in k.replicas and kind in ("Deployment", "StatefulSet"):
-                obj.setdefault("spec", {})["replicas"] = k.replicas[name]
-        obj.setdefault("metadata", {})["namespace"] = self._namespace_of(found.path,
-                                                                         found.namespace)
+            entry = next((n for n in names[: level + 2] if n in k.replicas), None)
+            if entry is not None and kind in ("Deployment", "StatefulSet"):
+                obj.setdefault("spec", {})["replicas"] = k.replicas[entry]
+        meta = obj.setdefault("metadata", {})
+        meta["namespace"] = self._namespace_of(found.path, found.namespace)
+        meta["name"] = names[-1]  # a patch under a target may carry any name
         return obj
+
+
+def _patch_names(patch: _Patch, names: Sequence[str], level: int) -> set[str]:
+    """The names by which a patch of ``chain[level]`` finds the object (``names`` as
+    ``_names_along`` gives them), as kustomize v5 matches them: a patch with a target by
+    the object's original name or its name before this level's own namePrefix/nameSuffix
+    (after them for patchesJson6902, which runs later); a strategic-merge patch without a
+    target by any name the object had before this level's transformers."""
+    if patch.target is not None:
+        return {names[0], names[level + 1] if patch.late else names[level]}
+    return set(names[: level + 1])
 
 
 def _name_matches(pattern: str, name: str) -> bool:
@@ -664,15 +887,20 @@ def _deep_copy(obj: Any) -> Any:
     return obj
 
 
-def _specific(patch: _Patch, doc: Any, kind: str, name: str) -> bool:
-    """Whether a patch is about this one workload (not a selector matching many)."""
-    if patch.target is not None and (patch.target.get("name") != name
+def _specific(patch: _Patch, doc: Any, kind: str, names: Collection[str],
+              any_names: Collection[str]) -> bool:
+    """Whether a patch is about this one workload (not a selector matching many): its
+    target, or its document without one, names the workload as the patch's level sees it
+    (``names``); a document under a target holds one of the workload's names too
+    (``any_names``), the one ``render`` finds it by."""
+    if patch.target is not None and (patch.target.get("name") not in names
                                      or patch.target.get("kind") not in (None, kind)):
         return False
     if patch.json6902:
         return patch.target is not None
     meta = doc.get("metadata") if isinstance(doc, Mapping) else None
-    return isinstance(meta, Mapping) and meta.get("name") == name and doc.get("kind") == kind
+    allowed = any_names if patch.target is not None else names
+    return isinstance(meta, Mapping) and meta.get("name") in allowed and doc.get("kind") == kind
 
 
 def _sets_resources(doc: Any, json6902: bool) -> bool:
@@ -746,3 +974,84 @@ def _apply_json6902(obj: Any, ops: Sequence[Any]) -> None:
                 node[last] = _deep_copy(op.get("value"))
         except (KeyError, IndexError, ValueError, TypeError, AttributeError):
             continue
+
+
+# --------------------------------------------------------------------------- helm
+
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage", "nvidia.com/gpu")
+
+
+@dataclass(frozen=True)
+class _Helm:
+    """A Helm layout as the cluster renders it (see ``Index._helm_setup``)."""
+
+    chart: str
+    release: str
+    namespace: str
+    own: str  # the environment's own values file: where edits go
+    files: tuple[str, ...]  # the ``-f`` files in order (the chart's values.yaml aside)
+    layers: list[tuple[str, Any]]  # every values layer in Helm's order: (name, mapping)
+    inline: str  # the Application's inline values (given after the files), as JSON
+
+
+@dataclass(frozen=True)
+class _ArgoHelm:
+    chart: str
+    files: tuple[str, ...]
+    release: str
+    namespace: str
+    inline: tuple[tuple[str, Any], ...]
+
+
+def _argo_helm(rel: str, text: str) -> _ArgoHelm:
+    """What an Argo CD Application says about its Helm source: the chart's path, the
+    value files (relative to it, in order), the release name (``helm.releaseName``, else
+    the Application's name), the destination namespace and the inline values
+    (``helm.valuesObject``, else ``helm.values``), which Argo CD gives after the files."""
+    app = values.read_values(text)
+    spec = app.get("spec") if isinstance(app, Mapping) else None
+    if not isinstance(spec, Mapping) or app.get("kind") != "Application":
+        raise errors.ConfigError(f"layout: application {rel} is not an Argo CD Application")
+    source = spec.get("source")
+    if not isinstance(source, Mapping) or not isinstance(source.get("path"), str):
+        raise errors.ConfigError(f"layout: application {rel} has no spec.source.path (an "
+                                 "Application with several sources is not read)")
+    chart = join("", source["path"]) or "."
+    raw_helm = source.get("helm")
+    helm: Mapping[str, Any] = raw_helm if isinstance(raw_helm, Mapping) else {}
+    files: list[str] = []
+    for f in helm.get("valueFiles") or []:
+        if not isinstance(f, str) or f.startswith("$") or "://" in f:
+            raise errors.ConfigError(f"layout: application {rel}: value file {f!r} is not a "
+                                     "file of this repository")
+        files.append(join(chart, f))
+    raw_meta, raw_dest = app.get("metadata"), spec.get("destination")
+    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
+    dest: Mapping[str, Any] = raw_dest if isinstance(raw_dest, Mapping) else {}
+    release = helm.get("releaseName") or meta.get("name") or ""
+    inline: list[tuple[str, Any]] = []
+    obj = helm.get("valuesObject")
+    if obj is None and isinstance(helm.get("values"), str):
+        obj = values.read_values(helm["values"])
+    if isinstance(obj, Mapping):
+        inline.append((f"{rel} (helm.values)", obj))
+    return _ArgoHelm(chart, tuple(files), str(release), str(dest.get("namespace") or ""),
+                     tuple(inline))
+
+
+def _merged(layers: Sequence[Any]) -> dict[str, Any]:
+    """Values layers merged as Helm merges ``-f`` files: later wins, mappings key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        out = _merge_two(out, layer)
+    return out
+
+
+def _merge_two(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge_two(out[k], v)
+        else:
+            out[k] = v
+    return out

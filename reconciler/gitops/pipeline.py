@@ -13,12 +13,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.adapters import git, kube
+from reconciler.adapters import git, kube, kustomize
 from reconciler.adapters.forge import port as forge
 from reconciler.adapters.opa import engine as opa
 from reconciler.adapters.store import port as store
 from reconciler.config import settings
 from reconciler.domain import clock, errors, model, results, status
+from reconciler.domain import text as txt
 from reconciler.flow import batch as flow
 from reconciler.flow import decide, report
 from reconciler.gitops import index as repo_index
@@ -97,6 +98,20 @@ def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[flow.Work]
     return sources
 
 
+def _builder(g: settings.GitSettings) -> kustomize.Kustomize | None:
+    """The Kustomize binary that verifies a Kustomize layout's edits (``GitSettings
+    .kustomize``); None when verification is off, the layout is not Kustomize, or no
+    binary is found (then the edits go unchecked, and the log says so)."""
+    if not g.verify_renders or g.layout.kind != "kustomize":
+        return None
+    found = kustomize.find(g.kustomize)
+    if found is None and g.kustomize.strip().lower() not in kustomize.OFF:
+        log.warning("no Kustomize binary found (%s): Kustomize edits are committed without "
+                    "a build to verify them; install kustomize or kubectl, or set "
+                    "--kustomize (DAKR_GITOPS_KUSTOMIZE)", txt.one_line(g.kustomize))
+    return found
+
+
 def _branches(g: settings.GitSettings,
               to_write: Sequence[flow.Work]) -> list[tuple[str, list[flow.Work]]]:
     """Group the batch by the configured scope into deterministic branch names.
@@ -126,7 +141,8 @@ def _execute(ws: git.Workspace, st: store.Store, prs: forge.Forge, cfg: settings
     edits = [(sources[w.rec.id], w.item.plan) for w in group
              if w.rec.id in sources and w.item.plan is not None]
     written = gitops.write(ws, cfg.git.base, branch, edits, message=message,
-                           retries=cfg.git.push_retries)
+                           retries=cfg.git.push_retries, verify_renders=cfg.git.verify_renders,
+                           builder=_builder(cfg.git))
     for w in group:
         problem = written.failed.get(w.rec.id)
         if problem is not None:

@@ -92,6 +92,8 @@ def render_many(root: Path, items: Sequence[tuple[repo_index.Source, planner.Pla
     for source, plan in items:
         if plan.empty:
             continue
+        if source.name_in_file:  # kustomize: the file names it before namePrefix/nameSuffix
+            plan = dataclasses.replace(plan, name=source.name_in_file)
         if plan.hpa is not None:
             problems[plan.rec_id] = "HPA changes are not written to the repository"
             continue
@@ -143,7 +145,7 @@ def render_many(root: Path, items: Sequence[tuple[repo_index.Source, planner.Pla
         counts = {}
         for source, plan in rgroup:
             if plan.rec_id not in problems and plan.replicas is not None:
-                counts[source.target[2]] = plan.replicas[1]
+                counts[source.replicas_name or source.target[2]] = plan.replicas[1]
         if not counts:
             continue
         try:
@@ -156,7 +158,7 @@ def render_many(root: Path, items: Sequence[tuple[repo_index.Source, planner.Pla
         files.current[path] = res.text
         for source, plan in rgroup:
             for c in res.changes:
-                if c.path == f"replicas[{source.target[2]}].count":
+                if c.path == f"replicas[{source.replicas_name or source.target[2]}].count":
                     note(plan.rec_id, path, [c.line])
     return Rendered(files.changed(), {r: ls for r, ls in lines.items() if r not in problems},
                     problems)
@@ -221,6 +223,14 @@ def _helm_changes(source: repo_index.Source, plan: planner.Plan) -> dict[str, st
         out[values.child_path(paths[e.container], e.section, e.resource)] = e.new
     if plan.replicas is not None:
         out[source.values_replicas] = plan.replicas[1]
+    shadowed = dict(source.values_shadowed)
+    for key in out:
+        if key in shadowed:
+            raise errors.PermanentError(
+                f"{key} of {plan.kind}/{plan.name} is set by {shadowed[key]}, which the "
+                f"cluster applies after {source.path}: a value written to {source.path} "
+                f"would change nothing, and {shadowed[key]} is not this environment's own "
+                "values file (name it valuesFile in the layout to edit it there)")
     return out
 
 

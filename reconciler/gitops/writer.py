@@ -11,6 +11,7 @@ Helm values file) is the business of the index (``gitops.index``) and rendering
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 import time
@@ -19,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.adapters import git
+from reconciler.adapters import kustomize as kustomize_adapter
 from reconciler.domain import errors, planner
 from reconciler.domain import text as txt
 from reconciler.gitops import index as repo_index
-from reconciler.gitops import render
+from reconciler.gitops import kustomize_verify, render, verify
+
+log = logging.getLogger(__name__)
 
 
 def branch_name(prefix: str, scope: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
@@ -64,6 +68,7 @@ class Written:
     created_commit: bool   # False: the branch already held exactly these bytes
     lines: dict[str, list[tuple[str, list[int]]]]  # rec id -> [(file, changed lines)]
     failed: Mapping[str, str] = field(default_factory=dict)  # rec id -> why not rendered
+    renders: int = 0  # chart renders that verified the Helm edits (``gitops.verify``)
 
 
 def _free_branch(ws: git.Workspace, base: str, branch: str) -> str:
@@ -79,7 +84,8 @@ def _free_branch(ws: git.Workspace, base: str, branch: str) -> str:
 
 def write(ws: git.Workspace, base: str, branch: str,
           edits: Sequence[tuple[repo_index.Source, planner.Plan]], *,
-          message: str, retries: int = 3) -> Written:
+          message: str, retries: int = 3, verify_renders: bool = True,
+          builder: kustomize_adapter.Kustomize | None = None) -> Written:
     """Render every plan on ``branch`` (from ``base``), commit once, push; retry a lost race.
 
     Edits are rendered on the branch as it is, so nobody else's commit on it is undone; a
@@ -87,14 +93,18 @@ def write(ws: git.Workspace, base: str, branch: str,
     rejection means someone pushed the branch meanwhile: fetch, start again from their
     commit, re-render, and push again. Never a force push. A recommendation whose edit
     cannot be rendered is reported in ``Written.failed`` (by ``plan.rec_id``, as are the
-    lines); the others go ahead.
+    lines); the others go ahead. With ``verify_renders`` a Helm edit is committed only
+    once a render of the edited chart shows it does what it should (``gitops.verify``);
+    one that does not is in ``Written.failed``, naming the chart and the key; with a
+    Kustomize ``builder`` too, a Kustomize edit is committed only once a build of its
+    overlay shows exactly the recommended values and nothing else changed.
     """
     items = list(edits)
     attempt = 0
     while True:
         branch_now = _free_branch(ws, base, branch)
         existed = ws.checkout_branch(branch_now, base)
-        rendered = render.render_many(ws.root, items, base_text=_reader(ws, None))
+        rendered, renders = _render_verified(ws, items, verify_renders, builder)
         lines = dict(rendered.lines)
         if existed:
             # A rerun finds its change already on the branch: report where it is by
@@ -117,17 +127,49 @@ def write(ws: git.Workspace, base: str, branch: str,
         if commit is None:
             if not existed:
                 # Nothing differs from base: no branch, nothing to review.
-                return Written("", "", False, lines, rendered.errors)
-            return Written(branch_now, ws.head(), False, lines, rendered.errors)
+                return Written("", "", False, lines, rendered.errors, renders)
+            return Written(branch_now, ws.head(), False, lines, rendered.errors, renders)
         try:
             ws.push(branch_now)
-            return Written(branch_now, commit, True, lines, rendered.errors)
+            return Written(branch_now, commit, True, lines, rendered.errors, renders)
         except errors.ConflictError:
             attempt += 1
             if attempt > retries:
                 raise
             time.sleep(min(2.0, 0.1 * 2**attempt) * (0.8 + 0.4 * random.random()))
             ws.fetch()
+
+
+def _render_verified(ws: git.Workspace,
+                     items: Sequence[tuple[repo_index.Source, planner.Plan]],
+                     verify_renders: bool, builder: kustomize_adapter.Kustomize | None = None,
+                     ) -> tuple[render.Rendered, int]:
+    """The batch rendered, less the recommendations whose Helm edit fails verification
+    (in ``errors``), and the number of chart renders (and Kustomize builds) that took. A
+    refused edit changes the texts of the others in the same file, so the batch is rendered
+    again without it and verified again; every round refuses at least one, so this ends."""
+    read = _reader(ws, None)
+    refused: dict[str, str] = {}
+    renders = 0
+    while True:
+        todo = [(s, p) for s, p in items if p.rec_id not in refused]
+        rendered = render.render_many(ws.root, todo, base_text=read)
+        if not verify_renders:
+            return rendered, renders
+        outcome = verify.check(ws.root, todo, rendered, read=read)
+        renders += outcome.renders
+        failed = dict(outcome.failed)
+        if builder is not None:
+            built = kustomize_verify.check(ws.root, todo, rendered, builder)
+            renders += built.builds
+            for overlay, why in built.skipped.items():
+                log.warning("Kustomize edits of %s not verified: %s", txt.one_line(overlay),
+                            txt.one_line(why))
+            failed.update(built.failed)
+        if not failed:
+            rendered.errors.update(refused)
+            return rendered, renders
+        refused.update(failed)
 
 
 def _reader(ws: git.Workspace, ref: str | None) -> Any:

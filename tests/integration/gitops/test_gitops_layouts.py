@@ -7,7 +7,8 @@ Cases:
   a new patch file listed in the overlay's kustomization.yaml; a replica change goes to
   the overlay's `replicas:` field; the base (shared with staging) is never touched;
   policy sees the overlay's values (the patched 300m, not the base's request);
-- Helm: the values file is edited at the configured path; templates are not touched;
+- Helm: the values file is edited at the configured path; templates are not touched (the
+  edit is verified by rendering the chart, Online Boutique's, beside it);
 - node groups: a NodeGroupRecommendation scales the Cluster API MachineDeployment of that
   name (spec.replicas, its comment kept);
 - every changed line in every diff holds a changed value or an inserted key.
@@ -66,12 +67,13 @@ def rightsize(container: str, requests: str) -> str:
 
 
 def apply(tmp: Path, origin: Path, recs: str, layout_file: Path,
-          capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+          capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, dict[str, object]]:
+    tmp.mkdir(parents=True, exist_ok=True)
     f = tmp / "recs.yaml"
     f.write_text(recs)
     rc = cli.main(["apply", "-f", str(f), "--repo", str(origin), "--state-dir",
                    str(tmp / "state"), "--layout", str(layout_file), "--now", NOW,
-                   "--output", "json"])
+                   "--output", "json", *extra])
     out = capsys.readouterr()
     assert rc == 0, out.err
     doc = json.loads(out.out)
@@ -116,7 +118,7 @@ def test_kustomize_overlay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_helm_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    origin = make_origin(tmp_path, {"helm-chart/values.yaml": GOLDEN / "helm" / "values.yaml"})
+    origin = make_origin(tmp_path, {"helm-chart": GOLDEN / "helm"})
     recs = wrec("h-cart", "default", "cartservice",
                 rightsize("server", "{cpu: 150m, memory: 96Mi}"))
     results = apply(tmp_path, origin, recs, ROOT / "examples" / "layouts" / "helm.yaml", capsys)

@@ -1,0 +1,163 @@
+"""Several Helm values files in the order the cluster uses them (issue 15, item 2):
+`reconciler apply --layout FILE` on a real git repository holding the `helm create` chart
+(tests/golden/layout/helm_create_chart/myapp) with a production file beside its
+values.yaml and the Argo CD Application that deploys it to namespace `production`
+(tests/golden/layout/helm_envs: `helm.valueFiles: [values.yaml, values-production.yaml]`,
+`releaseName: myapp`).
+
+Cases:
+- the Application read by the layout (`application:`): every change goes to the
+  environment's own file, values-production.yaml, whether that file sets the key
+  (`replicaCount: 3`, `resources.limits.memory`, `cache.replicaCount`: edited in place,
+  the comment kept) or only values.yaml does (`resources: {}`, `cache.resources: {}`:
+  added to the production file, which wins); values.yaml is not touched; the diff holds
+  only those lines; the edit was verified by rendering with both files in order as
+  release `myapp` in `production` (the Helm library; skipped when it cannot load), and the
+  rendered Deployments carry the recommended values and keep the others (the memory
+  limit from the production file);
+- the same with the files listed in the layout (`valuesFiles`, `releaseName`,
+  `namespace`): the same diff;
+- the environment's own file named before a file that sets the key (`valuesFile:
+  myapp/values.yaml`): the replica change is Failed naming values-production.yaml and
+  saying the value would change nothing; a value set inline in the Application
+  (`helm.valuesObject`) is refused the same way, naming the Application; nothing is
+  committed;
+- inline values reach the verifying render: an Application turning `autoscaling.enabled`
+  on (the chart then renders no `replicas`) makes a replica change Failed, the render
+  giving nothing for `replicaCount` (needs the Helm library).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.adapters import helm
+from reconciler.cli import main as cli
+from tests.integration.gitops.test_gitops_layouts import (
+    GOLDEN,
+    NOW,
+    changed_files,
+    diff_lines,
+    make_origin,
+    rightsize,
+    sh,
+    wrec,
+)
+
+CHART = GOLDEN / "helm_create_chart" / "myapp"
+ENVS = GOLDEN / "helm_envs"
+PROD = "myapp/values-production.yaml"
+PATHS = ("defaultContainer: myapp\nvaluesPaths:\n  myapp: '.'\n"
+         "  myapp-cache: {prefix: cache, container: cache}\n")
+RECS = (wrec("e-size", "production", "myapp",
+             "  action: Rightsizing\n  containers:\n  - name: myapp\n    resources:\n"
+             "      requests: {cpu: 50m}\n      limits: {memory: 320Mi}\n")
+        + wrec("e-scale", "production", "myapp", "  action: ReplicaScaling\n  replicas: 4\n")
+        + wrec("e-cache", "production", "myapp-cache", rightsize("cache", "{cpu: 20m}"))
+        + wrec("e-cache-scale", "production", "myapp-cache",
+               "  action: ReplicaScaling\n  replicas: 5\n"))
+EXPECTED_DIFF = sorted([
+    "-replicaCount: 3   # peak traffic", "+replicaCount: 4   # peak traffic",
+    "+  requests:", "+    cpu: 50m",
+    "-    memory: 256Mi", "+    memory: 320Mi",
+    "-  replicaCount: 2", "+  replicaCount: 5",
+    "+  resources:", "+    requests:", "+      cpu: 20m",
+])
+LAYOUTS = {
+    "application": "kind: helm\napplication: apps/myapp-production.yaml\n" + PATHS,
+    "valuesFiles": ("kind: helm\nvaluesFiles: [myapp/values.yaml, myapp/values-production.yaml]\n"
+                    "releaseName: myapp\nnamespace: production\n" + PATHS),
+}
+
+
+def _origin(tmp: Path, app: str | None = None) -> Path:
+    seed = tmp / "content"
+    shutil.copytree(CHART, seed / "myapp")
+    shutil.copy(ENVS / "values-production.yaml", seed / PROD)
+    (seed / "apps").mkdir()
+    (seed / "apps" / "myapp-production.yaml").write_text(
+        app if app is not None else (ENVS / "application.yaml").read_text())
+    return make_origin(tmp, {"": seed})
+
+
+def _apply(tmp: Path, origin: Path, recs: str, layout: str,
+           capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+    (tmp / "recs.yaml").write_text(recs)
+    (tmp / "layout.yaml").write_text(layout)
+    rc = cli.main(["apply", "-f", str(tmp / "recs.yaml"), "--repo", str(origin),
+                   "--state-dir", str(tmp / "state"), "--layout", str(tmp / "layout.yaml"),
+                   "--now", NOW, "--output", "json"]
+                  + ([] if helm.available() is None else ["--no-verify-render"]))
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return {r["id"]: r for r in json.loads(out.out)["results"]}
+
+
+@pytest.mark.parametrize("how", sorted(LAYOUTS))
+def test_the_environments_file_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    how: str) -> None:
+    origin = _origin(tmp_path)
+    results = _apply(tmp_path, origin, RECS, LAYOUTS[how], capsys)
+    for rid in ("e-size", "e-scale", "e-cache", "e-cache-scale"):
+        assert results[rid]["phase"] == "Applying", results[rid]
+    branch = str(results["e-size"]["branch"])
+    assert changed_files(origin, branch) == [PROD]
+    assert sorted(diff_lines(origin, branch)) == EXPECTED_DIFF
+
+    if helm.available() is not None:
+        return
+    checkout = tmp_path / "checkout"
+    sh("git", "clone", "-q", "-b", branch, str(origin), str(checkout))
+    prod = helm.parse_values((checkout / PROD).read_text(), PROD)
+    manifests = helm.render(checkout / "myapp", values=prod, release="myapp",
+                            namespace="production")
+    deployments = {d["metadata"]["name"]: d["spec"] for k, text in manifests.items()
+                   if k.endswith("deployment.yaml") for d in [yaml.safe_load(text)]}
+    web, cache = deployments["myapp"], deployments["myapp-cache"]
+    assert web["replicas"] == 4 and cache["replicas"] == 5
+    assert web["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "50m"}, "limits": {"memory": "320Mi"}}
+    assert cache["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "20m"}}
+
+
+def test_a_key_a_later_layer_sets_is_refused(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    app = (ENVS / "application.yaml").read_text().replace("      releaseName: myapp\n",
+                      "      releaseName: myapp\n      valuesObject:\n        cache:\n"
+                      "          replicaCount: 3\n")
+    origin = _origin(tmp_path, app)
+    layout = ("kind: helm\napplication: apps/myapp-production.yaml\n"
+              "valuesFile: myapp/values.yaml\n" + PATHS)
+    recs = (wrec("l-scale", "production", "myapp", "  action: ReplicaScaling\n  replicas: 4\n")
+            + wrec("l-cache-scale", "production", "myapp-cache",
+                   "  action: ReplicaScaling\n  replicas: 5\n"))
+    results = _apply(tmp_path, origin, recs, layout, capsys)
+    scale, cache = str(results["l-scale"]["message"]), str(results["l-cache-scale"]["message"])
+    assert results["l-scale"]["phase"] == "Failed", results["l-scale"]
+    assert "replicaCount" in scale and PROD in scale and "change nothing" in scale, scale
+    assert results["l-cache-scale"]["phase"] == "Failed", results["l-cache-scale"]
+    assert "apps/myapp-production.yaml (helm.values)" in cache, cache
+    assert sh("git", "--git-dir", str(origin), "for-each-ref", "--format=%(refname:short)",
+              "refs/heads").split() == ["main"]
+
+
+@pytest.mark.skipif(helm.available() is not None, reason=f"{helm.available()}")
+def test_inline_values_reach_the_render(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    app = (ENVS / "application.yaml").read_text().replace(
+        "      releaseName: myapp\n",
+        "      releaseName: myapp\n      values: |\n        autoscaling:\n"
+        "          enabled: true\n")
+    origin = _origin(tmp_path, app)
+    recs = wrec("i-scale", "production", "myapp", "  action: ReplicaScaling\n  replicas: 4\n")
+    results = _apply(tmp_path, origin, recs, LAYOUTS["application"], capsys)
+    message = str(results["i-scale"]["message"])
+    assert results["i-scale"]["phase"] == "Failed", results["i-scale"]
+    assert "replicaCount does not reach Deployment/myapp" in message, message
+    assert "the render gives nothing" in message, message

@@ -1,0 +1,142 @@
+"""Several Helm values files in the cluster's order (reconciler.config.layout `valuesFiles`,
+`application`; reconciler.gitops.index: the layers, the winning file; reconciler.gitops.render:
+a key a later file sets is refused).
+
+Cases:
+- layout: `valuesFiles` alone makes the last one the environment's own file; a
+  `valuesFile` outside the list, a list that is not a list, a path leaving the repository:
+  ConfigError naming the key; `application` alone is enough for kind helm; neither file
+  nor application names valuesFile;
+- the Argo CD Application (``index._argo_helm``): chart path, value files relative to it,
+  `helm.releaseName`, else the Application's name, the destination namespace, inline
+  `helm.values` (a string) as the last layer; not an Application, several sources, a
+  `$values/...` file: ConfigError naming the Application;
+- the index over [values.yaml, values-production.yaml]: ``observed`` sees the merged
+  values (the production limit over the base's requests); the source is the production
+  file with values.yaml as the chart's defaults (not a `-f` file); with values.yaml as the
+  own file, the keys the production file sets are shadowed, and render refuses a change
+  to one of them naming the production file, while a key no later file sets renders;
+- a values file of the list that is missing: ConfigError at index time naming it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+
+from reconciler.config import layout
+from reconciler.domain import errors, planner
+from reconciler.gitops import index as repo_index
+from reconciler.gitops import render
+
+TARGET = ("production", "Deployment", "web")
+BASE = "web:\n  resources:\n    requests: {cpu: 100m}\n  replicas: 1\n"
+PROD = "web:\n  resources:\n    limits: {memory: 256Mi}\n  replicas: 3\n"
+
+
+def _layout(**extra: Any) -> layout.Layout:
+    return layout.parse_layout({"kind": "helm", "valuesPaths": {"web": "web"}, **extra})
+
+
+def test_values_files_make_the_last_the_own() -> None:
+    lay = _layout(valuesFiles=["c/values.yaml", "c/values-prod.yaml"])
+    assert lay.values_file == "c/values-prod.yaml"
+    assert lay.values_files == ("c/values.yaml", "c/values-prod.yaml")
+    assert _layout(application="apps/web.yaml").values_file == ""
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"valuesFiles": ["a.yaml"], "valuesFile": "b.yaml"}, "valuesFile must be one of"),
+    ({"valuesFiles": "a.yaml"}, "valuesFiles must be a list"),
+    ({"valuesFiles": ["../a.yaml"]}, "valuesFiles"),
+    ({}, "valuesFile is required"),
+])
+def test_layout_errors(data: dict[str, Any], key: str) -> None:
+    with pytest.raises(errors.ConfigError, match=key):
+        layout.parse_layout({"kind": "helm", **data})
+
+
+APP = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: web-prod}
+spec:
+  source:
+    path: charts/web
+    helm:
+      valueFiles: [values.yaml, ../../envs/prod.yaml]
+      values: |
+        web:
+          replicas: 5
+  destination: {namespace: prod}
+"""
+
+
+def test_argo_application() -> None:
+    app = repo_index._argo_helm("apps/web.yaml", APP)
+    assert (app.chart, app.files, app.release, app.namespace) == (
+        "charts/web", ("charts/web/values.yaml", "envs/prod.yaml"), "web-prod", "prod")
+    assert app.inline == (("apps/web.yaml (helm.values)", {"web": {"replicas": 5}}),)
+    named = repo_index._argo_helm("a.yaml", APP.replace("    helm:\n",
+                                                        "    helm:\n      releaseName: web\n"))
+    assert named.release == "web"
+
+
+@pytest.mark.parametrize("text", [
+    APP.replace("kind: Application", "kind: ApplicationSet"),
+    APP.replace("  source:\n    path: charts/web\n", "  sources:\n  - path: charts/web\n"),
+    APP.replace("../../envs/prod.yaml", "$values/envs/prod.yaml"),
+])
+def test_argo_application_refused(text: str) -> None:
+    with pytest.raises(errors.ConfigError, match=r"apps/web\.yaml"):
+        repo_index._argo_helm("apps/web.yaml", text)
+
+
+def _repo(tmp: pathlib.Path) -> pathlib.Path:
+    (tmp / "c").mkdir()
+    (tmp / "c" / "Chart.yaml").write_text("name: web\nversion: 0.1.0\n")
+    (tmp / "c" / "values.yaml").write_text(BASE)
+    (tmp / "c" / "values-prod.yaml").write_text(PROD)
+    return tmp
+
+
+def test_the_index_merges_and_picks_the_own_file(tmp_path: pathlib.Path) -> None:
+    root = _repo(tmp_path)
+    lay = _layout(valuesFiles=["c/values.yaml", "c/values-prod.yaml"], namespace="production")
+    index = repo_index.Index.build(root, lay, [TARGET])
+    obs = index.observed(TARGET) or {}
+    assert planner.current_resources(obs)["server"] == {
+        "requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    assert obs["spec"]["replicas"] == 3
+    src = index.locate(TARGET)
+    assert (src.path, src.values_files, src.chart, src.values_shadowed) == (
+        "c/values-prod.yaml", ("c/values-prod.yaml",), "c", ())
+
+
+def test_a_key_a_later_file_sets_is_refused(tmp_path: pathlib.Path) -> None:
+    root = _repo(tmp_path)
+    lay = _layout(valuesFiles=["c/values.yaml", "c/values-prod.yaml"],
+                  valuesFile="c/values.yaml")
+    index = repo_index.Index.build(root, lay, [TARGET])
+    src = index.locate(TARGET)
+    assert dict(src.values_shadowed) == {"web.resources.limits.memory": "c/values-prod.yaml",
+                                         "web.replicas": "c/values-prod.yaml"}
+
+    def base_text(rel: str) -> str:
+        return (root / rel).read_text()
+
+    scale = planner.Plan("r1", "Deployment", "production", "web", replicas=(3, 4))
+    cpu = planner.Plan("r2", "Deployment", "production", "web", resources=(
+        planner.ValueEdit("server", "requests", "cpu", "100m", "50m"),))
+    out = render.render_many(root, [(src, scale), (src, cpu)], base_text=base_text)
+    assert "c/values-prod.yaml" in out.errors["r1"] and "change nothing" in out.errors["r1"]
+    assert "r2" not in out.errors and "cpu: 50m" in out.texts["c/values.yaml"]
+
+
+def test_a_missing_values_file(tmp_path: pathlib.Path) -> None:
+    root = _repo(tmp_path)
+    lay = _layout(valuesFiles=["c/values.yaml", "c/values-staging.yaml"])
+    with pytest.raises(errors.ConfigError, match=r"values-staging\.yaml"):
+        repo_index.Index.build(root, lay, [TARGET])
