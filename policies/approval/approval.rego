@@ -9,15 +9,17 @@
 package dakr.approval
 
 import data.dakr.gitops
-import data.dakr.lib
 import data.dakr.scope
 
 approval := scope.settings.approval
 
 review_requested if input.recommendation.spec.autoApply == false
 
+# (`a != "auto"` first: the common case leaves the body in two steps, before the lookup.)
 mode := m if {
-	m := {"audit": "audit", "review": "gitops"}[approval]
+	a := approval
+	a != "auto"
+	m := {"audit": "audit", "review": "gitops"}[a]
 } else := "gitops" if {
 	review_requested
 } else := "gitops" if {
@@ -31,10 +33,14 @@ apply_mode := m if {
 	is_string(m)
 } else := "gitops"
 
-warnings contains {
-	"audit": "approval is audit-only: the change is recorded, not applied",
-	"review": "approval requires review: routed to a pull request",
-}[approval]
+warnings contains msg if {
+	a := approval
+	a != "auto"
+	msg := {
+		"audit": "approval is audit-only: the change is recorded, not applied",
+		"review": "approval requires review: routed to a pull request",
+	}[a]
+}
 
 warnings contains "the source asked for review (autoApply: false): routed to a pull request" if {
 	input.recommendation.spec.autoApply == false
@@ -48,16 +54,16 @@ warnings contains sprintf("managed by %s: routed to gitops so a direct patch is 
 	apply_mode == "direct"
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("approval %v is not one of auto, audit, review", [approval])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("approval %v is not one of auto, audit, review", [approval])} if {
 	not approval in {"auto", "audit", "review"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("applyMode %v is not one of direct, gitops", [m])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("applyMode %v is not one of direct, gitops", [m])} if {
 	m := scope.settings.applyMode
 	not m in {"direct", "gitops"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("the operator's mode %v is not one of audit, direct, gitops", [m])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("the operator's mode %v is not one of audit, direct, gitops", [m])} if {
 	m := input.cluster.operatorMode
 	not m in {"audit", "direct", "gitops"}
 	not scope.settings.applyMode

@@ -67,17 +67,20 @@ asks_replicas if input.recommendation.spec.replicas
 asks_replicas if input.recommendation.spec.hpa
 
 # The decision, one branch per shape and gate: with the gate open, the rules' denials,
-# and bounds and execution when not empty; with it closed, only the gate's reasons.
-decision := object.union(doc(dn, ws), with_bounds(guardrails.bounds)) if {
+# and bounds and execution when not empty; with it closed, only the gate's reasons. (The
+# unions are written in the call, not bound to a name first: an assignment is a step.)
+decision := object.union(
+	doc((guardrails.deny | timing.deny) | approval.deny, (guardrails.warnings | approval.warnings) | timing.warnings),
+	guardrails.bounds_doc,
+) if {
 	shape == "resize"
 	open
-	dn := (guardrails.deny | timing.deny) | approval.deny
-	ws := (guardrails.warnings | approval.warnings) | timing.warnings
-} else := object.union(doc(dn, ws), with_bounds(object.union(guardrails.bounds, replicas.bounds))) if {
+} else := object.union(
+	doc(((guardrails.deny | timing.deny) | approval.deny) | replicas.deny, ((guardrails.warnings | approval.warnings) | replicas.warnings) | timing.warnings),
+	with_bounds(object.union(guardrails.bounds, replicas.bounds)),
+) if {
 	shape == "workload"
 	open
-	dn := ((guardrails.deny | timing.deny) | approval.deny) | replicas.deny
-	ws := ((guardrails.warnings | approval.warnings) | replicas.warnings) | timing.warnings
 } else := object.union(doc(dn, all_warnings), {k: v |
 	some k, v in {"bounds": object.union(guardrails.bounds, replicas.bounds), "execution": execution.execution}
 	count(v) > 0

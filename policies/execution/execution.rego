@@ -26,7 +26,6 @@
 # Values come from config.defaults (liveMigration, nodes.consolidation) or a scoped rule.
 package dakr.execution
 
-import data.dakr.lib
 import data.dakr.scope
 
 live := object.get(scope.settings, "liveMigration", {})
@@ -59,38 +58,38 @@ warnings contains "liveMigration.move is checkpoint but the cluster does not dec
 	not input.cluster.checkpointRestore
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("liveMigration.fallback %v is not one of none, recreate", [v])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("liveMigration.fallback %v is not one of none, recreate", [v])} if {
 	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.fallback
 	not v in {"none", "recreate"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("liveMigration.persist %v is not one of webhook, template", [v])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("liveMigration.persist %v is not one of webhook, template", [v])} if {
 	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.persist
 	not v in {"webhook", "template"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("liveMigration.move %v is not one of none, checkpoint", [v])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("liveMigration.move %v is not one of none, checkpoint", [v])} if {
 	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.move
 	not v in {"none", "checkpoint"}
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("liveMigration.%s %v is not a positive number", [k, v])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("liveMigration.%s %v is not a positive number", [k, v])} if {
 	input.recommendation.spec.action == "LiveMigration"
 	some k in ["maxPodsResizing", "deferredTimeoutSeconds", "inProgressTimeoutSeconds"]
 	v := live_settings[k]
 	not positive(v)
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("liveMigration.resizeRunning %v is not true or false", [v])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("liveMigration.resizeRunning %v is not true or false", [v])} if {
 	input.recommendation.spec.action == "LiveMigration"
 	v := live_settings.resizeRunning
 	not is_boolean(v)
 }
 
-deny contains lib.denial("InvalidConfig", sprintf("nodes.consolidation %v is not one of mark, drain", [consolidation])) if {
+deny contains {"rule": "InvalidConfig", "msg": sprintf("nodes.consolidation %v is not one of mark, drain", [consolidation])} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	not consolidation in {"mark", "drain"}
 }

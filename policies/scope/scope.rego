@@ -14,25 +14,25 @@ system_namespaces contains ns if {
 	is_string(ns)
 }
 
-deny contains lib.denial("OutOfScope", sprintf("namespace %s is a system namespace", [lib.namespace])) if {
+deny contains {"rule": "OutOfScope", "msg": sprintf("namespace %s is a system namespace", [lib.namespace])} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	lib.namespace in system_namespaces
 }
 
-deny contains lib.denial("OutOfScope", sprintf("rule %s disables %s/%s", [matched_rule.name, lib.namespace, lib.name])) if {
+deny contains {"rule": "OutOfScope", "msg": sprintf("rule %s disables %s/%s", [matched_rule.name, lib.namespace, lib.name])} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	object.get(matched_rule, "enabled", true) == false
 }
 
 # The default scope applies only when no rule matched the workload.
-deny contains lib.denial("OutOfScope", msg) if {
+deny contains {"rule": "OutOfScope", "msg": msg} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	not matched_rule
 	namespace_included
 	some msg in default_scope_violations
 }
 
-deny contains lib.denial("NotCovered", msg) if {
+deny contains {"rule": "NotCovered", "msg": msg} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	not lib.namespace in system_namespaces
 	not matched_rule
@@ -77,6 +77,16 @@ namespace_included if {
 # and the decision (dakr/decision.rego) does not evaluate them.
 in_scope := true if {
 	input.recommendation.kind == "NodeGroupRecommendation"
+} else := true if {
+	# The same, with the four checks below made once per policy load (dakr/derived.rego):
+	# the rule index skips this body without entering it unless the flag is true.
+	data.dakr_derived.plain_scope == true
+	ns := lib.namespace
+	not ns in data.config.systemNamespaces
+	ns != input.cluster.operatorNamespace
+	namespace_included
+	input.recommendation.spec.targetRef.kind in data.config.scope.kinds
+	not excluded_label
 } else := true if {
 	# No scoped rule and no exclusion list (as shipped): the kinds and labels remain.
 	data.config.rules == []

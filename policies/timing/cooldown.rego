@@ -7,10 +7,10 @@ import data.dakr.scope
 
 cooldown_ns := object.get(scope.settings, ["timing", "cooldownMinutes"], 0) * 60000000000
 
-deny contains lib.denial("Cooldown", sprintf(
+deny contains {"rule": "Cooldown", "msg": sprintf(
 	"last change %s was applied at %s; cooldown of %v minutes not over",
 	[last.recommendationId, last.at, scope.settings.timing.cooldownMinutes],
-)) if {
+)} if {
 	at := input.history.lastApplied.at
 	is_string(at)
 	last := input.history.lastApplied

@@ -9,6 +9,7 @@ runner (``regotest``) compiles its modules with, so tests run on the same engine
 from __future__ import annotations
 
 import contextlib
+import decimal
 import json
 import logging
 import re
@@ -146,6 +147,7 @@ def build_engine(
     modules: Sequence[tuple[str, str]],
     data: Mapping[str, Any],
     warm: Sequence[str] = (),
+    derive: bool = False,
 ) -> OpaEngine:
     """Build and compile a fresh engine, raising OpaError when the set is unusable.
 
@@ -154,6 +156,12 @@ def build_engine(
     the engine is ever swapped in. Each distinct query costs OPA a compilation of every
     module (~0.1 s for the default library), so the documents in ``warm`` are prepared
     now as well: the first real decision must not pay for it.
+
+    With ``derive`` what the set derives from its data alone (``data.dakr.derived``, when
+    it defines it) is evaluated once here and placed at ``data.dakr_derived``, so that
+    decisions read it instead of computing it again (``place_derived``). Off for the Rego
+    test runner: its tests replace ``data.config`` with ``with``, which a value derived
+    from the loaded data would not follow.
     """
     eng = OpaEngine()
     try:
@@ -162,6 +170,8 @@ def build_engine(
         if data:
             eng.add_data(dict(data))
         eng.eval_query("true")
+        if derive:
+            place_derived(eng)
         for path in warm:
             try:
                 eng.eval_document(path.strip("/").replace("/", "."), {})
@@ -174,6 +184,43 @@ def build_engine(
         eng.close()
         raise
     return eng
+
+
+def place_derived(eng: OpaEngine) -> bool:
+    """Evaluate ``data.dakr.derived`` once and place it at ``data.dakr_derived``; True
+    when placed.
+
+    The document depends on data alone (the library's rules read it where present and
+    compute the same values themselves where not), so it is evaluated with no input. A set
+    that does not define it, or whose derivation fails (a malformed setting: the rules that
+    read it fail per decision, as they always did), gets nothing. It is fetched as OPA
+    writes it (``json.marshal``) and placed only when every number survives the trip
+    through a Python float exactly: a number with more digits than a float keeps would
+    come back rounded, and the rules would compare against another value than they compute.
+    """
+    ref = opa.DERIVED_PATH.replace("/", ".")
+    try:
+        rows = eng.eval_query(f"text := json.marshal(data.{ref})")
+    except OpaError as e:  # an evaluation error: a malformed setting
+        log.info("policy set derives nothing from its data: %s", e)
+        return False
+    if not rows:
+        return False  # the set does not define it
+    exact = True
+
+    def number(text: str) -> float:
+        nonlocal exact
+        value = float(text)
+        exact = exact and decimal.Decimal(text) == decimal.Decimal(repr(value))
+        return value
+
+    value = json.loads(rows[0]["text"], parse_float=number)
+    if not exact:
+        log.warning("values derived from the policy data do not survive JSON: computed per "
+                    "decision instead")
+        return False
+    eng.add_data({opa.DERIVED_ROOT: value})
+    return True
 
 
 class EmbeddedEngine:
@@ -256,6 +303,10 @@ class EmbeddedEngine:
         present = [p for p in self.optional_data if p.is_file()]
         data = opa.merge_data([opa.load_data_file(p, self.limits)
                                for p in [*self.data_files, *present]])
+        if data.pop(opa.DERIVED_ROOT, None) is not None:
+            # The engine's own (place_derived): a file cannot stand in for the derivation.
+            log.warning("policy data sets %s, which the engine computes: ignored",
+                        opa.DERIVED_ROOT)
         return modules, data
 
     def reload(self, force: bool = False) -> bool:
@@ -269,7 +320,7 @@ class EmbeddedEngine:
             return False
         try:
             modules, data = self._read()
-            new = build_engine(modules, data, warm=(self.path, opa.BATCH_PATH))
+            new = build_engine(modules, data, warm=(self.path, opa.BATCH_PATH), derive=True)
         except (OpaError, OSError, ValueError, errors.ConfigError) as e:
             # Remember the fingerprint so a broken file is reported once, not every second.
             self._fingerprint = fingerprint

@@ -31,6 +31,10 @@ from reconciler.yamledit import bounded
 DECISION_PATH = "dakr/decision"
 BATCH_PATH = "dakr/batch"
 CONFIG_PATH = "config"  # the library's parameters (policies/data.yaml): part of a revision
+# What a policy set derives from its data alone, evaluated once per load by the embedded
+# engine (policies/dakr/derived.rego), and where the engine places the result in data.
+DERIVED_PATH = "dakr/derived"
+DERIVED_ROOT = "dakr_derived"
 
 
 def revision(sources: Iterable[str], config: Any) -> str:

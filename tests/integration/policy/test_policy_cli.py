@@ -205,7 +205,7 @@ def test_eval_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0
     fired = out.split("rules that fired:")[1]
     assert "timing/confidence.rego:" in fired
-    assert 'deny contains lib.denial("MinimumConfidence"' in fired
+    assert 'deny contains {"rule": "MinimumConfidence"' in fired
     assert "Cooldown" not in fired  # a rule that did not fire is not listed
     code, out = run(["policy", "eval", "--input", f, "--explain", "-o", "json"], capsys)
     rules = {r["rule"] for r in json.loads(out)["explain"] if r["output"]}

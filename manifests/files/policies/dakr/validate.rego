@@ -12,34 +12,34 @@ nodegroup_actions := {"consolidate", "scale"}
 
 rfc3339 := `^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$`
 
-deny contains lib.denial("InvalidInput", sprintf("recommendation kind %v is not one of %v", [lib.kind, kinds])) if {
+deny contains {"rule": "InvalidInput", "msg": sprintf("recommendation kind %v is not one of %v", [lib.kind, kinds])} if {
 	not lib.kind in kinds
 }
 
-deny contains lib.denial("InvalidInput", sprintf("action %v is not a workload action", [lib.action])) if {
+deny contains {"rule": "InvalidInput", "msg": sprintf("action %v is not a workload action", [lib.action])} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	not lib.action in workload_actions
 }
 
-deny contains lib.denial("InvalidInput", sprintf("action %v is not a node-group action", [lib.action])) if {
+deny contains {"rule": "InvalidInput", "msg": sprintf("action %v is not a node-group action", [lib.action])} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	not lib.action in nodegroup_actions
 }
 
-deny contains lib.denial("InvalidInput", "input.now must be an RFC 3339 time") if not valid_now
+deny contains {"rule": "InvalidInput", "msg": "input.now must be an RFC 3339 time"} if not valid_now
 
 valid_now if regex.match(rfc3339, input.now)
 
-deny contains lib.denial("InvalidInput", "history.lastApplied.at must be an RFC 3339 time") if {
+deny contains {"rule": "InvalidInput", "msg": "history.lastApplied.at must be an RFC 3339 time"} if {
 	at := input.history.lastApplied.at
 	not regex.match(rfc3339, at)
 }
 
 # The cluster facts are read field by field: facts that are not an object would read as
 # none at all.
-deny contains lib.denial("InvalidInput", "input.cluster must be an object") if not is_object(lib.cluster)
+deny contains {"rule": "InvalidInput", "msg": "input.cluster must be an object"} if not is_object(lib.cluster)
 
-deny contains lib.denial("InvalidInput", "recommendation has no targetRef.name") if {
+deny contains {"rule": "InvalidInput", "msg": "recommendation has no targetRef.name"} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	lib.name == ""
 }

@@ -6,20 +6,22 @@ package dakr.gitops
 
 # The tool the cluster facts name, else Argo CD's tracking label or annotation, else
 # Flux's labels. (input.cluster.gitops.tool, input.target.metadata.labels and .annotations
-# are lib.cluster, lib.labels and lib.annotations wherever those are set; the sets are
-# literals, which cost no lookup.)
+# are lib.cluster, lib.labels and lib.annotations wherever those are set.) A key is looked
+# up, not searched for among the others: `_ = labels[key]` holds whatever its value, as
+# the key's presence did.
 tool := t if {
 	t := input.cluster.gitops.tool
 	t in {"argocd", "flux"}
 } else := "argocd" if {
-	some k, _ in input.target.metadata.labels
-	k == "argocd.argoproj.io/instance"
+	_ = input.target.metadata.labels["argocd.argoproj.io/instance"]
 } else := "argocd" if {
-	some k, _ in input.target.metadata.annotations
-	k in {"argocd.argoproj.io/tracking-id", "argocd.argoproj.io/sync-options"}
+	_ = input.target.metadata.annotations["argocd.argoproj.io/tracking-id"]
+} else := "argocd" if {
+	_ = input.target.metadata.annotations["argocd.argoproj.io/sync-options"]
 } else := "flux" if {
-	some k, _ in input.target.metadata.labels
-	k in {"kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name"}
+	_ = input.target.metadata.labels["kustomize.toolkit.fluxcd.io/name"]
+} else := "flux" if {
+	_ = input.target.metadata.labels["helm.toolkit.fluxcd.io/name"]
 }
 
 managed if tool

@@ -14,7 +14,11 @@ package dakr.guardrails
 import data.dakr.lib
 import data.dakr.scope
 
-g := scope.guardrails
+# (scope.guardrails, read from the derived view directly where there is one: a rule
+# referring to a rule costs steps.)
+g := v if {
+	v := scope.view.guardrails
+} else := scope.guardrails
 
 resizes if input.recommendation.spec.action in {"Rightsizing", "LiveMigration"}
 
@@ -52,13 +56,18 @@ rows contains [[[new_lim, removes] != [cur_lim, false], fin > fin_lim] != [false
 	final_req(b, cur_req, new_req, fin)
 }
 
-# Per resource, computed once per decision: [min, max, unit, down, up], the absolute
-# bounds, the manifest unit (whole millicores, whole bytes) and the per-step factors;
-# [min, max, unit] when the profile sets no per-step limit (then only the absolute bounds
-# apply); null without bounds (then only an unchanged request has a final value).
+# Per resource: [min, max, unit, down, up], the absolute bounds, the manifest unit (whole
+# millicores, whole bytes) and the per-step factors; [min, max, unit] when the profile sets
+# no per-step limit (then only the absolute bounds apply); null without bounds (then only
+# an unchanged request has a final value). It depends on the configuration alone:
+# computed once per policy load where the engine can (scope.view), else per decision.
 default per_resource := {"cpu": null, "memory": null}
 
-per_resource := {
+per_resource := v if {
+	v := scope.view.per_resource
+} else := resource_bounds(g)
+
+resource_bounds(g) := {
 	"cpu": [g.minCpuCores, g.maxCpuCores, 1000, down, up],
 	"memory": [g.minMemoryBytes, g.maxMemoryBytes, 1, down, up],
 } if {
@@ -114,7 +123,17 @@ clamped[c].requests[r] := to if {
 	from != null
 }
 
-bounds := {"containers": clamped} if count(clamped) > 0 else := {}
+bounds := {"containers": c} if {
+	c := clamped
+	count(c) > 0
+} else := {}
+
+# The decision's `bounds` key as a resize has it (dakr/decision.rego): bounds, when not
+# empty, without a function call to wrap it.
+bounds_doc := {"bounds": {"containers": c}} if {
+	c := clamped
+	count(c) > 0
+} else := {}
 
 # lib.fmt_res, one resource per rule.
 warnings contains sprintf(
@@ -133,38 +152,42 @@ warnings contains sprintf(
 	from != null
 }
 
-deny contains lib.denial("RequestAboveLimit", sprintf(
+# The limit rules (limit_denial, one function per rule) look only at the rows with check
+# set, found in one pass over the rows: a row without it costs three steps once, not three
+# at each of the four rules.
+deny contains limit_denial(k, c, r, req, lim) if {
+	some [true, _, c, r, req, lim] in rows
+	some k in ["RequestAboveLimit", "LimitRemoval", "MemoryLimitDecrease", "LimitChange"]
+}
+
+limit_denial("RequestAboveLimit", c, r, [_, _, req], [_, _, lim, _]) := {"rule": "RequestAboveLimit", "msg": sprintf(
 	"%s %s request %s would exceed its limit %s",
 	[c, r, lib.fmt_res(r, req), lib.fmt_res(r, lim)],
-)) if {
-	some [true, _, c, r, [_, _, req], [_, _, lim, _]] in rows
+)} if {
 	req > lim
 	is_number(lim)
 	is_number(req)
 }
 
-deny contains lib.denial("LimitRemoval", sprintf("%s %s limit would be removed", [c, r])) if {
-	some [true, _, c, r, _, [cur, _, _, true]] in rows
+limit_denial("LimitRemoval", c, r, _, [cur, _, _, true]) := {"rule": "LimitRemoval", "msg": sprintf("%s %s limit would be removed", [c, r])} if {
 	cur != null
 	not g.allowLimitRemoval
 }
 
-deny contains lib.denial("MemoryLimitDecrease", sprintf(
+limit_denial("MemoryLimitDecrease", c, "memory", _, [cur, new, _, _]) := {"rule": "MemoryLimitDecrease", "msg": sprintf(
 	"%s memory limit would drop from %s to %s; set allowMemoryLimitDecrease to allow it",
 	[c, lib.fmt_res("memory", cur), lib.fmt_res("memory", new)],
-)) if {
-	some [true, _, c, "memory", _, [cur, new, _, _]] in rows
+)} if {
 	new < cur
 	new != null
 	not g.allowMemoryLimitDecrease
 }
 
-deny contains lib.denial("LimitChange", sprintf(
+limit_denial("LimitChange", c, r, _, lim) := {"rule": "LimitChange", "msg": sprintf(
 	"%s %s limit would change but the %s profile keeps limits unchanged",
 	[c, r, scope.settings.profile],
-)) if {
+)} if {
 	g.allowLimitChanges == false
-	some [true, _, c, r, _, lim] in rows
 	limit_changes(lim)
 }
 
@@ -242,17 +265,17 @@ deny contains no_change if {
 	not any_significant
 }
 
-no_change := lib.denial("MinimumChange", sprintf(
+no_change := {"rule": "MinimumChange", "msg": sprintf(
 	"largest change is %.1f%%, below the %v%% worth a rollout",
 	[largest_change, g.minChangePercent],
-)) if {
+)} if {
 	any_touched
-} else := lib.denial("NoResources", "the recommendation changes no container resources") if {
+} else := {"rule": "NoResources", "msg": "the recommendation changes no container resources"} if {
 	not any_touched
 }
 
 # A container the target does not have cannot be resized; the pipeline marks it.
-deny contains lib.denial("UnknownContainer", sprintf("%s/%s has no container %s", [lib.target_kind, lib.name, c])) if {
+deny contains {"rule": "UnknownContainer", "msg": sprintf("%s/%s has no container %s", [lib.target_kind, lib.name, c])} if {
 	some c, ct in input.normalized.containers
 	ct.found == false
 	input.target != null

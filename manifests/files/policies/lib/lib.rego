@@ -50,6 +50,8 @@ containers := object.get(input, ["normalized", "containers"], {})
 
 now_ns := time.parse_rfc3339_ns(input.now)
 
+# A denial as the decision lists it. The library's own rules write the object out
+# (`{"rule": ..., "msg": ...}`): a function call costs steps on every denial.
 denial(rule, msg) := {"rule": rule, "msg": msg}
 
 # Percent change from old to new; a change from nothing counts as 100 %.

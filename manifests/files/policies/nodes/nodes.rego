@@ -25,33 +25,33 @@ removed_pods contains [n, pod] if {
 
 node_group := object.get(lib.cluster, "nodeGroup", null)
 
-deny contains lib.denial("NodeChangesDisabled", "node-group changes are disabled by policy") if {
+deny contains {"rule": "NodeChangesDisabled", "msg": "node-group changes are disabled by policy"} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	p.enabled == false
 }
 
-deny contains lib.denial("MaxNodesConsolidated", sprintf(
+deny contains {"rule": "MaxNodesConsolidated", "msg": sprintf(
 	"%d nodes would be removed at once; at most %v allowed", [count(to_remove), p.maxNodesConsolidated],
-)) if {
+)} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	count(to_remove) > p.maxNodesConsolidated
 }
 
-deny contains lib.denial("DoNotDisrupt", sprintf(
+deny contains {"rule": "DoNotDisrupt", "msg": sprintf(
 	"node %s runs pod %s/%s annotated karpenter.sh/do-not-disrupt", [n, pod.namespace, pod.name],
-)) if {
+)} if {
 	some [n, pod] in removed_pods
 	object.get(pod, ["annotations", "karpenter.sh/do-not-disrupt"], "") == "true"
 }
 
-deny contains lib.denial("PDBBlocksDrain", sprintf(
+deny contains {"rule": "PDBBlocksDrain", "msg": sprintf(
 	"node %s runs pod %s/%s whose PodDisruptionBudget allows no disruption", [n, pod.namespace, pod.name],
-)) if {
+)} if {
 	some [n, pod] in removed_pods
 	pod.pdbDisruptionsAllowed == 0
 }
 
-deny contains lib.denial("NodeFactsMissing", sprintf("no facts about node %s: its pods cannot be checked", [n])) if {
+deny contains {"rule": "NodeFactsMissing", "msg": sprintf("no facts about node %s: its pods cannot be checked", [n])} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	some n in to_remove
 	not facts[n]
@@ -59,16 +59,16 @@ deny contains lib.denial("NodeFactsMissing", sprintf("no facts about node %s: it
 
 target_count := input.recommendation.spec.targetNodeCount
 
-deny contains lib.denial("NodeGroupMinSize", sprintf(
+deny contains {"rule": "NodeGroupMinSize", "msg": sprintf(
 	"node group %s would shrink to %v nodes, below its minimum %v", [input.recommendation.spec.nodeGroup, target_count, node_group.minSize],
-)) if {
+)} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	input.recommendation.spec.targetNodeCount < input.cluster.nodeGroup.minSize
 }
 
-deny contains lib.denial("NodeGroupMinSize", sprintf(
+deny contains {"rule": "NodeGroupMinSize", "msg": sprintf(
 	"node group %s would shrink to %v nodes, below its minimum %v", [input.recommendation.spec.nodeGroup, remaining, node_group.minSize],
-)) if {
+)} if {
 	input.recommendation.kind == "NodeGroupRecommendation"
 	m := input.cluster.nodeGroup.minSize
 	not target_count

@@ -33,36 +33,36 @@ current := v if {
 	is_number(v)
 }
 
-deny contains lib.denial("HPAOwnsReplicas", sprintf(
+deny contains {"rule": "HPAOwnsReplicas", "msg": sprintf(
 	"HPA %s scales this workload; change its minReplicas/maxReplicas instead of replicas",
 	[object.get(hpa, ["metadata", "name"], "")],
-)) if {
+)} if {
 	is_object(input.cluster.hpa)
 	proposed
 }
 
-deny contains lib.denial("MinReplicas", sprintf("%v replicas is below the minimum %v", [v, p.minReplicas])) if {
+deny contains {"rule": "MinReplicas", "msg": sprintf("%v replicas is below the minimum %v", [v, p.minReplicas])} if {
 	v := proposed
 	v < p.minReplicas
 }
 
-deny contains lib.denial("MinReplicas", sprintf("HPA minReplicas %v is below the minimum %v", [m, p.minReplicas])) if {
+deny contains {"rule": "MinReplicas", "msg": sprintf("HPA minReplicas %v is below the minimum %v", [m, p.minReplicas])} if {
 	m := input.recommendation.spec.hpa.minReplicas
 	m < p.minReplicas
 }
 
-deny contains lib.denial("InvalidHPA", sprintf("HPA minReplicas %v exceeds maxReplicas %v", [m, n])) if {
+deny contains {"rule": "InvalidHPA", "msg": sprintf("HPA minReplicas %v exceeds maxReplicas %v", [m, n])} if {
 	m := input.recommendation.spec.hpa.minReplicas
 	n := input.recommendation.spec.hpa.maxReplicas
 	m > n
 }
 
-deny contains lib.denial("NoHPA", "the recommendation changes HPA bounds but no HPA targets the workload") if {
+deny contains {"rule": "NoHPA", "msg": "the recommendation changes HPA bounds but no HPA targets the workload"} if {
 	input.recommendation.spec.hpa
 	not hpa_owned
 }
 
-deny contains lib.denial("NoReplicaChange", "a ReplicaScaling recommendation sets neither replicas nor hpa") if {
+deny contains {"rule": "NoReplicaChange", "msg": "a ReplicaScaling recommendation sets neither replicas nor hpa"} if {
 	input.recommendation.spec.action == "ReplicaScaling"
 	not proposed
 	not input.recommendation.spec.hpa

@@ -55,17 +55,38 @@ candidates contains [0 - specificity(r.match), 0 - object.get(r, "priority", 0),
 	rule_matches(r)
 }
 
-matched_rule := data.config.rules[sort(candidates)[0][2]] if count(candidates) > 0
+# The index of the rule that applies in data.config.rules, and the rule.
+matched_index := sort(candidates)[0][2] if count(candidates) > 0
+
+matched_rule := data.config.rules[matched_index]
 
 # With no matching rule (no rule at all, as shipped) the defaults as they are: merging {}
 # over them changes nothing.
 settings := data.config.defaults if {
 	data.config.rules == []
-} else := object.union(data.config.defaults, object.get(matched_rule, "settings", {})) if {
+} else := rule_settings(matched_rule) if {
 	matched_rule
 } else := data.config.defaults
 
-guardrails := object.union(
-	object.get(data.config.profiles, settings.profile, {}),
-	settings.guardrails,
-)
+# The settings of a workload that rule `r` matches.
+rule_settings(r) := object.union(data.config.defaults, object.get(r, "settings", {}))
+
+# What the configuration alone implies for the settings in use, computed once per policy
+# load: the embedded engine evaluates data.dakr.derived (dakr/derived.rego) when it loads
+# the set and places the result at data.dakr_derived, one view for the defaults and one
+# per rule. Undefined without it (the Rego test runner, an OPA sidecar): each value is
+# then computed per decision, by the same functions, so the answers are the same.
+view := data.dakr_derived.default if {
+	data.config.rules == []
+} else := data.dakr_derived.rules[matched_index] if {
+	matched_index
+} else := data.dakr_derived.default if {
+	not matched_rule
+}
+
+guardrails := v if {
+	v := view.guardrails
+} else := guardrails_of(settings)
+
+# The guardrails of settings `s`: its profile's, overridden by its own.
+guardrails_of(s) := object.union(object.get(data.config.profiles, s.profile, {}), s.guardrails)

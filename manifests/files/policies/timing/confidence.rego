@@ -6,7 +6,6 @@
 # check was skipped; deny refuses it with rule NoConfidence.
 package dakr.timing
 
-import data.dakr.lib
 import data.dakr.scope
 
 min_confidence := object.get(scope.settings, ["timing", "minConfidence"], 0)
@@ -22,9 +21,9 @@ source := s if {
 	s != ""
 } else := "unknown"
 
-deny contains lib.denial("MinimumConfidence", sprintf(
+deny contains {"rule": "MinimumConfidence", "msg": sprintf(
 	"confidence %v is below the minimum %v (timing.minConfidence)", [c, m],
-)) if {
+)} if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	c := input.recommendation.spec.confidence
 	is_number(c)
@@ -32,20 +31,24 @@ deny contains lib.denial("MinimumConfidence", sprintf(
 	c < m
 }
 
-deny contains lib.denial("NoConfidence", sprintf(
-	"the recommendation gives no confidence (source %s) and timing.withoutConfidence is %v: set it to allow to decide such recommendations on the other rules",
-	[source, without_confidence],
-)) if {
+# What timing.withoutConfidence says, for a workload recommendation that gives no
+# confidence: computed once for the deny and the warning below (a negation costs steps).
+no_confidence := without_confidence if {
 	input.recommendation.kind == "WorkloadRecommendation"
 	not has_confidence
-	without_confidence != "allow"
+}
+
+deny contains {"rule": "NoConfidence", "msg": sprintf(
+	"the recommendation gives no confidence (source %s) and timing.withoutConfidence is %v: set it to allow to decide such recommendations on the other rules",
+	[source, w],
+)} if {
+	w := no_confidence
+	w != "allow"
 }
 
 warnings contains sprintf(
 	"no confidence given (source %s): the minimum-confidence check was skipped (timing.withoutConfidence: allow)",
 	[source],
 ) if {
-	input.recommendation.kind == "WorkloadRecommendation"
-	not has_confidence
-	without_confidence == "allow"
+	no_confidence == "allow"
 }

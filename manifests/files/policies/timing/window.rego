@@ -53,7 +53,7 @@ in_window(w) if {
 	day_ok(w, previous_day(weekday(tz)))
 }
 
-deny contains lib.denial("MaintenanceWindow", sprintf("%s is outside every maintenance window", [input.now])) if {
+deny contains {"rule": "MaintenanceWindow", "msg": sprintf("%s is outside every maintenance window", [input.now])} if {
 	count(scope.settings.timing.maintenanceWindows) > 0
 	not any_window
 }
