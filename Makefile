@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 	$(VENV)/bin/reconciler policy test policies rego-tests
 
 lint: $(STAMP)
