@@ -10,7 +10,11 @@ Cases:
   that pods created later start with the template's values without the webhook
   (DAKR_LIVE_WEBHOOK unset) and names the setting;
 - deleting the custom resource resizes the pods back in place and the object goes;
-- at no instant is the workload below its PodDisruptionBudget; SIGTERM ends it, exit 0.
+- at no instant is the workload below its PodDisruptionBudget; SIGTERM ends it, exit 0;
+- GitOps mode (a repository, the kube store) with the policy's `resizeRunning`: a
+  LiveMigration created through the API opens its pull request and the operator resizes
+  the running pods in place at once (ResizedInPlace), the Deployment in the cluster
+  unchanged, the recommendation Applying until the merge.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from reconciler.domain import model
 from tests import crds, samples
 from tests.fakes.kubeapi.handle import KubeApi
 from tests.integration.runtime import operator_support as op
+from tests.integration.runtime.test_operator import _repo_with
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -85,4 +90,44 @@ def test_live_migration_through_the_operator(kubeapi: KubeApi, tmp_path: Path) -
         op.wait_for(lambda: pod_cpus(api) == [("100m", "100m")] * 3, timeout=30)
     finally:
         assert running.stop() == 0
+    assert api.disruptions.breaches == []
+
+
+def test_gitops_operator_resizes_running_pods_with_the_pull_request(
+        kubeapi: KubeApi, tmp_path: Path) -> None:
+    api = kubeapi
+    crds.install_crds(api)
+    api.seed_workload("svc-0", 2, containers=[api.container(
+        "app", cpu="100m", memory="128Mi", cpu_limit="1", memory_limit="512Mi")])
+    origin = _repo_with(tmp_path, 1)
+    data = tmp_path / "live.yaml"
+    data.write_text("config: {defaults: {liveMigration: {resizeRunning: true}}}\n")
+    running = op.start(["--repo", str(origin), "--forge", "local", "--store", "kube",
+                        "--kubeconfig", api.kubeconfig_path, "--state-dir",
+                        str(tmp_path / "state"), "--policies", str(POLICIES),
+                        "--policy-data", str(samples.OPT_IN), "--policy-data", str(data),
+                        "--batch-window", "0.5"], tmp_path, name="gitops")
+    try:
+        rec = live("svc-0-live", "lm-g")
+        rec["spec"]["targetRef"]["name"] = "svc-0"
+        rec["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "80m"
+        op.create(api, rec)
+
+        def resized() -> dict[str, Any] | None:
+            r = op.rec_of(api, "lm-g")
+            conds = {c["type"]: c for c in ((r or {}).get("status") or {}).get(
+                "conditions") or []}
+            c = conds.get("ResizedInPlace")
+            return r if c and c["status"] == "True" else None
+
+        got = op.wait_for(resized, timeout=60)
+        assert got["status"]["phase"] == model.APPLYING
+        assert got["status"]["pullRequest"]["branch"].startswith("dakr/")
+        cpus = [(p["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+                 p["status"]["containerStatuses"][0]["resources"]["requests"]["cpu"])
+                for p in api.items("v1", "Pod", "default")]
+        assert cpus == [("80m", "80m")] * 2
+        assert op.requests_of(api, "svc-0")["cpu"] == "100m"  # the merge changes it
+    finally:
+        assert running.stop() == 0, running.logs()[-3000:]
     assert api.disruptions.breaches == []
