@@ -162,10 +162,11 @@ def add_batch(p: argparse.ArgumentParser) -> None:
                         "PATH; a name or path; 'off'); without one the check is off (env "
                         "DAKR_GITOPS_KUSTOMIZE; default: %(default)s)")
     p.add_argument("--verify-render", action=argparse.BooleanOptionalAction, default=True,
-                   help="Helm layout: render the chart with the real Helm library before and "
-                        "after each values edit and refuse an edit whose workload does not "
-                        "get exactly the recommended values (env DAKR_GITOPS_VERIFY_RENDER; "
-                        "default: on)")
+                   help="render the chart with the real Helm library (Helm layout), or build "
+                        "the overlay with --kustomize (Kustomize layout), before and after "
+                        "each edit, and refuse an edit whose workload does not get exactly "
+                        "the recommended values; --no-verify-render skips both (env "
+                        "DAKR_GITOPS_VERIFY_RENDER; default: on)")
     p.add_argument("--now", default="", metavar="RFC3339",
                    help="the time policies see (default: now); for reproducible runs")
     p.add_argument("--dry-run", action="store_true",

@@ -77,12 +77,15 @@ class Layout:
     # and the namespace from.
     values_files: tuple[str, ...] = ()
     application: str = ""
+    # Helm: a Flux HelmRelease manifest in the repository, read like ``application``
+    # (its chart's valuesFiles, valuesFrom, values, releaseName, targetNamespace).
+    helm_release: str = ""
 
 
 _LAYOUT_KEYS = {
     "kind", "paths", "overlay", "editBase", "valuesFile", "valuesPaths",
     "defaultNamespace", "repos", "nodeGroups", "defaultContainer", "chart", "releaseName",
-    "namespace", "valuesFiles", "application",
+    "namespace", "valuesFiles", "application", "helmRelease",
 }  # fmt: skip
 
 
@@ -176,9 +179,13 @@ def parse_layout(data: object) -> Layout:
     if values_files and values_file not in values_files:
         raise errors.ConfigError("layout: valuesFile must be one of valuesFiles")
     application = _rel(data.get("application", ""), "application")
-    if kind == "helm" and not values_file and not application:
+    helm_release = _rel(data.get("helmRelease", ""), "helmRelease")
+    if application and helm_release:
+        raise errors.ConfigError("layout: application and helmRelease exclude each other")
+    if kind == "helm" and not values_file and not application and not helm_release:
         raise errors.ConfigError("layout: valuesFile is required for kind helm (or "
-                                 "valuesFiles, or an Argo CD application)")
+                                 "valuesFiles, an Argo CD application or a Flux "
+                                 "helmRelease)")
     default_container = data.get("defaultContainer", "server")
     if not isinstance(default_container, str) or not default_container:
         raise errors.ConfigError("layout: defaultContainer must be a container name")
@@ -227,7 +234,8 @@ def parse_layout(data: object) -> Layout:
                   values_file=values_file, values_paths=values_paths, default_namespace=ns,
                   repos=repos, node_groups=node_groups, default_container=default_container,
                   chart=chart, release_name=release, namespace=release_ns,
-                  values_files=values_files, application=application)
+                  values_files=values_files, application=application,
+                  helm_release=helm_release)
 
 
 def load_layout(path: Path | None) -> Layout:

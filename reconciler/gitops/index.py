@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -287,7 +287,8 @@ class Index:
         node_groups = {t for t in wanted if t[1] == NODE_GROUP and t[2] not in layout.node_groups}
         if layout.kind == "helm":
             self._helm = self._helm_setup()
-            self._values = _merged([data for _, data in self._helm.layers])
+            self._values = _merged([data for _, data in self._helm.layers
+                                    if not isinstance(data, _Opaque)])
             workloads = set()
         if layout.kind == "kustomize" and workloads:
             self._overlay = self._load_kustomization(layout.overlay, set())
@@ -611,8 +612,13 @@ class Index:
         chart, release, namespace = lay.chart, lay.release_name, lay.namespace
         files = list(lay.values_files)
         inline: list[tuple[str, Any]] = []
+        app: _ArgoHelm | None = None
         if lay.application:
             app = _argo_helm(lay.application, self._read(lay.application, required=True))
+        elif lay.helm_release:
+            app = _flux_helm(lay.helm_release, self._read(lay.helm_release, required=True),
+                             self._configmap)
+        if app is not None:
             chart = chart or app.chart
             files = files or list(app.files)
             release = release or app.release
@@ -629,6 +635,11 @@ class Index:
             name = meta.get("name") if isinstance(meta, Mapping) else None
             release = name if isinstance(name, str) else ""
         defaults = join(chart, "values.yaml") if chart else ""
+        if app is not None and app.replaces_defaults and files and defaults not in files:
+            raise errors.ConfigError(
+                f"layout: helmRelease {lay.helm_release}: spec.chart.spec.valuesFiles does "
+                f"not list the chart's {defaults}: Flux then drops the chart's defaults, "
+                "which the writer does not render; list it first")
         names = ([defaults] if defaults and defaults not in files
                  and (self.root / defaults).is_file() else []) + files
         layers: list[tuple[str, Any]] = []
@@ -646,8 +657,30 @@ class Index:
                                        f"uses ({', '.join(names)})")
         return _Helm(chart, release, namespace, own,
                      tuple(f for f in files if f != defaults), [*layers, *inline],
-                     json.dumps(_merged([data for _, data in inline]), sort_keys=True,
-                                default=str) if inline else "")
+                     json.dumps(_merged([data for _, data in inline
+                                         if not isinstance(data, _Opaque)]),
+                                sort_keys=True, default=str) if inline else "")
+
+    def _configmap(self, near: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The ``data`` of ConfigMap ``name`` (in ``namespace``, or with none) from a
+        manifest in the directory of ``near`` or below it; None when there is none."""
+        parent = PurePosixPath(near).parent.as_posix()
+        for rel in _yaml_files(self.root, "" if parent == "." else parent):
+            text = self._read(rel)
+            if "ConfigMap" not in text or name not in text:
+                continue
+            try:
+                docs = bounded.load_yaml(text, limits_mod.DEFAULT, rel)
+            except errors.ReconcilerError:
+                continue
+            for doc in docs:
+                meta = doc.get("metadata") if isinstance(doc, Mapping) else None
+                if (isinstance(meta, Mapping) and doc.get("kind") == "ConfigMap"
+                        and meta.get("name") == name
+                        and meta.get("namespace", namespace) in (namespace, "")
+                        and isinstance(doc.get("data"), Mapping)):
+                    return {"file": rel, "data": doc["data"]}
+        return None
 
     def _shadowed(self, keys: Iterable[str]) -> tuple[tuple[str, str], ...]:
         """(key, file) for each of ``keys`` that a layer after the environment's own file
@@ -659,6 +692,12 @@ class Index:
         for key in keys:
             path = values.split_path(key, root=True)
             for rel, data in reversed(helm.layers[at + 1:]):
+                if isinstance(data, _Opaque):
+                    n = min(len(path), len(data.path or ()))
+                    if data.path is None or path[:n] == data.path[:n]:
+                        out.append((key, rel))
+                        break
+                    continue
                 node: Any = data
                 for part in path:
                     node = node.get(part) if isinstance(node, Mapping) else None
@@ -995,12 +1034,24 @@ class _Helm:
 
 
 @dataclass(frozen=True)
+class _Opaque:
+    """A values layer the writer cannot read (a Flux ``valuesFrom`` Secret, or a ConfigMap
+    whose manifest is not in the repository): it may set any key under ``path`` (None =
+    anywhere), so a key there is not written to a file it would override."""
+
+    path: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
 class _ArgoHelm:
+    """A Helm release as an Argo CD Application or a Flux HelmRelease declares it."""
+
     chart: str
     files: tuple[str, ...]
     release: str
     namespace: str
-    inline: tuple[tuple[str, Any], ...]
+    inline: tuple[tuple[str, Any], ...]  # layers after the files, in order
+    replaces_defaults: bool = False  # Flux: the files replace the chart's values.yaml
 
 
 def _argo_helm(rel: str, text: str) -> _ArgoHelm:
@@ -1037,6 +1088,97 @@ def _argo_helm(rel: str, text: str) -> _ArgoHelm:
         inline.append((f"{rel} (helm.values)", obj))
     return _ArgoHelm(chart, tuple(files), str(release), str(dest.get("namespace") or ""),
                      tuple(inline))
+
+
+_FLUX_API = "helm.toolkit.fluxcd.io/"
+ConfigMapReader = Callable[[str, str, str], "Mapping[str, Any] | None"]
+
+
+def _flux_helm(rel: str, text: str, configmap: ConfigMapReader) -> _ArgoHelm:
+    """What a Flux HelmRelease says about its chart, in the order helm-controller merges
+    its values: the chart's ``spec.chart.spec.valuesFiles`` (relative to the source's root,
+    which must be this repository: a ``GitRepository``; they replace the chart's own
+    values.yaml), then each ``spec.valuesFrom`` entry, then ``spec.values``. The release is
+    ``spec.releaseName``, else ``[targetNamespace-]name``; the namespace
+    ``spec.targetNamespace``, else the HelmRelease's own. A ``valuesFrom`` ConfigMap is read
+    from its manifest when one lies in the HelmRelease's directory or below; a Secret, or
+    a ConfigMap not found there, is an ``_Opaque`` layer. ``configmap(near, namespace,
+    name)`` finds the manifest. Errors are ConfigErrors naming the HelmRelease and field."""
+    hr = values.read_values(text)
+    where = f"layout: helmRelease {rel}"
+    if (not isinstance(hr, Mapping) or hr.get("kind") != "HelmRelease"
+            or not str(hr.get("apiVersion", "")).startswith(_FLUX_API)):
+        raise errors.ConfigError(f"{where} is not a Flux HelmRelease ({_FLUX_API}v2)")
+    raw_meta, spec = hr.get("metadata"), hr.get("spec")
+    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
+    if not isinstance(spec, Mapping):
+        raise errors.ConfigError(f"{where} has no spec")
+    if "chartRef" in spec:
+        raise errors.ConfigError(f"{where}: spec.chartRef names a chart outside this "
+                                 "repository; only spec.chart with a GitRepository is read")
+    raw_chart = spec.get("chart")
+    chart_spec = raw_chart.get("spec") if isinstance(raw_chart, Mapping) else None
+    if not isinstance(chart_spec, Mapping) or not isinstance(chart_spec.get("chart"), str):
+        raise errors.ConfigError(f"{where}: spec.chart.spec.chart must be the chart's path")
+    ref = chart_spec.get("sourceRef")
+    kind = ref.get("kind") if isinstance(ref, Mapping) else None
+    if kind != "GitRepository":
+        raise errors.ConfigError(f"{where}: spec.chart.spec.sourceRef.kind is {kind!r}: "
+                                 "only a chart in a GitRepository (this one) can be rendered")
+    chart = join("", chart_spec["chart"]) or "."
+    raw_files = chart_spec.get("valuesFiles") or []
+    legacy = chart_spec.get("valuesFile")  # v2beta1, merged before valuesFiles
+    if not isinstance(raw_files, list) or not all(isinstance(f, str) and f
+                                                  for f in [*raw_files, legacy or "x"]):
+        raise errors.ConfigError(f"{where}: spec.chart.spec.valuesFiles must be a list of "
+                                 "paths in the repository")
+    files = [join("", f) for f in ([legacy] if legacy else []) + raw_files]
+    name, hr_ns = str(meta.get("name") or ""), str(meta.get("namespace") or "")
+    target_ns = spec.get("targetNamespace")
+    if target_ns is not None and not isinstance(target_ns, str):
+        raise errors.ConfigError(f"{where}: spec.targetNamespace must be a namespace name")
+    release = spec.get("releaseName") or (f"{target_ns}-{name}" if target_ns else name)
+    if not isinstance(release, str):
+        raise errors.ConfigError(f"{where}: spec.releaseName must be a release name")
+    layers: list[tuple[str, Any]] = []
+    raw_from = spec.get("valuesFrom") or []
+    if not isinstance(raw_from, list):
+        raise errors.ConfigError(f"{where}: spec.valuesFrom must be a list")
+    for i, entry in enumerate(raw_from):
+        field_name = f"spec.valuesFrom[{i}]"
+        if (not isinstance(entry, Mapping) or entry.get("kind") not in ("ConfigMap", "Secret")
+                or not isinstance(entry.get("name"), str)):
+            raise errors.ConfigError(f"{where}: {field_name} must name a ConfigMap or Secret")
+        key = entry.get("valuesKey") or "values.yaml"
+        target_path = entry.get("targetPath")
+        if target_path is not None and not isinstance(target_path, str):
+            raise errors.ConfigError(f"{where}: {field_name}.targetPath must be a values path")
+        try:
+            path = values.split_path(target_path) if target_path else None
+        except errors.FieldError as e:
+            raise errors.ConfigError(f"{where}: {field_name}.targetPath: {e.reason}") from e
+        ref_name = f"{entry['kind']}/{entry['name']}"
+        found = (configmap(rel, hr_ns, entry["name"]) if entry["kind"] == "ConfigMap"
+                 else None)
+        raw = found["data"].get(key) if found is not None else None
+        if found is None or not isinstance(raw, str):
+            layers.append((f"{ref_name} ({field_name} of {rel}; not read from the "
+                           "repository, so it may set this key)", _Opaque(path)))
+            continue
+        data: Any = values.read_values(raw)
+        for part in reversed(path or ()):
+            data = {part: data}
+        if not isinstance(data, Mapping):
+            raise errors.ConfigError(f"{where}: {field_name}: {found['file']} key {key} does "
+                                     "not hold a values mapping")
+        layers.append((f"{found['file']} ({ref_name}, {field_name} of {rel})", data))
+    inline = spec.get("values")
+    if inline is not None and not isinstance(inline, Mapping):
+        raise errors.ConfigError(f"{where}: spec.values must be a mapping")
+    if inline:
+        layers.append((f"{rel} (spec.values)", inline))
+    return _ArgoHelm(chart, tuple(files), release, str(target_ns or hr_ns), tuple(layers),
+                     replaces_defaults=True)
 
 
 def _merged(layers: Sequence[Any]) -> dict[str, Any]:

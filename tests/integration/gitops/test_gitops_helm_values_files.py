@@ -17,6 +17,16 @@ Cases:
   limit from the production file);
 - the same with the files listed in the layout (`valuesFiles`, `releaseName`,
   `namespace`): the same diff;
+- the same with the Flux HelmRelease read by the layout (`helmRelease:`;
+  tests/golden/layout/helm_envs/helmrelease.yaml: `spec.chart.spec.valuesFiles` from the
+  repository root, no releaseName, so the release is its name, `myapp`, in its namespace):
+  the same diff, verified the same way;
+- Flux `valuesFrom` and `values` come after the files: a key the HelmRelease sets inline
+  (`spec.values`) is Failed naming it; a key a `valuesFrom` Secret may set (its
+  `targetPath`) is Failed naming the Secret and saying it is not read from the repository;
+  a ConfigMap whose manifest is beside the HelmRelease is read, and a key it sets is
+  Failed naming that manifest; the replica count, which none of them sets, goes to the
+  production file; nothing else is written;
 - the environment's own file named before a file that sets the key (`valuesFile:
   myapp/values.yaml`): the replica change is Failed naming values-production.yaml and
   saying the value would change nothing; a value set inline in the Application
@@ -70,18 +80,25 @@ EXPECTED_DIFF = sorted([
 ])
 LAYOUTS = {
     "application": "kind: helm\napplication: apps/myapp-production.yaml\n" + PATHS,
+    "helmRelease": "kind: helm\nhelmRelease: clusters/production/myapp.yaml\n" + PATHS,
     "valuesFiles": ("kind: helm\nvaluesFiles: [myapp/values.yaml, myapp/values-production.yaml]\n"
                     "releaseName: myapp\nnamespace: production\n" + PATHS),
 }
 
 
-def _origin(tmp: Path, app: str | None = None) -> Path:
+def _origin(tmp: Path, app: str | None = None, release: str | None = None,
+            extra: dict[str, str] | None = None) -> Path:
     seed = tmp / "content"
     shutil.copytree(CHART, seed / "myapp")
     shutil.copy(ENVS / "values-production.yaml", seed / PROD)
     (seed / "apps").mkdir()
     (seed / "apps" / "myapp-production.yaml").write_text(
         app if app is not None else (ENVS / "application.yaml").read_text())
+    (seed / "clusters" / "production").mkdir(parents=True)
+    (seed / "clusters" / "production" / "myapp.yaml").write_text(
+        release if release is not None else (ENVS / "helmrelease.yaml").read_text())
+    for rel, text in (extra or {}).items():
+        (seed / rel).write_text(text)
     return make_origin(tmp, {"": seed})
 
 
@@ -161,3 +178,59 @@ def test_inline_values_reach_the_render(tmp_path: Path,
     assert results["i-scale"]["phase"] == "Failed", results["i-scale"]
     assert "replicaCount does not reach Deployment/myapp" in message, message
     assert "the render gives nothing" in message, message
+
+
+FLUX_FROM = """\
+  valuesFrom:
+    - kind: ConfigMap
+      name: myapp-cache
+    - kind: Secret
+      name: myapp-limits
+      valuesKey: memory
+      targetPath: resources.limits.memory
+  values:
+    cache:
+      resources:
+        requests:
+          cpu: 10m
+"""
+CACHE_CM = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: myapp-cache
+  namespace: production
+data:
+  values.yaml: |
+    cache:
+      replicaCount: 2
+"""
+
+
+def test_flux_values_from_and_values(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    release = (ENVS / "helmrelease.yaml").read_text() + FLUX_FROM
+    origin = _origin(tmp_path, release=release,
+                     extra={"clusters/production/myapp-cache.yaml": CACHE_CM})
+    recs = (wrec("e-scale", "production", "myapp", "  action: ReplicaScaling\n  replicas: 4\n")
+            + wrec("e-cache", "production", "myapp-cache", rightsize("cache", "{cpu: 20m}"))
+            + wrec("e-cache-scale", "production", "myapp-cache",
+                   "  action: ReplicaScaling\n  replicas: 5\n")
+            + wrec("f-size", "production", "myapp",
+                   "  action: Rightsizing\n  containers:\n  - name: myapp\n    resources:\n"
+                   "      requests: {cpu: 50m}\n      limits: {memory: 320Mi}\n"))
+    results = _apply(tmp_path, origin, recs, LAYOUTS["helmRelease"], capsys)
+    messages = {rid: str(r.get("message", "")) for rid, r in results.items()}
+    assert results["e-scale"]["phase"] == "Applying", results["e-scale"]
+    assert results["e-cache"]["phase"] == "Failed", results["e-cache"]
+    assert "clusters/production/myapp.yaml (spec.values)" in messages["e-cache"]
+    assert results["e-cache-scale"]["phase"] == "Failed", results["e-cache-scale"]
+    assert ("clusters/production/myapp-cache.yaml (ConfigMap/myapp-cache"
+            in messages["e-cache-scale"]), messages["e-cache-scale"]
+    assert results["f-size"]["phase"] == "Failed", messages["f-size"]
+    assert "Secret/myapp-limits" in messages["f-size"], messages["f-size"]
+    assert "not read from the repository" in messages["f-size"], messages["f-size"]
+    branch = str(results["e-scale"]["branch"])
+    assert changed_files(origin, branch) == [PROD]
+    assert "+replicaCount: 4   # peak traffic" in diff_lines(origin, branch)
+    assert not [line for line in diff_lines(origin, branch) if "memory" in line]
