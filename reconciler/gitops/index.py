@@ -666,11 +666,11 @@ class Index:
         manifest in the directory of ``near`` or below it; None when there is none."""
         parent = PurePosixPath(near).parent.as_posix()
         for rel in _yaml_files(self.root, "" if parent == "." else parent):
-            text = self._read(rel)
-            if "ConfigMap" not in text or name not in text:
-                continue
-            try:
-                docs = bounded.load_yaml(text, limits_mod.DEFAULT, rel)
+            try:  # a file that is too big or not YAML holds no ConfigMap for this
+                text = self._read(rel)
+                if "ConfigMap" not in text or name not in text:
+                    continue
+                docs = bounded.load_yaml(text, self.limits, rel)
             except errors.ReconcilerError:
                 continue
             for doc in docs:
@@ -1162,8 +1162,9 @@ def _flux_helm(rel: str, text: str, configmap: ConfigMapReader) -> _ArgoHelm:
                  else None)
         raw = found["data"].get(key) if found is not None else None
         if found is None or not isinstance(raw, str):
-            layers.append((f"{ref_name} ({field_name} of {rel}; not read from the "
-                           "repository, so it may set this key)", _Opaque(path)))
+            under = f" under {target_path}" if target_path else ""
+            layers.append((f"{ref_name} ({field_name} of {rel}: not read from the "
+                           f"repository, so it may set any key{under})", _Opaque(path)))
             continue
         data: Any = values.read_values(raw)
         for part in reversed(path or ()):

@@ -230,7 +230,9 @@ def _helm_changes(source: repo_index.Source, plan: planner.Plan) -> dict[str, st
                 f"{key} of {plan.kind}/{plan.name} is set by {shadowed[key]}, which the "
                 f"cluster applies after {source.path}: a value written to {source.path} "
                 f"would change nothing, and {shadowed[key]} is not this environment's own "
-                "values file (name it valuesFile in the layout to edit it there)")
+                + ("values file (name it valuesFile in the layout to edit it there)"
+                   if shadowed[key] in source.values_files else
+                   "values file (change it there by hand)"))
     return out
 
 

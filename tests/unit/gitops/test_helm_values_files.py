@@ -16,7 +16,20 @@ Cases:
   file with values.yaml as the chart's defaults (not a `-f` file); with values.yaml as the
   own file, the keys the production file sets are shadowed, and render refuses a change
   to one of them naming the production file, while a key no later file sets renders;
-- a values file of the list that is missing: ConfigError at index time naming it.
+- a values file of the list that is missing: ConfigError at index time naming it;
+- layout `helmRelease`: enough for kind helm; with `application`: ConfigError;
+- the Flux HelmRelease (``index._flux_helm``): chart path and valuesFiles from the
+  repository root (a v2beta1 `valuesFile` before them), release `[targetNamespace-]name`
+  else `spec.releaseName`, namespace `targetNamespace` else the HelmRelease's own; layers
+  in helm-controller's order: each `valuesFrom` (a ConfigMap read from its manifest, with
+  `valuesKey` and `targetPath`; a Secret or a ConfigMap not found: opaque, under its
+  targetPath), then `spec.values`; malformed (not a HelmRelease, `chartRef`, a
+  HelmRepository source, no chart path, valuesFiles not a list, valuesFrom not naming a
+  ConfigMap or Secret, values not a mapping): ConfigError naming the HelmRelease and the
+  field;
+- the index over a HelmRelease: valuesFiles without the chart's values.yaml: ConfigError
+  (Flux drops the chart's defaults); an opaque Secret with `targetPath` shadows only the
+  keys under that path, one without shadows every key.
 """
 
 from __future__ import annotations
@@ -139,4 +152,119 @@ def test_a_missing_values_file(tmp_path: pathlib.Path) -> None:
     root = _repo(tmp_path)
     lay = _layout(valuesFiles=["c/values.yaml", "c/values-staging.yaml"])
     with pytest.raises(errors.ConfigError, match=r"values-staging\.yaml"):
+        repo_index.Index.build(root, lay, [TARGET])
+
+
+def test_layout_helm_release() -> None:
+    assert _layout(helmRelease="clusters/web.yaml").helm_release == "clusters/web.yaml"
+    with pytest.raises(errors.ConfigError, match="application and helmRelease"):
+        _layout(helmRelease="a.yaml", application="b.yaml")
+
+
+HR = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: web, namespace: flux-system}
+spec:
+  targetNamespace: prod
+  chart:
+    spec:
+      chart: ./charts/web
+      sourceRef: {kind: GitRepository, name: repo}
+      valuesFiles: [charts/web/values.yaml, envs/prod.yaml]
+  valuesFrom:
+  - {kind: ConfigMap, name: web-values}
+  - {kind: ConfigMap, name: web-cpu, valuesKey: cpu, targetPath: web.resources.requests.cpu}
+  - {kind: Secret, name: web-secret, targetPath: web.replicas}
+  - {kind: ConfigMap, name: elsewhere}
+  values:
+    web: {replicas: 5}
+"""
+CMS = {"web-values": {"file": "clusters/cm.yaml", "data": {"values.yaml": "web: {a: 1}\n"}},
+       "web-cpu": {"file": "clusters/cm.yaml", "data": {"cpu": "200m"}}}
+
+
+def _cm(near: str, namespace: str, name: str) -> Any:
+    assert (near, namespace) == ("clusters/web.yaml", "flux-system")
+    return CMS.get(name)
+
+
+def test_flux_helm_release() -> None:
+    hr = repo_index._flux_helm("clusters/web.yaml", HR, _cm)
+    assert (hr.chart, hr.files, hr.release, hr.namespace, hr.replaces_defaults) == (
+        "charts/web", ("charts/web/values.yaml", "envs/prod.yaml"), "prod-web", "prod", True)
+    assert [name for name, _ in hr.inline] == [
+        "clusters/cm.yaml (ConfigMap/web-values, spec.valuesFrom[0] of clusters/web.yaml)",
+        "clusters/cm.yaml (ConfigMap/web-cpu, spec.valuesFrom[1] of clusters/web.yaml)",
+        "Secret/web-secret (spec.valuesFrom[2] of clusters/web.yaml: not read from the "
+        "repository, so it may set any key under web.replicas)",
+        "ConfigMap/elsewhere (spec.valuesFrom[3] of clusters/web.yaml: not read from the "
+        "repository, so it may set any key)",
+        "clusters/web.yaml (spec.values)"]
+    data = [d for _, d in hr.inline]
+    assert data[0] == {"web": {"a": 1}}
+    assert data[1] == {"web": {"resources": {"requests": {"cpu": "200m"}}}}
+    assert data[2] == repo_index._Opaque(("web", "replicas"))
+    assert data[3] == repo_index._Opaque(None)
+    assert data[4] == {"web": {"replicas": 5}}
+    plain = HR.replace("  targetNamespace: prod\n", "").replace(
+        "      valuesFiles: [charts/web/values.yaml, envs/prod.yaml]\n",
+        "      valuesFile: charts/web/values.yaml\n      valuesFiles: [envs/prod.yaml]\n")
+    hr = repo_index._flux_helm("clusters/web.yaml", plain, _cm)
+    assert (hr.files, hr.release, hr.namespace) == (
+        ("charts/web/values.yaml", "envs/prod.yaml"), "web", "flux-system")
+    named = plain.replace("spec:\n", "spec:\n  releaseName: web-live\n", 1)
+    assert repo_index._flux_helm("clusters/web.yaml", named, _cm).release == "web-live"
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("kind: HelmRelease", "kind: Kustomization", "not a Flux HelmRelease"),
+    ("apiVersion: helm.toolkit.fluxcd.io/v2", "apiVersion: example.com/v1",
+     "not a Flux HelmRelease"),
+    ("  chart:\n", "  chartRef: {kind: OCIRepository, name: web}\n  chart:\n",
+     "spec.chartRef"),
+    ("kind: GitRepository", "kind: HelmRepository", "spec.chart.spec.sourceRef.kind"),
+    ("      chart: ./charts/web\n", "", "spec.chart.spec.chart"),
+    ("valuesFiles: [charts/web/values.yaml, envs/prod.yaml]", "valuesFiles: envs/prod.yaml",
+     "spec.chart.spec.valuesFiles"),
+    ("  - {kind: ConfigMap, name: elsewhere}", "  - {kind: Volume, name: elsewhere}",
+     r"spec.valuesFrom\[3\]"),
+    ("targetPath: web.replicas", "targetPath: [web]", r"spec.valuesFrom\[2\].targetPath"),
+    ("    web: {replicas: 5}\n", "    - web\n", "spec.values"),
+])
+def test_flux_helm_release_refused(old: str, new: str, field: str) -> None:
+    assert old in HR
+    with pytest.raises(errors.ConfigError, match=rf"clusters/web\.yaml.*{field}"):
+        repo_index._flux_helm("clusters/web.yaml", HR.replace(old, new), _cm)
+
+
+FLUX_REPO_HR = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: web, namespace: production}
+spec:
+  chart:
+    spec:
+      chart: c
+      sourceRef: {kind: GitRepository, name: repo}
+      valuesFiles: [c/values.yaml, c/values-prod.yaml]
+  valuesFrom:
+  - {kind: Secret, name: web-secret, targetPath: web.replicas}
+"""
+
+
+def test_the_index_over_a_helm_release(tmp_path: pathlib.Path) -> None:
+    root = _repo(tmp_path)
+    (root / "hr.yaml").write_text(FLUX_REPO_HR)
+    lay = _layout(helmRelease="hr.yaml")
+    src = repo_index.Index.build(root, lay, [TARGET]).locate(TARGET)
+    assert (src.path, src.values_files, src.chart, src.release, src.release_namespace) == (
+        "c/values-prod.yaml", ("c/values-prod.yaml",), "c", "web", "production")
+    assert [k for k, _ in src.values_shadowed] == ["web.replicas"]
+    (root / "hr.yaml").write_text(FLUX_REPO_HR.replace(", targetPath: web.replicas", ""))
+    src = repo_index.Index.build(root, lay, [TARGET]).locate(TARGET)
+    assert len(src.values_shadowed) == 9 and all(
+        "Secret/web-secret" in f for _, f in src.values_shadowed)
+    (root / "hr.yaml").write_text(FLUX_REPO_HR.replace("c/values.yaml, ", ""))
+    with pytest.raises(errors.ConfigError, match=r"does not list the chart's c/values\.yaml"):
         repo_index.Index.build(root, lay, [TARGET])
