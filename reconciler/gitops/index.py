@@ -17,15 +17,20 @@ replicas field applied), which is what the policy and the planner judge.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import yaml
+
+from reconciler.adapters import helm as helm_lib
 from reconciler.config import layout as layoutfile
 from reconciler.domain import errors, planner
 from reconciler.domain import limits as limits_mod
@@ -146,6 +151,7 @@ class Source:
 class Stats:
     files_seen: int = 0
     files_parsed: int = 0
+    discovery_renders: int = 0  # chart renders that found values paths (see _discover)
 
 
 @dataclass
@@ -260,6 +266,7 @@ class Index:
                                list[tuple[int, _Kust, _Patch]]] | None = None
         self._located: dict[Target, Source] = {}
         self._helm: _Helm | None = None  # a Helm layout's chart and values layers
+        self._discovered: dict[str, _Discovery] = {}  # release namespace -> what probes found
 
     # ---- building
 
@@ -574,9 +581,114 @@ class Index:
         for key in keys:
             if key in self.layout.values_paths:
                 return self.layout.values_paths[key]
-        raise errors.NotFoundError(
-            f"{kind}/{name} has no values path in the layout (looked for "
-            f"{', '.join(repr(k) for k in keys)} under valuesPaths)")
+        helm = self._helm
+        if helm is None or not helm.chart:
+            raise errors.NotFoundError(
+                f"{kind}/{name} has no values path in the layout (looked for "
+                f"{', '.join(repr(k) for k in keys)} under valuesPaths), and no chart in "
+                "the repository to find it in")
+        found = self._discover(helm.namespace or ns)
+        containers = found.containers.get((kind, name), {})
+        replicas = found.replicas.get((kind, name), "")
+        if not containers and not replicas:
+            raise errors.NotFoundError(
+                f"{kind}/{name}: no values key of chart {helm.chart} reaches its container "
+                f"resources or replica count (probed {found.probes} keys in one render); "
+                f"set valuesPaths for {name!r} in the layout")
+        first = next(iter(containers.values()), replicas)
+        prefix = values.join_path(values.split_path(first, root=True)[:-1])
+        return layoutfile.ValuesPath(prefix, dict(containers),
+                                     replicas or values.child_path(prefix, "replicaCount"))
+
+    def _discover(self, namespace: str) -> _Discovery:
+        """Which values key feeds each workload's container resources and replica count:
+        the chart rendered once (through the real Helm library, with the values files,
+        release and namespace that verification uses) with a distinct probe in every
+        candidate key (every ``resources`` mapping, every integer ``replicaCount`` or
+        ``replicas``, at any depth, subcharts' defaults included), then read back from the
+        rendered Deployments and StatefulSets. Kept per chart (by the digest of its files,
+        values and release) across batches."""
+        if namespace in self._discovered:
+            return self._discovered[namespace]
+        helm = self._helm
+        assert helm is not None
+        merged = self._with_subchart_defaults(helm.chart)
+        base = _merged([data for _, data in helm.layers if not isinstance(data, _Opaque)])
+        release = helm.release or "release"
+        digest = self._chart_digest(helm, release, namespace)
+        with _DISCOVERIES_LOCK:
+            found = _DISCOVERIES.get(digest)
+        if found is None:
+            res_paths: list[tuple[str, ...]] = []
+            rep_paths: list[tuple[str, ...]] = []
+            _candidates(merged, (), res_paths, rep_paths)
+            probe: dict[str, Any] = {}
+            cpu_of: dict[str, str] = {}
+            count_of: dict[int, str] = {}
+            for i, path in enumerate(res_paths):
+                node = _at(merged, path)
+                requests = node.get("requests") if isinstance(node, Mapping) else None
+                if requests is not None and not isinstance(requests, Mapping):
+                    continue
+                cpu = f"{_PROBE_CPU + i}m"
+                cpu_of[cpu] = values.join_path(path)
+                _put(probe, (*path, "requests", "cpu"), cpu)
+            for i, path in enumerate(rep_paths):
+                count_of[_PROBE_REPLICAS + i] = values.join_path(path)
+                _put(probe, path, _PROBE_REPLICAS + i)
+            try:
+                self.stats.discovery_renders += 1
+                rendered = helm_lib.render_each(
+                    self.root / helm.chart, [_merge_two(base, probe)], release=release,
+                    namespace=namespace)[0]
+            except errors.PermanentError as e:
+                raise errors.NotFoundError(
+                    f"the values paths of chart {helm.chart} cannot be found by a render "
+                    f"({e}); set valuesPaths in the layout") from e
+            found = _read_probes(rendered, cpu_of, count_of, len(cpu_of) + len(count_of))
+            with _DISCOVERIES_LOCK:  # batches may build indexes in several threads
+                _DISCOVERIES[digest] = found
+                while len(_DISCOVERIES) > _DISCOVERIES_MAX:
+                    _DISCOVERIES.pop(next(iter(_DISCOVERIES)))
+        self._discovered[namespace] = found
+        self._values = merged  # subcharts' defaults seen too (observed, prefix checks)
+        return found
+
+    def _with_subchart_defaults(self, chart: str) -> dict[str, Any]:
+        """The merged values with each subchart's own values.yaml (charts/<dir>) under its
+        chart name, beneath what the parent's layers set (Helm coalesces them so)."""
+        subs: dict[str, Any] = {}
+        charts = self.root / chart / "charts"
+        if charts.is_dir():
+            for d in sorted(charts.iterdir()):
+                if not (d / "Chart.yaml").is_file():
+                    continue
+                rel = join(chart, f"charts/{d.name}")
+                meta = values.read_values(self._read(join(rel, "Chart.yaml")))
+                name = meta.get("name") if isinstance(meta, Mapping) else None
+                data = values.read_values(self._read(join(rel, "values.yaml")))
+                if isinstance(name, str) and isinstance(data, Mapping):
+                    subs[name] = data
+        return _merge_two(subs, self._values or {})
+
+    def _chart_digest(self, helm: _Helm, release: str, namespace: str) -> str:
+        h = hashlib.sha256(repr((helm.chart, helm.files, release, namespace,
+                                 helm.inline)).encode())
+        base = self.root / helm.chart
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+            for f in sorted(filenames):
+                path = Path(dirpath) / f
+                h.update(b"\0" + path.relative_to(base).as_posix().encode() + b"\0")
+                try:
+                    h.update(path.read_bytes())
+                except OSError:
+                    continue
+        for rel, data in helm.layers:
+            h.update(b"\0" + rel.encode() + b"\0" + json.dumps(
+                data if not isinstance(data, _Opaque) else repr(data), sort_keys=True,
+                default=str).encode())
+        return h.hexdigest()
 
     def _values_at(self, dotted: str) -> Any:
         """The value at a values path ("" is the whole file); None where it is not set."""
@@ -721,7 +833,8 @@ class Index:
             helm = self._helm
             assert helm is not None
             vp = self._values_path(target)
-            if not isinstance(self._values_at(vp.prefix), Mapping):
+            configured = any(vp is v for v in self.layout.values_paths.values())
+            if configured and not isinstance(self._values_at(vp.prefix), Mapping):
                 raise errors.NotFoundError(
                     f"{', '.join(rel for rel, _ in helm.layers)} set no mapping at "
                     f"{vp.prefix or 'the top level'} for {kind}/{name}")
@@ -1018,6 +1131,85 @@ def _apply_json6902(obj: Any, ops: Sequence[Any]) -> None:
 # --------------------------------------------------------------------------- helm
 
 _RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage", "nvidia.com/gpu")
+# Probes of values-path discovery: CPU requests 1001m, 1002m...; replica counts 90001...
+_PROBE_CPU = 1001
+_PROBE_REPLICAS = 90001
+_REPLICA_KEYS = ("replicaCount", "replicas")
+
+
+@dataclass(frozen=True)
+class _Discovery:
+    """What one probe render found: (kind, name) -> {container: resources path}, and
+    (kind, name) -> replica count path."""
+
+    containers: Mapping[tuple[str, str], Mapping[str, str]]
+    replicas: Mapping[tuple[str, str], str]
+    probes: int
+
+
+_DISCOVERIES: dict[str, _Discovery] = {}  # chart digest -> discovery, oldest first
+_DISCOVERIES_MAX = 256
+_DISCOVERIES_LOCK = threading.Lock()
+
+
+def forget_discoveries() -> None:
+    """Drop the discoveries kept across batches (a benchmark's cold start, tests)."""
+    with _DISCOVERIES_LOCK:
+        _DISCOVERIES.clear()
+
+
+def _candidates(node: Mapping[str, Any], at: tuple[str, ...],
+                res: list[tuple[str, ...]], rep: list[tuple[str, ...]]) -> None:
+    for k, v in node.items():
+        key = str(k)
+        if key == "resources" and (v is None or isinstance(v, Mapping)):
+            res.append((*at, key))
+        elif (key in _REPLICA_KEYS and isinstance(v, int) and not isinstance(v, bool)):
+            rep.append((*at, key))
+        elif isinstance(v, Mapping):
+            _candidates(v, (*at, key), res, rep)
+
+
+def _at(node: Any, path: Sequence[str]) -> Any:
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _put(tree: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def _read_probes(rendered: Mapping[str, str], cpu_of: Mapping[str, str],
+                 count_of: Mapping[int, str], probes: int) -> _Discovery:
+    containers: dict[tuple[str, str], dict[str, str]] = {}
+    replicas: dict[tuple[str, str], str] = {}
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        try:
+            docs = list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+        except yaml.YAMLError:
+            continue
+        for doc in docs:
+            if not isinstance(doc, Mapping) or doc.get("kind") not in ("Deployment",
+                                                                     "StatefulSet"):
+                continue
+            meta, spec = doc.get("metadata"), doc.get("spec")
+            if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
+                continue
+            key = (str(doc["kind"]), str(meta.get("name")))
+            n = spec.get("replicas")
+            if isinstance(n, int) and n in count_of:
+                replicas[key] = count_of[n]
+            pod = _at(spec, ("template", "spec"))
+            for c in (pod.get("containers") or []) if isinstance(pod, Mapping) else []:
+                cpu = _at(c, ("resources", "requests", "cpu"))
+                if isinstance(c, Mapping) and isinstance(cpu, str) and cpu in cpu_of:
+                    containers.setdefault(key, {})[str(c.get("name"))] = cpu_of[cpu]
+    return _Discovery(containers, replicas, probes)
 
 
 @dataclass(frozen=True)
