@@ -16,10 +16,15 @@ Check = Callable[[], str]  # "" when ready, else why not
 
 def send(handler: http.server.BaseHTTPRequestHandler, code: int, body: bytes,
          ctype: str = "text/plain") -> None:
-    """One whole answer with its length, so keep-alive connections stay usable."""
+    """One whole answer with its length, so keep-alive connections stay usable; when the
+    handler ends the connection after it (a body left unread), the client is told so
+    (``Connection: close``) instead of finding out by sending its next request into a
+    closed socket."""
     handler.send_response(code)
     handler.send_header("Content-Type", ctype)
     handler.send_header("Content-Length", str(len(body)))
+    if handler.close_connection:
+        handler.send_header("Connection", "close")
     handler.end_headers()
     handler.wfile.write(body)
 
