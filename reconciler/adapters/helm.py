@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reconciler.domain import errors
+from reconciler.domain import errors, mappings
 
 _SKIP_DIRS = {".git", "node_modules", ".venv"}
 _LIB: list[types.ModuleType | str] = []  # the loaded module, or why it cannot load
@@ -80,20 +80,7 @@ def parse_values(text: str, name: str) -> dict[str, Any]:
 def merge_values(layers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``helm -f a -f b``: later files win; mappings merge key by key, anything else is
     replaced (Helm's ``mergeMaps`` in pkg/cli/values)."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        out = _merge(out, layer)
-    return out
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+    return mappings.merge_all(layers)
 
 
 def _archive(chart_dir: Path, overrides: Mapping[str, str]) -> bytes:

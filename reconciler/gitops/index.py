@@ -32,7 +32,7 @@ import yaml
 
 from reconciler.adapters import helm as helm_lib
 from reconciler.config import layout as layoutfile
-from reconciler.domain import errors, planner
+from reconciler.domain import errors, mappings, planner
 from reconciler.domain import limits as limits_mod
 from reconciler.domain import text as txt
 from reconciler.yamledit import bounded, kustomize, splice, values
@@ -294,8 +294,8 @@ class Index:
         node_groups = {t for t in wanted if t[1] == NODE_GROUP and t[2] not in layout.node_groups}
         if layout.kind == "helm":
             self._helm = self._helm_setup()
-            self._values = _merged([data for _, data in self._helm.layers
-                                    if not isinstance(data, _Opaque)])
+            self._values = helm_lib.merge_values([data for _, data in self._helm.layers
+                                                  if not isinstance(data, _Opaque)])
             workloads = set()
         if layout.kind == "kustomize" and workloads:
             self._overlay = self._load_kustomization(layout.overlay, set())
@@ -613,7 +613,8 @@ class Index:
         helm = self._helm
         assert helm is not None
         merged = self._with_subchart_defaults(helm.chart)
-        base = _merged([data for _, data in helm.layers if not isinstance(data, _Opaque)])
+        base = helm_lib.merge_values([data for _, data in helm.layers
+                                      if not isinstance(data, _Opaque)])
         release = helm.release or "release"
         digest = self._chart_digest(helm, release, namespace)
         with _DISCOVERIES_LOCK:
@@ -639,7 +640,7 @@ class Index:
             try:
                 self.stats.discovery_renders += 1
                 rendered = helm_lib.render_each(
-                    self.root / helm.chart, [_merge_two(base, probe)], release=release,
+                    self.root / helm.chart, [mappings.deep_merge(base, probe)], release=release,
                     namespace=namespace)[0]
             except errors.PermanentError as e:
                 raise errors.NotFoundError(
@@ -669,7 +670,7 @@ class Index:
                 data = values.read_values(self._read(join(rel, "values.yaml")))
                 if isinstance(name, str) and isinstance(data, Mapping):
                     subs[name] = data
-        return _merge_two(subs, self._values or {})
+        return mappings.deep_merge(subs, self._values or {})
 
     def _chart_digest(self, helm: _Helm, release: str, namespace: str) -> str:
         h = hashlib.sha256(repr((helm.chart, helm.files, release, namespace,
@@ -769,8 +770,8 @@ class Index:
                                        f"uses ({', '.join(names)})")
         return _Helm(chart, release, namespace, own,
                      tuple(f for f in files if f != defaults), [*layers, *inline],
-                     json.dumps(_merged([data for _, data in inline
-                                         if not isinstance(data, _Opaque)]),
+                     json.dumps(helm_lib.merge_values([data for _, data in inline
+                                                       if not isinstance(data, _Opaque)]),
                                 sort_keys=True, default=str) if inline else "")
 
     def _configmap(self, near: str, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -1372,21 +1373,3 @@ def _flux_helm(rel: str, text: str, configmap: ConfigMapReader) -> _ArgoHelm:
         layers.append((f"{rel} (spec.values)", inline))
     return _ArgoHelm(chart, tuple(files), release, str(target_ns or hr_ns), tuple(layers),
                      replaces_defaults=True)
-
-
-def _merged(layers: Sequence[Any]) -> dict[str, Any]:
-    """Values layers merged as Helm merges ``-f`` files: later wins, mappings key by key."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        out = _merge_two(out, layer)
-    return out
-
-
-def _merge_two(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge_two(out[k], v)
-        else:
-            out[k] = v
-    return out

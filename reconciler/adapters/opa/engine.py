@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.domain import decision, errors
+from reconciler.domain import decision, errors, mappings
 from reconciler.domain import limits as limits_mod
 from reconciler.yamledit import bounded
 
@@ -184,16 +184,5 @@ def merge_data(docs: Sequence[Any]) -> dict[str, Any]:
             continue
         if not isinstance(doc, dict):
             raise ValueError("a data file must hold an object at its top")
-        out = deep_merge(out, doc)
-    return out
-
-
-def deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """``b`` over ``a``: objects merge key by key, anything else replaces; no input is
-    changed. How data files layer, and how the platform's parameter updates accumulate."""
-    out = dict(a)
-    for k, v in b.items():
-        old = out.get(k)
-        out[k] = deep_merge(old, v) if isinstance(v, Mapping) and isinstance(old, Mapping) \
-            else v
+        out = mappings.deep_merge(out, doc)
     return out

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.opa import engine as opa
-from reconciler.domain import errors
+from reconciler.domain import errors, mappings
 from reconciler.domain import limits as limits_mod
 
 ROOT = "platform"
@@ -64,7 +64,7 @@ def update(path: Path, data: Mapping[str, Any],
     if size > MAX_BYTES:
         raise errors.PermanentError(
             f"policy data update is {size} bytes; at most {MAX_BYTES} are accepted")
-    merged = opa.deep_merge(load(path, limits), data)
+    merged = mappings.deep_merge(load(path, limits), data)
     text = json.dumps({ROOT: merged}, sort_keys=True)
     opa.parse_data(text, path, limits)
     path.parent.mkdir(parents=True, exist_ok=True)

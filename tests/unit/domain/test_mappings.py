@@ -1,9 +1,10 @@
-"""Deep merge of policy data (``opa.deep_merge``): how data files layer and how the
-platform's parameter updates accumulate (``reconciler.policy_data``).
+"""The one deep merge (``domain.mappings``): how policy data files layer, how the
+platform's parameter updates accumulate, and how Helm values files merge.
 
 Cases: a new key is added; an object merges key by key, at any depth; a scalar, a list or
 null replaces what was there (lists are not concatenated); an object replaces a scalar and
-a scalar an object; the inputs are not mutated.
+a scalar an object; the inputs are not mutated; merge_all layers each over the ones
+before it (none: empty).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.adapters.opa import engine as opa
+from reconciler.domain import mappings
 
 
 @pytest.mark.parametrize(("base", "update", "expected"), [
@@ -29,5 +30,11 @@ from reconciler.adapters.opa import engine as opa
 ])
 def test_merge(base: dict[str, Any], update: dict[str, Any], expected: dict[str, Any]) -> None:
     b, u = copy.deepcopy(base), copy.deepcopy(update)
-    assert opa.deep_merge(base, update) == expected
+    assert mappings.deep_merge(base, update) == expected
     assert (base, update) == (b, u)
+
+
+def test_merge_all_layers_later_over_earlier() -> None:
+    assert mappings.merge_all([{"a": {"x": 1}}, {"a": {"y": 2}}, {"a": {"x": 3}}]) == {
+        "a": {"x": 3, "y": 2}}
+    assert mappings.merge_all([]) == {}

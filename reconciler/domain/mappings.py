@@ -1,0 +1,30 @@
+"""One deep merge for every layering of mappings the reconciler does: policy data files
+and the platform's parameter updates (``adapters/opa``), Helm values files as ``helm -f a
+-f b`` merges them (``adapters/helm``, ``gitops/index``).
+
+Pure. The rule is Helm's ``mergeMaps`` and the one data files were always merged with:
+objects merge key by key, anything else replaces, later wins; no input is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``b`` over ``a``."""
+    out = dict(a)
+    for k, v in b.items():
+        old = out.get(k)
+        out[k] = deep_merge(old, v) if isinstance(v, Mapping) and isinstance(old, Mapping) \
+            else v
+    return out
+
+
+def merge_all(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each layer over the ones before it."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        out = deep_merge(out, layer)
+    return out
