@@ -14,18 +14,17 @@ still runs every other part of the product, and ``available`` says why it cannot
 
 from __future__ import annotations
 
-import collections
+import hashlib
 import io
 import os
 import tarfile
-import threading
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reconciler.domain import errors, mappings
+from reconciler.domain import errors, lru, mappings
 
 _SKIP_DIRS = {".git", "node_modules", ".venv"}
 _LIB: list[types.ModuleType | str] = []  # the loaded module, or why it cannot load
@@ -83,6 +82,33 @@ def merge_values(layers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return mappings.merge_all(layers)
 
 
+def chart_files(chart_dir: Path) -> Iterator[tuple[str, Path]]:
+    """(path relative to the chart directory, path) of every file Helm loads from it, in
+    a stable order; version control and tool directories aside."""
+    for dirpath, dirnames, filenames in os.walk(chart_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for f in sorted(filenames):
+            path = Path(dirpath, f)
+            yield path.relative_to(chart_dir).as_posix(), path
+
+
+def chart_digest(chart_dir: Path, *extra: bytes) -> str:
+    """A digest of what a render of the chart in ``chart_dir`` depends on: every file of
+    the chart and ``extra`` (the caller's values, release, namespace). What is kept across
+    batches for a chart (its loaded form, a render, its discovered values paths) is kept
+    under it, so any change to the chart or the values misses."""
+    h = hashlib.sha256()
+    for part in extra:
+        h.update(len(part).to_bytes(8, "big") + part)
+    for rel, path in chart_files(chart_dir):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # a dangling link: Helm does not load it either
+        h.update(b"\0" + rel.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
 def _archive(chart_dir: Path, overrides: Mapping[str, str]) -> bytes:
     """The chart directory as a .tgz in memory, with ``overrides`` (paths relative to the
     chart directory -> text) in place of the files on disk: the edited chart is rendered
@@ -97,16 +123,12 @@ def _archive(chart_dir: Path, overrides: Mapping[str, str]) -> bytes:
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
 
-        for dirpath, dirnames, filenames in os.walk(chart_dir):
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-            for f in sorted(filenames):
-                path = Path(dirpath) / f
-                rel = path.relative_to(chart_dir).as_posix()
-                seen.add(rel)
-                if rel in overrides:
-                    add(rel, overrides[rel].encode("utf-8"))
-                elif path.is_file():
-                    add(rel, path.read_bytes())
+        for rel, path in chart_files(chart_dir):
+            seen.add(rel)
+            if rel in overrides:
+                add(rel, overrides[rel].encode("utf-8"))
+            elif path.is_file():
+                add(rel, path.read_bytes())
         for rel, text in sorted(overrides.items()):
             if rel not in seen and ".." not in PurePosixPath(rel).parts:
                 add(rel, text.encode("utf-8"))
@@ -128,37 +150,11 @@ def _loaded(chart_dir: Path, overrides: Mapping[str, str]) -> Iterator[Any]:
         yield chart
 
 
-class _Loaded:
-    """Charts loaded from a directory, kept by the caller's digest of their files (a chart
-    is immutable and safe to share between threads): a chart that several batches edit is
-    loaded once. Bounded, least recently used first out; an entry dropped here is freed
-    by the library's finalizer once no render holds it any more."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Any:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: str, chart: Any) -> None:
-        with self._lock:
-            self._items[key] = chart
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_CHARTS = _Loaded(64)
+# Charts loaded from a directory, by the caller's digest (``chart_digest``) of their files: a
+# chart is immutable and safe to share between threads, so a chart that several batches
+# edit is loaded once. An entry dropped here is freed by the library's finalizer once no
+# render holds it any more.
+_CHARTS: lru.Lru[str, Any] = lru.Lru(256)
 
 
 def forget_charts() -> None:

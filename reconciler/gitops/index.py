@@ -17,12 +17,10 @@ replicas field applied), which is what the policy and the planner judge.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,7 +30,7 @@ import yaml
 
 from reconciler.adapters import helm as helm_lib
 from reconciler.config import layout as layoutfile
-from reconciler.domain import errors, mappings, planner
+from reconciler.domain import errors, lru, mappings, model, planner
 from reconciler.domain import limits as limits_mod
 from reconciler.domain import text as txt
 from reconciler.yamledit import bounded, kustomize, splice, values
@@ -43,7 +41,7 @@ Target = tuple[str, str, str]  # (namespace, kind, name)
 
 NODE_GROUP = "NodeGroup"
 MACHINE_DEPLOYMENT = "MachineDeployment"
-_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+_WORKLOAD_KINDS = model.TARGET_KINDS
 _KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _SKIP_DIRS = {".git", "node_modules", ".venv"}
 # Every value of a `name` key, block, flow or JSON style: the cheap test that decides
@@ -606,8 +604,8 @@ class Index:
         release and namespace that verification uses) with a distinct probe in every
         candidate key (every ``resources`` mapping, every integer ``replicaCount`` or
         ``replicas``, at any depth, subcharts' defaults included), then read back from the
-        rendered Deployments and StatefulSets. Kept per chart (by the digest of its files,
-        values and release) across batches."""
+        rendered workloads (every kind a recommendation targets). Kept per chart (by the
+        digest of its files, values and release) across batches."""
         if namespace in self._discovered:
             return self._discovered[namespace]
         helm = self._helm
@@ -617,8 +615,7 @@ class Index:
                                       if not isinstance(data, _Opaque)])
         release = helm.release or "release"
         digest = self._chart_digest(helm, release, namespace)
-        with _DISCOVERIES_LOCK:
-            found = _DISCOVERIES.get(digest)
+        found = _DISCOVERIES.get(digest)
         if found is None:
             res_paths: list[tuple[str, ...]] = []
             rep_paths: list[tuple[str, ...]] = []
@@ -647,10 +644,7 @@ class Index:
                     f"the values paths of chart {helm.chart} cannot be found by a render "
                     f"({e}); set valuesPaths in the layout") from e
             found = _read_probes(rendered, cpu_of, count_of, len(cpu_of) + len(count_of))
-            with _DISCOVERIES_LOCK:  # batches may build indexes in several threads
-                _DISCOVERIES[digest] = found
-                while len(_DISCOVERIES) > _DISCOVERIES_MAX:
-                    _DISCOVERIES.pop(next(iter(_DISCOVERIES)))
+            _DISCOVERIES.put(digest, found)
         self._discovered[namespace] = found
         self._values = merged  # subcharts' defaults seen too (observed, prefix checks)
         return found
@@ -673,23 +667,12 @@ class Index:
         return mappings.deep_merge(subs, self._values or {})
 
     def _chart_digest(self, helm: _Helm, release: str, namespace: str) -> str:
-        h = hashlib.sha256(repr((helm.chart, helm.files, release, namespace,
-                                 helm.inline)).encode())
-        base = self.root / helm.chart
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-            for f in sorted(filenames):
-                path = Path(dirpath) / f
-                h.update(b"\0" + path.relative_to(base).as_posix().encode() + b"\0")
-                try:
-                    h.update(path.read_bytes())
-                except OSError:
-                    continue
-        for rel, data in helm.layers:
-            h.update(b"\0" + rel.encode() + b"\0" + json.dumps(
+        return helm_lib.chart_digest(
+            self.root / helm.chart,
+            repr((helm.chart, helm.files, release, namespace, helm.inline)).encode(),
+            *(rel.encode() + b"\0" + json.dumps(
                 data if not isinstance(data, _Opaque) else repr(data), sort_keys=True,
-                default=str).encode())
-        return h.hexdigest()
+                default=str).encode() for rel, data in helm.layers))
 
     def _values_at(self, dotted: str) -> Any:
         """The value at a values path ("" is the whole file); None where it is not set."""
@@ -743,6 +726,8 @@ class Index:
             parts = PurePosixPath(own).parts[:-1]
             chart = next(("/".join(parts[:n]) or "." for n in range(len(parts), -1, -1)
                           if (self.root / "/".join(parts[:n]) / "Chart.yaml").is_file()), "")
+        elif chart:
+            chart = join(chart, "") or "."  # one spelling: "./charts/x/" is "charts/x"
         if not release and chart:
             meta = values.read_values(self._read(join(chart, "Chart.yaml")))
             name = meta.get("name") if isinstance(meta, Mapping) else None
@@ -1148,15 +1133,13 @@ class _Discovery:
     probes: int
 
 
-_DISCOVERIES: dict[str, _Discovery] = {}  # chart digest -> discovery, oldest first
-_DISCOVERIES_MAX = 256
-_DISCOVERIES_LOCK = threading.Lock()
+# chart digest -> discovery, kept across batches (a chart rarely changes between two)
+_DISCOVERIES: lru.Lru[str, _Discovery] = lru.Lru(256)
 
 
 def forget_discoveries() -> None:
     """Drop the discoveries kept across batches (a benchmark's cold start, tests)."""
-    with _DISCOVERIES_LOCK:
-        _DISCOVERIES.clear()
+    _DISCOVERIES.clear()
 
 
 def _candidates(node: Mapping[str, Any], at: tuple[str, ...],
@@ -1188,15 +1171,16 @@ def _read_probes(rendered: Mapping[str, str], cpu_of: Mapping[str, str],
     containers: dict[tuple[str, str], dict[str, str]] = {}
     replicas: dict[tuple[str, str], str] = {}
     for template, text in sorted(rendered.items()):
-        if template.endswith("NOTES.txt"):
+        # Parsing is most of a discovery's cost: a template whose text names no workload
+        # kind (a Service, an Ingress, NOTES.txt) cannot hold a probe.
+        if template.endswith("NOTES.txt") or not any(k in text for k in _WORKLOAD_KINDS):
             continue
         try:
             docs = list(yaml.load_all(text, Loader=yaml.CSafeLoader))
         except yaml.YAMLError:
             continue
         for doc in docs:
-            if not isinstance(doc, Mapping) or doc.get("kind") not in ("Deployment",
-                                                                     "StatefulSet"):
+            if not isinstance(doc, Mapping) or doc.get("kind") not in _WORKLOAD_KINDS:
                 continue
             meta, spec = doc.get("metadata"), doc.get("spec")
             if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):

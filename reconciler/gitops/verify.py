@@ -14,28 +14,24 @@ values once and renders it twice (before and after) whatever the number of
 recommendations; only when the combined check fails are the recommendations of that chart
 rendered one by one, to refuse exactly the ones at fault. Across batches the render
 before an edit, the loaded chart and the parsed output of unchanged templates are kept by
-digest (``_Lru``), so a batch on a base already seen renders each edited chart once.
+digest (``domain.lru``), so a batch on a base already seen renders each edited chart once.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import copy
-import hashlib
 import json
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Any
 
 import yaml
 
 from reconciler.adapters import helm
-from reconciler.domain import errors, planner, quantity
+from reconciler.domain import errors, lru, planner, quantity
 from reconciler.gitops import index as repo_index
 from reconciler.gitops import render
 from reconciler.yamledit import values
@@ -44,7 +40,6 @@ from reconciler.yamledit import values
 # Helm library on the machine): the setting that turns it off.
 OFF = ("verification can be turned off with --no-verify-render "
        "(DAKR_GITOPS_VERIFY_RENDER=false), at the price of unverified edits")
-_SKIP_DIRS = {".git", "node_modules", ".venv"}
 _CHECKSUM = "checksum/"  # pod-template annotations that exist to change with the values
 # Charts rendered at once: the library runs outside the interpreter's lock.
 _THREADS = min(4, os.cpu_count() or 1)
@@ -136,13 +131,15 @@ def _edits(g: _Group, texts: Mapping[str, str]) -> bool:
 
 
 def _under(path: str, chart: str) -> str | None:
-    """``path`` relative to the chart directory, or None when it lies outside."""
+    """``path`` relative to the chart directory, or None when it lies outside. Both are
+    the index's normalized repository paths, so a prefix test says it: this runs for every
+    edited file against every chart of a batch, where a path object per call cost more
+    than the render it decides on."""
     if chart == ".":
         return path
-    try:
-        return PurePosixPath(path).relative_to(chart).as_posix()
-    except ValueError:
-        return None
+    if path.startswith(chart) and path[len(chart):len(chart) + 1] == "/":
+        return path[len(chart) + 1:]
+    return "." if path == chart else None
 
 
 def _render_pair(root: Path, g: _Group, texts: Mapping[str, str], read: Callable[[str], str],
@@ -166,7 +163,7 @@ def _render_pair(root: Path, g: _Group, texts: Mapping[str, str], read: Callable
     def layers(tx: Mapping[str, str]) -> dict[str, Any]:
         first = [own] if only_own and own in tx else []
         inline = [json.loads(g.inline)] if g.inline else []
-        return helm.merge_values([*(helm.parse_values(tx[f] if f in tx else read(f), f)
+        return helm.merge_values([*(_values(tx[f] if f in tx else read(f), f)
                                     for f in [*first, *g.values_files]), *inline])
 
     release = g.release or "release"
@@ -190,70 +187,39 @@ def _render_pair(root: Path, g: _Group, texts: Mapping[str, str], read: Callable
                                namespace=g.namespace, overrides=overrides)
 
 
-_V = TypeVar("_V")
-
-
-class _Lru(Generic[_V]):
-    """A bounded map kept across batches (the least recently used entry goes first),
-    shared by the threads of ``check``.
-
-    The base branch rarely moves between two batches, so the render of a chart before an
-    edit is usually known already (``_BEFORE``, by the digest of everything that went into
-    it) and verifying costs one render per edited chart; the output of a template that
-    did not change is not parsed again either (``_PARSED``, by its text)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: collections.OrderedDict[str, _V] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> _V | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: str, value: _V) -> _V:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_BEFORE: _Lru[Mapping[str, str]] = _Lru(256)
-_PARSED: _Lru[list[Any]] = _Lru(2048)  # never changed by a reader: _compare copies
+# Kept across batches. The base branch rarely moves between two batches, so the render of a
+# chart before an edit is usually known already (by the digest of everything that went into
+# it) and verifying costs one render per edited chart; the output of a template that did
+# not change is not parsed again either (by its text; never changed by a reader: _compare
+# copies).
+_BEFORE: lru.Lru[str, Mapping[str, str]] = lru.Lru(256)
+_PARSED: lru.Lru[str, list[Any]] = lru.Lru(2048)
+_VALUES: lru.Lru[str, dict[str, Any]] = lru.Lru(512)  # values file text -> values
 
 
 def forget_renders() -> None:
     """Drop what is kept across batches (a benchmark's cold start)."""
     _BEFORE.clear()
     _PARSED.clear()
+    _VALUES.clear()
     helm.forget_charts()
 
 
+def _values(text: str, name: str) -> dict[str, Any]:
+    """A values file as Helm reads it, parsed once per text: the edited values.yaml is
+    both the first layer and one of the files, and the files of the render before are
+    those of the render after (never changed by a reader: merging copies)."""
+    found = _VALUES.get(text)
+    return found if found is not None else _VALUES.put(text, helm.parse_values(text, name))
+
+
 def _digest(root: Path, g: _Group, read: Callable[[str], str]) -> str:
-    """What a render of the chart as it is depends on: every file of the chart (what Helm
-    loads; .git and the like aside), the values files' texts, the release and namespace."""
-    h = hashlib.sha256(repr((g.chart, g.values_files, g.release, g.namespace,
-                             g.inline)).encode())
-    base = str(root / g.chart)
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for f in sorted(filenames):
-            path = os.path.join(dirpath, f)
-            h.update(b"\0" + os.path.relpath(path, base).encode() + b"\0")
-            with contextlib.suppress(OSError), open(path, "rb") as fh:
-                h.update(fh.read())
-    for f in g.values_files:
-        h.update(b"\0" + f.encode() + b"\0" + read(f).encode())
-    return h.hexdigest()
+    """What a render of the chart as it is depends on: every file of the chart, the values
+    files' texts, the release and namespace."""
+    return helm.chart_digest(
+        root / g.chart,
+        repr((g.chart, g.values_files, g.release, g.namespace, g.inline)).encode(),
+        *(f.encode() + b"\0" + read(f).encode() for f in g.values_files))
 
 
 def _judge(g: _Group, group: Sequence[Item], before: Mapping[str, str],

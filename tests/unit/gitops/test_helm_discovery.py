@@ -8,6 +8,8 @@ Cases:
   (``stats.discovery_renders``), none for a second index on the same chart (kept by
   digest), one again after ``forget_discoveries``;
 - a changed values file is another chart state: discovered again;
+- a DaemonSet (a kind recommendations target, without replicas) is probed too: its
+  container is located at `agent.resources`;
 - `valuesPaths` stays the override: a configured workload renders nothing;
 - a workload no probe reaches: NotFoundError naming the chart and valuesPaths.
 
@@ -69,6 +71,38 @@ def test_found_and_cached(tmp_path: Path) -> None:
     values.write_text(values.read_text() + "\nextra: 1\n")
     fourth = _index(root)
     assert fourth.locate(WEB) == web and fourth.stats.discovery_renders == 1
+
+
+DAEMONSET = """apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {{ .Release.Name }}-agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+        - name: agent
+          image: agent:1
+          resources:
+            {{- toYaml .Values.agent.resources | nindent 12 }}
+"""
+
+
+def test_a_daemonset_is_probed(tmp_path: Path) -> None:
+    repo_index.forget_discoveries()
+    root = _copy(tmp_path)
+    (root / "myapp" / "templates" / "agent.yaml").write_text(DAEMONSET)
+    values = root / "myapp" / "values.yaml"
+    values.write_text(values.read_text() + "\nagent:\n  resources: {}\n")
+    target = ("default", "DaemonSet", "myapp-agent")
+    lay = layout.parse_layout({"kind": "helm", "valuesFile": "myapp/values.yaml"})
+    idx = repo_index.Index.build(root, lay, [target])
+    assert idx.locate(target).values_containers == (("agent", "agent.resources"),)
+    assert idx.stats.discovery_renders == 1
 
 
 def test_values_paths_stay_the_override(tmp_path: Path) -> None:
