@@ -39,7 +39,6 @@ Cases:
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -47,10 +46,9 @@ import pytest
 import yaml
 
 from reconciler.adapters import helm
-from reconciler.cli import main as cli
 from tests.integration.gitops.test_gitops_layouts import (
     GOLDEN,
-    NOW,
+    apply,
     changed_files,
     diff_lines,
     make_origin,
@@ -104,15 +102,9 @@ def _origin(tmp: Path, app: str | None = None, release: str | None = None,
 
 def _apply(tmp: Path, origin: Path, recs: str, layout: str,
            capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
-    (tmp / "recs.yaml").write_text(recs)
     (tmp / "layout.yaml").write_text(layout)
-    rc = cli.main(["apply", "-f", str(tmp / "recs.yaml"), "--repo", str(origin),
-                   "--state-dir", str(tmp / "state"), "--layout", str(tmp / "layout.yaml"),
-                   "--now", NOW, "--output", "json"]
-                  + ([] if helm.available() is None else ["--no-verify-render"]))
-    out = capsys.readouterr()
-    assert rc == 0, out.err
-    return {r["id"]: r for r in json.loads(out.out)["results"]}
+    return apply(tmp, origin, recs, tmp / "layout.yaml", capsys,
+                 *([] if helm.available() is None else ["--no-verify-render"]))
 
 
 @pytest.mark.parametrize("how", sorted(LAYOUTS))

@@ -38,7 +38,6 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters import git, helm
-from reconciler.cli import main as cli
 from reconciler.config import layout as layoutfile
 from reconciler.domain import planner
 from reconciler.gitops import index as repo_index
@@ -47,8 +46,9 @@ from reconciler.gitops import writer as gitops
 from tests import samples
 from tests.integration.gitops.test_gitops_layouts import (
     GOLDEN,
-    NOW,
     ROOT,
+    apply,
+    apply_args,
     changed_files,
     diff_lines,
     make_origin,
@@ -75,21 +75,6 @@ def _layout(tmp: Path, paths: str, extra: str = "") -> Path:
     return path
 
 
-def _args(tmp: Path, origin: Path, recs: str, layout: Path) -> list[str]:
-    f = tmp / "recs.yaml"
-    f.write_text(recs)
-    return ["apply", "-f", str(f), "--repo", str(origin), "--state-dir", str(tmp / "state"),
-            "--layout", str(layout), "--now", NOW, "--output", "json"]
-
-
-def _apply(tmp: Path, origin: Path, recs: str, layout: Path,
-           capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, dict[str, object]]:
-    rc = cli.main([*_args(tmp, origin, recs, layout), *extra])
-    out = capsys.readouterr()
-    assert rc == 0, out.err
-    return {r["id"]: r for r in json.loads(out.out)["results"]}
-
-
 def _branches(origin: Path) -> list[str]:
     return sh("git", "--git-dir", str(origin), "for-each-ref", "--format=%(refname:short)",
               "refs/heads").split()
@@ -98,7 +83,7 @@ def _branches(origin: Path) -> list[str]:
 def test_a_key_no_template_reads_is_refused(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     origin = make_origin(tmp_path, {"myapp": CHART})
-    results = _apply(tmp_path, origin, SIZE + SCALE, _layout(tmp_path, WRONG), capsys)
+    results = apply(tmp_path, origin, SIZE + SCALE, _layout(tmp_path, WRONG), capsys)
     size, scale = results["v-size"], results["v-scale"]
     assert size["phase"] == "Failed" and scale["phase"] == "Failed", results
     for item, key in ((size, "autoscaling.resources.requests.cpu"),
@@ -115,7 +100,7 @@ def test_the_good_edit_goes_ahead_without_the_bad_one(tmp_path: Path,
     origin = make_origin(tmp_path, {"myapp": CHART})
     paths = GOOD + "  myapp-cache:\n    prefix: image\n    container: cache\n"
     cache = wrec("v-cache", "default", "myapp-cache", rightsize("cache", "{cpu: 20m}"))
-    results = _apply(tmp_path, origin, SIZE + cache, _layout(tmp_path, paths), capsys)
+    results = apply(tmp_path, origin, SIZE + cache, _layout(tmp_path, paths), capsys)
     assert results["v-size"]["phase"] == "Applying", results["v-size"]
     assert results["v-cache"]["phase"] == "Failed", results["v-cache"]
     assert "image.resources.requests.cpu" in str(results["v-cache"]["message"])
@@ -128,7 +113,7 @@ def test_the_good_edit_goes_ahead_without_the_bad_one(tmp_path: Path,
 def test_a_release_name_that_is_not_the_releases(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     origin = make_origin(tmp_path, {"myapp": CHART})
-    results = _apply(tmp_path, origin, SIZE, _layout(tmp_path, GOOD, "releaseName: shop\n"),
+    results = apply(tmp_path, origin, SIZE, _layout(tmp_path, GOOD, "releaseName: shop\n"),
                      capsys)
     message = str(results["v-size"]["message"])
     assert results["v-size"]["phase"] == "Failed", results
@@ -143,21 +128,21 @@ def test_release_name_and_namespace_from_the_layout(tmp_path: Path,
     layout = tmp_path / "layout.yaml"
     layout.write_text(f"kind: helm\nvaluesFile: {VALUES}\ndefaultContainer: myapp\n"
                       "releaseName: shop\nnamespace: prod\nvaluesPaths:\n  shop-myapp: '.'\n")
-    results = _apply(tmp_path, origin, rec, layout, capsys)
+    results = apply(tmp_path, origin, rec, layout, capsys)
     assert results["v-shop"]["phase"] == "Applying", results["v-shop"]
 
 
 def test_no_chart_in_the_repository(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     origin = make_origin(tmp_path, {VALUES: CHART / "values.yaml"})
     layout = _layout(tmp_path, GOOD)
-    results = _apply(tmp_path, origin, SIZE, layout, capsys)
+    results = apply(tmp_path, origin, SIZE, layout, capsys)
     message = str(results["v-size"]["message"])
     assert results["v-size"]["phase"] == "Failed", results
     assert "`chart`" in message and "--no-verify-render" in message, message
     assert "DAKR_GITOPS_VERIFY_RENDER=false" in message, message
     assert _branches(origin) == ["main"]
     shutil.rmtree(tmp_path / "state")
-    results = _apply(tmp_path, origin, SIZE, layout, capsys, "--no-verify-render")
+    results = apply(tmp_path, origin, SIZE, layout, capsys, "--no-verify-render")
     assert results["v-size"]["phase"] == "Applying", results["v-size"]
 
 
@@ -167,7 +152,7 @@ def test_the_library_cannot_load(tmp_path: Path) -> None:
     fake.write_text("not a library\n")
     env = {**os.environ, "HELM_C_LIB": str(fake), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", *_args(tmp_path, origin, SIZE,
+        [sys.executable, "-m", "reconciler", *apply_args(tmp_path, origin, SIZE,
                                                     _layout(tmp_path, GOOD)),
          "--policy-data", str(samples.OPT_IN)],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=120)

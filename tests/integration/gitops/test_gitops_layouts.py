@@ -66,14 +66,20 @@ def rightsize(container: str, requests: str) -> str:
             f"    resources: {{requests: {requests}}}\n")
 
 
-def apply(tmp: Path, origin: Path, recs: str, layout_file: Path,
-          capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, dict[str, object]]:
+def apply_args(tmp: Path, origin: Path, recs: str, layout_file: Path, *extra: str) -> list[str]:
+    """The `reconciler apply` arguments for ``recs`` (written to tmp/recs.yaml) against
+    ``origin`` with ``layout_file``, JSON out (the GitOps modules' one way to run it)."""
     tmp.mkdir(parents=True, exist_ok=True)
     f = tmp / "recs.yaml"
     f.write_text(recs)
-    rc = cli.main(["apply", "-f", str(f), "--repo", str(origin), "--state-dir",
-                   str(tmp / "state"), "--layout", str(layout_file), "--now", NOW,
-                   "--output", "json", *extra])
+    return ["apply", "-f", str(f), "--repo", str(origin), "--state-dir", str(tmp / "state"),
+            "--layout", str(layout_file), "--now", NOW, "--output", "json", *extra]
+
+
+def apply(tmp: Path, origin: Path, recs: str, layout_file: Path,
+          capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, dict[str, object]]:
+    """`apply_args` run in this process: rec id -> its result; the run must succeed."""
+    rc = cli.main(apply_args(tmp, origin, recs, layout_file, *extra))
     out = capsys.readouterr()
     assert rc == 0, out.err
     doc = json.loads(out.out)
