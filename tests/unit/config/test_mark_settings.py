@@ -10,23 +10,16 @@ Cases (table):
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from reconciler.cli import flags, run
-from reconciler.config import env, settings
+from reconciler.cli import flags
+from reconciler.config import settings
 from reconciler.domain import errors
+from tests.unit.config import settings_support
 
 
 def parse(command: str, argv: list[str], environ: dict[str, str]) -> settings.Settings:
-    p = argparse.ArgumentParser()
-    if command == "run":
-        run.add_run_flags(p)
-        p.set_defaults(**env.run_defaults(environ))
-    else:
-        flags.add_direct(p)
-    return flags.settings_of(p.parse_args(argv), environ)
+    return settings_support.parse(command, argv, environ, flags.add_direct)
 
 
 @pytest.mark.parametrize(("command", "argv", "environ", "deadline", "ttl"), [
