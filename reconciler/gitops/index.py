@@ -247,9 +247,11 @@ class Index:
     """Every batch target located once: built with ``Index.build``."""
 
     def __init__(self, root: Path, layout: layoutfile.Layout,
-                 limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> None:
+                 limits: limits_mod.InputLimits = limits_mod.DEFAULT,
+                 repository: Sequence[str] = ()) -> None:
         self.root = root
         self.layout = layout
+        self.repository = tuple(repository)  # this repository's clone URL, owner/name
         self.limits = limits  # anyone with commit rights writes these files
         self.stats = Stats()
         self._texts: dict[str, str] = {}
@@ -270,13 +272,16 @@ class Index:
 
     @classmethod
     def build(cls, root: Path, layout: layoutfile.Layout, targets: Iterable[Target],
-              limits: limits_mod.InputLimits = limits_mod.DEFAULT) -> Index:
+              limits: limits_mod.InputLimits = limits_mod.DEFAULT,
+              repository: Sequence[str] = ()) -> Index:
         """Scan the repository once for all ``targets``.
 
         Every YAML file in scope is read; only those that mention a target's name are
         parsed, and only the documents that can define one of the wanted kinds.
+        ``repository``: how this repository is named (its clone URL, its forge
+        ``owner/name``), to tell which sources of an Argo CD Application are this one.
         """
-        self = cls(root, layout, limits)
+        self = cls(root, layout, limits, repository)
         wanted = set(targets)
         self._found = {t: [] for t in wanted}
         self._names = {t[2] for t in wanted}
@@ -710,7 +715,8 @@ class Index:
         inline: list[tuple[str, Any]] = []
         app: _ArgoHelm | None = None
         if lay.application:
-            app = _argo_helm(lay.application, self._read(lay.application, required=True))
+            app = _argo_helm(lay.application, self._read(lay.application, required=True),
+                             self.repository)
         elif lay.helm_release:
             app = _flux_helm(lay.helm_release, self._read(lay.helm_release, required=True),
                              self._configmap)
@@ -722,7 +728,7 @@ class Index:
             inline = list(app.inline)
         own = lay.values_file or (files[-1] if files else join(chart or ".", "values.yaml"))
         files = files or [own]
-        if not chart:
+        if not chart and not (app is not None and app.chart_elsewhere):
             parts = PurePosixPath(own).parts[:-1]
             chart = next(("/".join(parts[:n]) or "." for n in range(len(parts), -1, -1)
                           if (self.root / "/".join(parts[:n]) / "Chart.yaml").is_file()), "")
@@ -1229,30 +1235,52 @@ class _ArgoHelm:
     namespace: str
     inline: tuple[tuple[str, Any], ...]  # layers after the files, in order
     replaces_defaults: bool = False  # Flux: the files replace the chart's values.yaml
+    chart_elsewhere: bool = False  # Argo CD: a chart from a Helm or another Git repository
 
 
-def _argo_helm(rel: str, text: str) -> _ArgoHelm:
+def _argo_helm(rel: str, text: str, repository: Sequence[str] = ()) -> _ArgoHelm:
     """What an Argo CD Application says about its Helm source: the chart's path, the
     value files (relative to it, in order), the release name (``helm.releaseName``, else
     the Application's name), the destination namespace and the inline values
-    (``helm.valuesObject``, else ``helm.values``), which Argo CD gives after the files."""
+    (``helm.valuesObject``, else ``helm.values``), which Argo CD gives after the files.
+
+    An Application with one ``source`` is taken to deploy from this repository (the one
+    its file lives in). One with several ``sources`` names its repositories: exactly one
+    source renders a chart (``helm`` or ``chart``), and a ``$<ref>/path`` value file is
+    read from the source with that ``ref`` when it is this repository (``repository``,
+    see ``names``: the writer's clone URL and forge ``owner/name``; when neither is
+    known, the one Git repository all its ``path`` and ``ref`` sources name). A chart
+    from a Helm repository or another Git repository is not in this repository: the
+    files are still edited, and rendering says it cannot render it."""
     app = values.read_values(text)
     spec = app.get("spec") if isinstance(app, Mapping) else None
     if not isinstance(spec, Mapping) or app.get("kind") != "Application":
         raise errors.ConfigError(f"layout: application {rel} is not an Argo CD Application")
     source = spec.get("source")
-    if not isinstance(source, Mapping) or not isinstance(source.get("path"), str):
-        raise errors.ConfigError(f"layout: application {rel} has no spec.source.path (an "
-                                 "Application with several sources is not read)")
-    chart = join("", source["path"]) or "."
+    if isinstance(source, Mapping):
+        if not isinstance(source.get("path"), str):
+            raise errors.ConfigError(f"layout: application {rel} has no spec.source.path "
+                                     "(a chart from a Helm repository is read only from "
+                                     "spec.sources, beside a ref to this repository)")
+        chart, elsewhere, refs = join("", source["path"]) or ".", False, dict[str, bool]()
+    else:
+        source, chart, elsewhere, refs = _argo_sources(rel, spec.get("sources"), repository)
     raw_helm = source.get("helm")
     helm: Mapping[str, Any] = raw_helm if isinstance(raw_helm, Mapping) else {}
     files: list[str] = []
     for f in helm.get("valueFiles") or []:
-        if not isinstance(f, str) or f.startswith("$") or "://" in f:
+        if isinstance(f, str) and f.startswith("$") and f[1:].partition("/")[0] in refs:
+            name, _, path = f[1:].partition("/")
+            if not refs[name]:
+                raise errors.ConfigError(
+                    f"layout: application {rel}: value file {f!r} is in another repository "
+                    f"(source ref {name!r}), not in this one")
+            files.append(join("", path))
+        elif not isinstance(f, str) or f.startswith("$") or "://" in f or elsewhere:
             raise errors.ConfigError(f"layout: application {rel}: value file {f!r} is not a "
                                      "file of this repository")
-        files.append(join(chart, f))
+        else:
+            files.append(join(chart, f))
     raw_meta, raw_dest = app.get("metadata"), spec.get("destination")
     meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
     dest: Mapping[str, Any] = raw_dest if isinstance(raw_dest, Mapping) else {}
@@ -1263,8 +1291,67 @@ def _argo_helm(rel: str, text: str) -> _ArgoHelm:
         obj = values.read_values(helm["values"])
     if isinstance(obj, Mapping):
         inline.append((f"{rel} (helm.values)", obj))
-    return _ArgoHelm(chart, tuple(files), str(release), str(dest.get("namespace") or ""),
-                     tuple(inline))
+    return _ArgoHelm("" if elsewhere else chart, tuple(files), str(release),
+                     str(dest.get("namespace") or ""), tuple(inline),
+                     chart_elsewhere=elsewhere)
+
+
+def _argo_sources(rel: str, sources: Any, repository: Sequence[str]
+                  ) -> tuple[Mapping[str, Any], str, bool, dict[str, bool]]:
+    """(the source that renders the chart, its path in this repository, whether the
+    chart is elsewhere, ref name -> whether that ref is this repository) of a
+    multi-source Application; ConfigError naming it otherwise."""
+    where = f"layout: application {rel}"
+    entries = [e for e in sources if isinstance(e, Mapping)] if isinstance(sources, list) else []
+    if not entries:
+        raise errors.ConfigError(f"{where} has neither spec.source nor spec.sources")
+    charts = [e for e in entries if "helm" in e or "chart" in e]
+    if len(charts) != 1:
+        raise errors.ConfigError(
+            f"{where}: {len(charts)} of its sources render a Helm chart (helm or chart); "
+            "the writer reads an Application with exactly one")
+    git_urls = {_repo_key(str(e.get("repoURL") or "")) for e in entries
+                if ("path" in e or "ref" in e) and "chart" not in e}
+    mine = {_repo_key(r) for r in repository} - {""}
+
+    def ours(key: str) -> bool:  # an owner/name identity matches any host
+        return key in mine or any(key.endswith("/" + m) for m in mine)
+
+    def here(url: str) -> bool:
+        key = _repo_key(url)
+        return ours(key) if mine else len(git_urls) == 1 and key in git_urls
+
+    source = charts[0]
+    refs = {str(e["ref"]): here(str(e.get("repoURL") or ""))
+            for e in entries if isinstance(e.get("ref"), str)}
+    path = source.get("path")
+    if "chart" in source or not isinstance(path, str) or not here(str(source.get("repoURL")
+                                                                       or "")):
+        return source, "", True, refs
+    return source, join("", path) or ".", False, refs
+
+
+def names(clone_url: str, forge_repo: str) -> tuple[str, ...]:
+    """How this repository is named where an Argo CD Application could name it: its clone
+    URL when it is a remote one (a local path is no name an Application uses), and its
+    forge ``owner/name``. Empty: not known, and an Application whose sources name one
+    Git repository is taken to name this one."""
+    remote = ("://" in clone_url and not clone_url.startswith("file://")) or bool(
+        re.match(r"^[\w.-]+@[\w.-]+:", clone_url))
+    return tuple(n for n in (clone_url if remote else "", forge_repo) if n)
+
+
+def _repo_key(url: str) -> str:
+    """A repository URL in one spelling, to tell whether two name the same repository:
+    no scheme or user, ``host/path`` for an scp-like ``git@host:path``, no trailing ``/``
+    or ``.git``, lower case."""
+    u = url.strip().lower()
+    u = re.sub(r"^[a-z][a-z0-9+.-]*://", "", u)
+    u = re.sub(r"^[^/@]+@", "", u)
+    if re.match(r"^[^/:]+:(?!\d+/)", u):
+        u = u.replace(":", "/", 1)
+    u = u.rstrip("/")
+    return u[:-4] if u.endswith(".git") else u
 
 
 _FLUX_API = "helm.toolkit.fluxcd.io/"

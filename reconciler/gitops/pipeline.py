@@ -82,7 +82,7 @@ def _locate(ws: git.Workspace, cfg: settings.Settings, live: Sequence[flow.Work]
     """Find where each target's values live, with one index over the repository, and what
     the cluster would get from it (the policy's ``target``); by recommendation id."""
     index = repo_index.Index.build(ws.root, cfg.git.layout, [w.rec.target_key for w in live],
-                                  cfg.limits)
+                                  cfg.limits, repo_index.names(cfg.git.repo, cfg.forge.repo))
     batch.files_parsed = index.stats.files_parsed
     sources: dict[str, repo_index.Source] = {}
     for w in live:

@@ -97,7 +97,8 @@ def propose(rec_id: str, cfg: settings.Settings, st: store.Store, prs: forge.For
             git.Workspace.open(cfg.git.repo, cfg.git.clone_dir, cfg.git.base,
                                depth=cfg.git.depth,
                                author=(cfg.git.author_name, cfg.git.author_email)) as ws:
-        index = repo_index.Index.build(ws.root, cfg.git.layout, [key], cfg.limits)
+        index = repo_index.Index.build(ws.root, cfg.git.layout, [key], cfg.limits,
+                                      repo_index.names(cfg.git.repo, cfg.forge.repo))
         source = index.locate(key)
         observed = index.observed(key)
         if observed is None:

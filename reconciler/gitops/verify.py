@@ -95,9 +95,10 @@ def _check_group(root: Path, g: _Group, group: list[Item], texts: Mapping[str, s
     out = Outcome()
     where = group[0][0].path
     if not g.chart:
-        msg = (f"{where}: the edit cannot be verified: no Helm chart (Chart.yaml) in this "
-               f"repository above {where}; set `chart` in the layout to the chart's "
-               f"directory, or {OFF}")
+        msg = (f"{where}: the edit cannot be verified: the chart is not in this repository "
+               f"(no Chart.yaml above {where}, or the Argo CD Application takes it from a "
+               "Helm repository or another Git repository), so it cannot be rendered here; "
+               f"set `chart` in the layout to the chart's directory if it is here, or {OFF}")
         out.failed.update({p.rec_id: msg for _, p in group})
         return out
     if not _edits(g, texts):

@@ -34,7 +34,14 @@ Cases:
   committed;
 - inline values reach the verifying render: an Application turning `autoscaling.enabled`
   on (the chart then renders no `replicas`) makes a replica change Failed, the render
-  giving nothing for `replicaCount` (needs the Helm library).
+  giving nothing for `replicaCount` (needs the Helm library);
+- a multi-source Application (the chart's path and a `ref: values` source in this
+  repository, `$values/myapp/values-production.yaml`): the same diff as the single
+  source, verified by the render;
+- a multi-source Application whose chart comes from a Helm repository: with
+  verification Failed saying the chart is not in this repository and naming
+  --no-verify-render, nothing pushed; with --no-verify-render the replica change goes to
+  the `$values` production file.
 """
 
 from __future__ import annotations
@@ -226,3 +233,62 @@ def test_flux_values_from_and_values(tmp_path: Path,
     assert changed_files(origin, branch) == [PROD]
     assert "+replicaCount: 4   # peak traffic" in diff_lines(origin, branch)
     assert not [line for line in diff_lines(origin, branch) if "memory" in line]
+
+
+MULTI_SOURCE = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: myapp-production
+  namespace: argocd
+spec:
+  sources:
+    - repoURL: {chart_source}
+      helm:
+        releaseName: myapp
+        valueFiles:
+          - {first}
+          - $values/myapp/values-production.yaml
+    - repoURL: https://git.example.com/platform/gitops.git
+      targetRevision: main
+      ref: values
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: production
+"""
+
+
+def test_multi_source_application(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = MULTI_SOURCE.format(chart_source="https://git.example.com/platform/gitops.git\n"
+                                           "      path: myapp", first="values.yaml")
+    origin = _origin(tmp_path, app)
+    results = _apply(tmp_path, origin, RECS, LAYOUTS["application"], capsys)
+    for rid in ("e-size", "e-scale", "e-cache", "e-cache-scale"):
+        assert results[rid]["phase"] == "Applying", results[rid]
+    branch = str(results["e-size"]["branch"])
+    assert changed_files(origin, branch) == [PROD]
+    assert sorted(diff_lines(origin, branch)) == EXPECTED_DIFF
+
+
+def test_multi_source_chart_from_a_helm_repository(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    app = MULTI_SOURCE.format(chart_source="https://charts.example.com\n      chart: myapp\n"
+                                           "      targetRevision: 0.1.0",
+                              first="$values/myapp/values.yaml")
+    origin = _origin(tmp_path, app)
+    recs = wrec("e-scale", "production", "myapp", "  action: ReplicaScaling\n  replicas: 4\n")
+    (tmp_path / "layout.yaml").write_text(LAYOUTS["application"])
+    if helm.available() is None:
+        refused = apply(tmp_path / "verified", origin, recs, tmp_path / "layout.yaml", capsys)
+        message = str(refused["e-scale"]["message"])
+        assert refused["e-scale"]["phase"] == "Failed", refused
+        assert "not in this repository" in message and "--no-verify-render" in message
+        assert sh("git", "--git-dir", str(origin), "for-each-ref",
+                  "--format=%(refname:short)", "refs/heads").split() == ["main"]
+    results = apply(tmp_path / "unverified", origin, recs, tmp_path / "layout.yaml", capsys,
+                    "--no-verify-render")
+    assert results["e-scale"]["phase"] == "Applying", results
+    branch = str(results["e-scale"]["branch"])
+    assert changed_files(origin, branch) == [PROD]
+    assert sorted(diff_lines(origin, branch)) == ["+replicaCount: 4   # peak traffic",
+                                                  "-replicaCount: 3   # peak traffic"]

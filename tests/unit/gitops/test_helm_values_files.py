@@ -9,8 +9,16 @@ Cases:
   nor application names valuesFile;
 - the Argo CD Application (``index._argo_helm``): chart path, value files relative to it,
   `helm.releaseName`, else the Application's name, the destination namespace, inline
-  `helm.values` (a string) as the last layer; not an Application, several sources, a
-  `$values/...` file: ConfigError naming the Application;
+  `helm.values` (a string) as the last layer; not an Application, a `$values/...` file
+  of a single source: ConfigError naming the Application;
+- an Application with `spec.sources`: one source in a list reads as `spec.source`; the
+  chart here with `$values/...` from the same repository (by the one Git URL, or by the
+  writer's clone URL in another spelling); a chart from a Helm repository with values
+  from this repository named by owner/name (chart elsewhere); refused naming it: two
+  chart sources or none, a `$ref` to another repository, two Git repositories none of
+  which is named, a chart-relative file of a chart elsewhere, no sources at all; repository
+  URLs compared in one spelling (`_repo_key`); the names of this repository (`names`):
+  a remote clone URL and the forge's owner/name, never a local path;
 - the index over [values.yaml, values-production.yaml]: ``observed`` sees the merged
   values (the production limit over the base's requests); the source is the production
   file with values.yaml as the chart's defaults (not a `-f` file); with values.yaml as the
@@ -99,12 +107,90 @@ def test_argo_application() -> None:
 
 @pytest.mark.parametrize("text", [
     APP.replace("kind: Application", "kind: ApplicationSet"),
-    APP.replace("  source:\n    path: charts/web\n", "  sources:\n  - path: charts/web\n"),
     APP.replace("../../envs/prod.yaml", "$values/envs/prod.yaml"),
 ])
 def test_argo_application_refused(text: str) -> None:
     with pytest.raises(errors.ConfigError, match=r"apps/web\.yaml"):
         repo_index._argo_helm("apps/web.yaml", text)
+
+
+GITOPS = "https://git.example.com/platform/gitops.git"
+
+
+def _sources(*sources: str) -> str:
+    """An Application with ``spec.sources`` (each a YAML flow mapping)."""
+    items = "".join(f"  - {src}\n" for src in sources)
+    return (f"apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: web}}\n"
+            f"spec:\n  sources:\n{items}  destination: {{namespace: prod}}\n")
+
+
+CHART_HERE = (f"{{repoURL: {GITOPS}, path: charts/web, helm: {{valueFiles: [values.yaml, "
+              "$values/envs/prod.yaml]}}")
+CHART_REPO = ("{repoURL: 'https://charts.example.com', chart: web, targetRevision: 1.2.0, "
+              "helm: {valueFiles: [$values/envs/prod.yaml]}}")
+
+
+@pytest.mark.parametrize(("text", "repository", "chart", "files", "elsewhere"), [
+    # one source in a list: as spec.source
+    (_sources("{path: charts/web, helm: {valueFiles: [values.yaml]}}"), (),
+     "charts/web", ("charts/web/values.yaml",), False),
+    # the chart here, $values from the same repository (none named: the one Git URL)
+    (_sources(CHART_HERE, f"{{repoURL: {GITOPS}, ref: values}}"), (),
+     "charts/web", ("charts/web/values.yaml", "envs/prod.yaml"), False),
+    # named by the writer's clone URL in another spelling
+    (_sources(CHART_HERE, f"{{repoURL: {GITOPS}, ref: values}}"),
+     ("git@git.example.com:platform/gitops",),
+     "charts/web", ("charts/web/values.yaml", "envs/prod.yaml"), False),
+    # a chart from a Helm repository, values from this one (named by owner/name)
+    (_sources(CHART_REPO, "{repoURL: 'git@github.com:acme/gitops.git', ref: values}",
+              "{repoURL: 'https://github.com/acme/other', ref: other}"),
+     ("acme/gitops",), "", ("envs/prod.yaml",), True),
+])
+def test_argo_sources(text: str, repository: tuple[str, ...], chart: str,
+                      files: tuple[str, ...], elsewhere: bool) -> None:
+    app = repo_index._argo_helm("apps/web.yaml", text, repository)
+    assert (app.chart, app.files, app.chart_elsewhere) == (chart, files, elsewhere)
+    assert (app.release, app.namespace) == ("web", "prod")
+
+
+@pytest.mark.parametrize(("text", "repository", "why"), [
+    (_sources(CHART_HERE, f"{{repoURL: {GITOPS}, ref: values}}", CHART_REPO), (),
+     "2 of its sources render a Helm chart"),
+    (_sources("{repoURL: x, ref: values}"), (), "0 of its sources"),
+    (_sources(CHART_REPO, "{repoURL: 'https://github.com/acme/other', ref: values}"),
+     ("acme/gitops",), "another repository"),
+    # two Git repositories and neither named: which one is this is not known
+    (_sources(CHART_REPO, "{repoURL: 'https://a.example/x', ref: values}",
+              "{repoURL: 'https://b.example/y', ref: other}"), (), "another repository"),
+    (_sources("{repoURL: 'https://charts.example.com', chart: web, "
+              "helm: {valueFiles: [values-prod.yaml]}}"), (), "not a file of this repository"),
+    (_sources(), (), "neither spec.source nor spec.sources"),
+])
+def test_argo_sources_refused(text: str, repository: tuple[str, ...], why: str) -> None:
+    with pytest.raises(errors.ConfigError, match=rf"apps/web\.yaml.*{why}"):
+        repo_index._argo_helm("apps/web.yaml", text, repository)
+
+
+@pytest.mark.parametrize(("clone", "forge", "expected"), [
+    ("https://github.com/acme/gitops.git", "", ("https://github.com/acme/gitops.git",)),
+    ("git@github.com:acme/gitops.git", "acme/gitops",
+     ("git@github.com:acme/gitops.git", "acme/gitops")),
+    ("/srv/git/gitops.git", "", ()),
+    ("file:///srv/git/gitops.git", "acme/gitops", ("acme/gitops",)),
+])
+def test_names(clone: str, forge: str, expected: tuple[str, ...]) -> None:
+    assert repo_index.names(clone, forge) == expected
+
+
+@pytest.mark.parametrize(("url", "key"), [
+    ("https://GitHub.com/Acme/App.git", "github.com/acme/app"),
+    ("git@github.com:acme/app.git", "github.com/acme/app"),
+    ("ssh://git@github.com/acme/app/", "github.com/acme/app"),
+    ("https://git.example.com:8443/acme/app", "git.example.com:8443/acme/app"),
+    ("acme/app", "acme/app"),
+])
+def test_repo_key(url: str, key: str) -> None:
+    assert repo_index._repo_key(url) == key
 
 
 def _repo(tmp: pathlib.Path) -> pathlib.Path:
