@@ -15,7 +15,8 @@ rego-tests/data/samples.json with varied numbers, namespaces and kinds):
 - the evaluation steps OPA traces for the reference rightsizing decision (the first
   generated input: a rightsizing clamped on both resources and denied on confidence), and
   the mean over the first 200 inputs;
-- embedded engine, decide_many() in batches of 1,000 (one engine call per batch);
+- embedded engine, decide_many() in batches of 1,000 (one engine call per part, the parts
+  split over the set's engines, one per CPU up to two, evaluated at once);
 - the decision cache: the first ask (digest + evaluation) and the same inputs again (a hit:
   the digest and a lookup), against evaluating;
 - sidecar path: SidecarEngine over loopback HTTP (keep-alive) to the Data API test server
@@ -210,11 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # It is sent every input whole (lean_input=False): the constant policy reads nothing,
     # and the floor measures the engine on today's full inputs, whatever the library's own
     # path leaves out of them.
-    floor_eng = embedded.EmbeddedEngine(Path(tmp.name), reload_interval=-1, lean_input=False)
+    # One engine, as it always was (workers=1: a batch split over engines is the library's
+    # path, and the floor only ever decides one input at a time).
+    floor_eng = embedded.EmbeddedEngine(Path(tmp.name), reload_interval=-1, lean_input=False,
+                                        workers=1)
     floor_eng.cache = FloorCache(floor_eng.cache.size)
     # The same without the cache: the conversion's cost.
     bare_eng = embedded.EmbeddedEngine(Path(tmp.name), [], reload_interval=-1, cache_size=0,
-                                       lean_input=False)
+                                       lean_input=False, workers=1)
     timed: dict[str, Callable[[dict[str, Any]], Any]] = {"library": eng.decide,
                                                         "floor": floor_eng.decide}
     before_eng = None
@@ -271,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         decided += len(eng.decide_many(chunk))
         batch_times.append(time.perf_counter() - t)
     total = sum(batch_times)
-    print(f"{'embedded decide_many() batches of ' + str(args.batch):<44} {decided:>6} decisions  "
+    label = f"embedded decide_many() batches of {args.batch} ({eng.workers} engines)"
+    print(f"{label:<44} {decided:>6} decisions  "
           f"{decided / total:>8.0f}/s  batch mean {statistics.mean(batch_times):.3f} s  "
           f"max {max(batch_times):.3f} s")
     if before_eng is not None:

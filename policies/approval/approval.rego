@@ -54,11 +54,20 @@ warnings contains sprintf("managed by %s: routed to gitops so a direct patch is 
 	apply_mode == "direct"
 }
 
-deny contains {"rule": "InvalidConfig", "msg": sprintf("approval %v is not one of auto, audit, review", [approval])} if {
+# What is wrong with the settings' approval and applyMode: nothing, where the engine found
+# the settings valid once per policy load (dakr/derived.rego; the rule index skips that
+# body unless the flag is true), else checked here.
+deny contains d if some d in settings_denials
+
+settings_denials := set() if {
+	data.dakr_derived.plain_approval == true
+} else := invalid_settings
+
+invalid_settings contains {"rule": "InvalidConfig", "msg": sprintf("approval %v is not one of auto, audit, review", [approval])} if {
 	not approval in {"auto", "audit", "review"}
 }
 
-deny contains {"rule": "InvalidConfig", "msg": sprintf("applyMode %v is not one of direct, gitops", [m])} if {
+invalid_settings contains {"rule": "InvalidConfig", "msg": sprintf("applyMode %v is not one of direct, gitops", [m])} if {
 	m := scope.settings.applyMode
 	not m in {"direct", "gitops"}
 }

@@ -12,11 +12,13 @@ import contextlib
 import decimal
 import json
 import logging
+import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +225,25 @@ def place_derived(eng: OpaEngine) -> bool:
     return True
 
 
+MAX_WORKERS = 2  # engines a batch is split over by default (see EmbeddedEngine.workers)
+
+
+def _batch_docs(engine: OpaEngine, inputs: Sequence[Mapping[str, Any]],
+                shape: Shape | None) -> list[Any] | None:
+    """One engine call through ``data.dakr.batch`` for ``inputs`` (each cut to ``shape``):
+    one document per input, or None when the call fails as a whole or answers otherwise.
+    Never raises: it runs on a batch's worker threads."""
+    items = [dict(i) if shape is None else project(i, shape) for i in inputs]
+    try:
+        docs = engine.eval_document(opa.BATCH_PATH.replace("/", "."), {"items": items})
+    except Exception as e:
+        log.debug("batch evaluation failed, deciding one by one: %s", e)
+        return None
+    if not isinstance(docs, list) or len(docs) != len(inputs):
+        return None
+    return docs
+
+
 class EmbeddedEngine:
     """OPA's Go engine in-process, loaded from a policy directory plus data files.
 
@@ -243,6 +264,7 @@ class EmbeddedEngine:
         limits: limits_mod.InputLimits = limits_mod.DEFAULT,
         cache_size: int = 4096,
         lean_input: bool = True,
+        workers: int | None = None,
     ) -> None:
         self.policy_dir = Path(policy_dir)
         if data_files is None:
@@ -266,8 +288,19 @@ class EmbeddedEngine:
         # False sends every input whole, as the engine's floor is measured (bench_policy).
         self.lean_input = lean_input
         self._shape: Shape | None = None  # what the set in use reads; swapped with it
+        # A batch is split over this many engines, each loaded with the same set and
+        # evaluating on its own thread: the binding releases the GIL while OPA evaluates
+        # (ctypes), and each engine serializes its own evaluations. Each engine is a copy
+        # of the compiled set (about 30 MiB with the default library), so None is one per
+        # CPU this process may run on, at most ``MAX_WORKERS``: a pod on a large node sees
+        # all its CPUs, and its memory limit does not grow with them.
+        self.workers = max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+                           if workers is None else workers)
         self._lock = threading.Lock()
         self._engine: OpaEngine | None = None
+        # The other engines of the set in use (workers - 1 of them), swapped with it.
+        self._helpers: list[OpaEngine] = []
+        self._pool: ThreadPoolExecutor | None = None
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._checked_at = 0.0
         self._closed = False
@@ -320,7 +353,7 @@ class EmbeddedEngine:
             return False
         try:
             modules, data = self._read()
-            new = build_engine(modules, data, warm=(self.path, opa.BATCH_PATH), derive=True)
+            new, helpers = self._build(modules, data)
         except (OpaError, OSError, ValueError, errors.ConfigError) as e:
             # Remember the fingerprint so a broken file is reported once, not every second.
             self._fingerprint = fingerprint
@@ -331,7 +364,12 @@ class EmbeddedEngine:
         rev = opa.revision((src for _, src in modules), data.get(opa.CONFIG_PATH))
         shape = input_shape(src for _, src in modules) if self.lean_input else None
         with self._lock:
+            if self._closed:
+                for eng in (new, *helpers):
+                    eng.close()
+                return False
             old, self._engine = self._engine, new
+            old_helpers, self._helpers = self._helpers, helpers
             self.revision, self.modules = rev, modules
             self._fingerprint = fingerprint
             self.last_error = None
@@ -340,8 +378,34 @@ class EmbeddedEngine:
             self.cache.clear()  # kept under the old generation: never asked for again
             if old is not None:
                 old.close()
+            for eng in old_helpers:
+                eng.close()
         log.info("loaded %d policy modules from %s", len(modules), self.policy_dir)
         return True
+
+    def _build(self, modules: Sequence[tuple[str, str]], data: Mapping[str, Any]
+               ) -> tuple[OpaEngine, list[OpaEngine]]:
+        """The engine of a set, and the helpers a batch is split over (``workers``), all
+        compiled at once: OPA compiles with the GIL released, so on several CPUs the
+        helpers cost a load little more time."""
+        warm = (self.path, opa.BATCH_PATH)
+        if self.workers < 2:
+            return build_engine(modules, data, warm=warm, derive=True), []
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = [pool.submit(build_engine, modules, data, warm, True)
+                       for _ in range(self.workers)]
+            built: list[OpaEngine] = []
+            error: BaseException | None = None
+            for f in futures:
+                try:
+                    built.append(f.result())
+                except BaseException as failed:  # the built ones are closed first
+                    error = error or failed
+        if error is not None:
+            for eng in built:
+                eng.close()
+            raise error
+        return built[0], built[1:]
 
     def maybe_reload(self) -> None:
         """Reload when files changed, checking at most once per ``reload_interval``."""
@@ -440,12 +504,13 @@ class EmbeddedEngine:
                                       policy_revision=rev), generation
 
     def decide_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[decision.Decision]:
-        """Evaluate a batch in one engine call through ``data.dakr.batch``; what the cache
-        holds is not evaluated again.
+        """Evaluate a batch through ``data.dakr.batch``, one engine call per part, the
+        parts split over the set's engines (``workers``) and evaluated at once; what the
+        cache holds is not evaluated again. The answers keep the inputs' order.
 
         One call amortizes the per-call cost (JSON encoding, cgo, query preparation). When
-        the batch entry point is missing or fails as a whole, each input is decided alone so
-        one bad input cannot deny its neighbours.
+        the batch entry point is missing or a part's call fails as a whole, each input of
+        that part is decided alone so one bad input cannot deny its neighbours.
         """
         if not inputs:
             return []
@@ -463,22 +528,54 @@ class EmbeddedEngine:
                 self.cache.put(generation, digests[n], d)
         return [d for d in out if d is not None]
 
+    # A batch is split over the engines only where each part has at least this many
+    # inputs: handing a part to a thread costs about what deciding one input does.
+    MIN_PART = 4
+
     def _decide_batch(self, inputs: Sequence[Mapping[str, Any]]
                       ) -> tuple[list[decision.Decision], list[int]]:
-        def one_by_one() -> tuple[list[decision.Decision], list[int]]:
-            pairs = [self._decide(i) for i in inputs]
-            return [d for d, _ in pairs], [g for _, g in pairs]
+        """Decide ``inputs`` in one engine call per part, the parts (contiguous, in order)
+        evaluated at once on the set's engines; a part whose call fails as a whole, or
+        answers with anything but one document per input, is decided one input at a time.
 
-        try:
-            docs, rev, generation = self._evaluate_at(
-                opa.BATCH_PATH, {"items": [dict(i) for i in inputs]}, lean=True)
-        except Exception as e:
-            log.debug("batch evaluation failed, deciding one by one: %s", e)
-            return one_by_one()
-        if not isinstance(docs, list) or len(docs) != len(inputs):
-            return one_by_one()
-        return ([decision.from_document(d, decision_id=str(uuid.uuid4()), policy_revision=rev)
-                 for d in docs], [generation] * len(docs))
+        The set's lock is held until every part has answered: a reload cannot close an
+        engine under a part, and every answer comes from the same set.
+        """
+        with self._lock:
+            engine = self._engine
+            if engine is None:
+                parts: list[Sequence[Mapping[str, Any]]] = [inputs]
+                answers: list[list[Any] | None] = [None]
+                rev, generation = self.revision, self.reloads
+            else:
+                engines = [engine, *self._helpers]
+                n = max(1, min(len(engines), len(inputs) // self.MIN_PART))
+                size = -(-len(inputs) // n)
+                parts = [inputs[k:k + size] for k in range(0, len(inputs), size)]
+                shape = self._shape
+                rev, generation = self.revision, self.reloads
+                if len(parts) == 1:
+                    answers = [_batch_docs(engine, parts[0], shape)]
+                else:
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(max_workers=len(engines) - 1,
+                                                        thread_name_prefix="opa-batch")
+                    futures = [self._pool.submit(_batch_docs, e, part, shape)
+                               for e, part in zip(engines[1:], parts[1:], strict=False)]
+                    answers = [_batch_docs(engine, parts[0], shape),
+                               *(f.result() for f in futures)]
+        out: list[decision.Decision] = []
+        generations: list[int] = []
+        for part, docs in zip(parts, answers, strict=True):
+            if docs is None:
+                pairs = [self._decide(i) for i in part]
+                out.extend(d for d, _ in pairs)
+                generations.extend(g for _, g in pairs)
+                continue
+            out.extend(decision.from_document(d, decision_id=str(uuid.uuid4()),
+                                              policy_revision=rev) for d in docs)
+            generations.extend([generation] * len(docs))
+        return out, generations
 
     def healthy(self) -> bool:
         with self._lock:
@@ -490,3 +587,9 @@ class EmbeddedEngine:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+            for eng in self._helpers:
+                eng.close()
+            self._helpers = []
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
