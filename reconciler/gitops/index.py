@@ -142,7 +142,14 @@ class Source:
     # helm: (key, file) for keys a values file after ``path`` sets: writing them to
     # ``path`` would change nothing, and that file is not this environment's to edit.
     values_shadowed: tuple[tuple[str, str], ...] = ()
-    values_inline: str = ""  # helm: values an Argo CD Application sets inline, as JSON
+    # helm: (key, manifest, path in it) for keys the winning layer sets inline, in the
+    # HelmRelease's spec.values or the Application's helm.valuesObject: edited there.
+    values_redirect: tuple[tuple[str, str, str], ...] = ()
+    values_inline: str = ""  # helm: the layers after the files, merged, as JSON
+    # helm: those layers in order, for the render after an edit of one of them: (manifest,
+    # dotted path of the mapping in it, the layer as JSON); manifest "" for a layer the
+    # writer does not edit.
+    values_inline_layers: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -713,6 +720,7 @@ class Index:
         chart, release, namespace = lay.chart, lay.release_name, lay.namespace
         files = list(lay.values_files)
         inline: list[tuple[str, Any]] = []
+        inline_at: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
         app: _ArgoHelm | None = None
         if lay.application:
             app = _argo_helm(lay.application, self._read(lay.application, required=True),
@@ -726,6 +734,7 @@ class Index:
             release = release or app.release
             namespace = namespace or app.namespace
             inline = list(app.inline)
+            inline_at = app.inline_at
         own = lay.values_file or (files[-1] if files else join(chart or ".", "values.yaml"))
         files = files or [own]
         if not chart and not (app is not None and app.chart_elsewhere):
@@ -763,7 +772,8 @@ class Index:
                      tuple(f for f in files if f != defaults), [*layers, *inline],
                      json.dumps(helm_lib.merge_values([data for _, data in inline
                                                        if not isinstance(data, _Opaque)]),
-                                sort_keys=True, default=str) if inline else "")
+                                sort_keys=True, default=str) if inline else "", inline_at,
+                     len(layers))
 
     def _configmap(self, near: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The ``data`` of ConfigMap ``name`` (in ``namespace``, or with none) from a
@@ -786,13 +796,18 @@ class Index:
                     return {"file": rel, "data": doc["data"]}
         return None
 
-    def _shadowed(self, keys: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    def _shadowed(self, keys: Iterable[str]) -> tuple[tuple[tuple[str, str], ...],
+                                                     tuple[tuple[str, str, str], ...]]:
         """(key, file) for each of ``keys`` that a layer after the environment's own file
-        sets (that layer's value wins over anything written to the own file)."""
+        sets (that layer's value wins over anything written to the own file), and (key,
+        manifest, path in it) for those whose winning layer is a mapping written inline in
+        this environment's HelmRelease or Application, which is edited instead."""
         helm = self._helm
         assert helm is not None
         at = next(i for i, (rel, _) in enumerate(helm.layers) if rel == helm.own)
+        editable = {label: (file, prefix) for label, file, prefix in helm.inline_at}
         out: list[tuple[str, str]] = []
+        redirect: list[tuple[str, str, str]] = []
         for key in keys:
             path = values.split_path(key, root=True)
             for rel, data in reversed(helm.layers[at + 1:]):
@@ -806,8 +821,26 @@ class Index:
                 for part in path:
                     node = node.get(part) if isinstance(node, Mapping) else None
                 if node is not None:
-                    out.append((key, rel))
+                    if rel in editable:
+                        file, prefix = editable[rel]
+                        redirect.append((key, file, values.join_path((*prefix, *path))))
+                    else:
+                        out.append((key, rel))
                     break
+        return tuple(out), tuple(redirect)
+
+    def _inline_layers(self) -> tuple[tuple[str, str, str], ...]:
+        """The layers after the files as ``Source.values_inline_layers`` has them."""
+        helm = self._helm
+        assert helm is not None
+        editable = {label: (file, prefix) for label, file, prefix in helm.inline_at}
+        out = []
+        for rel, data in helm.layers[helm.inline_from:]:
+            if isinstance(data, _Opaque):
+                continue
+            file, prefix = editable.get(rel, ("", ()))
+            out.append((file, values.join_path(prefix) if prefix else "",
+                        json.dumps(data, sort_keys=True, default=str)))
         return tuple(out)
 
     def locate(self, target: Target) -> Source:
@@ -833,13 +866,15 @@ class Index:
             replicas = self._replicas_path(vp)
             keys = [values.child_path(r, section, res) for r in vp.containers.values()
                     for section in ("requests", "limits") for res in _RESOURCE_NAMES]
+            shadowed, redirect = self._shadowed([*keys, replicas])
             return Source(target, "helm-values", helm.own,
                           values_prefix=vp.prefix, values_containers=tuple(vp.containers.items()),
                           values_replicas=replicas, chart=helm.chart,
                           values_files=helm.files, release=helm.release,
                           release_namespace=helm.namespace or target[0],
-                          values_shadowed=self._shadowed([*keys, replicas]),
-                          values_inline=helm.inline)
+                          values_shadowed=shadowed, values_redirect=redirect,
+                          values_inline=helm.inline,
+                          values_inline_layers=self._inline_layers())
         found = self._one(target)
         doc = self._doc(found)
         plain = Source(target, "manifest", found.path, found.doc_index, found.line,
@@ -1214,6 +1249,8 @@ class _Helm:
     files: tuple[str, ...]  # the ``-f`` files in order (the chart's values.yaml aside)
     layers: list[tuple[str, Any]]  # every values layer in Helm's order: (name, mapping)
     inline: str  # the Application's inline values (given after the files), as JSON
+    inline_at: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # see _ArgoHelm
+    inline_from: int = 0  # where in ``layers`` the inline layers begin
 
 
 @dataclass(frozen=True)
@@ -1236,6 +1273,9 @@ class _ArgoHelm:
     inline: tuple[tuple[str, Any], ...]  # layers after the files, in order
     replaces_defaults: bool = False  # Flux: the files replace the chart's values.yaml
     chart_elsewhere: bool = False  # Argo CD: a chart from a Helm or another Git repository
+    # Inline layers written as a mapping in the manifest: label -> (manifest, the path of
+    # the mapping in it), so that a key such a layer sets is edited there.
+    inline_at: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 def _argo_helm(rel: str, text: str, repository: Sequence[str] = ()) -> _ArgoHelm:
@@ -1286,14 +1326,17 @@ def _argo_helm(rel: str, text: str, repository: Sequence[str] = ()) -> _ArgoHelm
     dest: Mapping[str, Any] = raw_dest if isinstance(raw_dest, Mapping) else {}
     release = helm.get("releaseName") or meta.get("name") or ""
     inline: list[tuple[str, Any]] = []
+    at: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     obj = helm.get("valuesObject")
+    if isinstance(obj, Mapping) and not refs:  # spec.source: a path without a list index
+        at = ((f"{rel} (helm.values)", rel, ("spec", "source", "helm", "valuesObject")),)
     if obj is None and isinstance(helm.get("values"), str):
-        obj = values.read_values(helm["values"])
+        obj = values.read_values(helm["values"])  # a string: edited by hand only
     if isinstance(obj, Mapping):
         inline.append((f"{rel} (helm.values)", obj))
     return _ArgoHelm("" if elsewhere else chart, tuple(files), str(release),
                      str(dest.get("namespace") or ""), tuple(inline),
-                     chart_elsewhere=elsewhere)
+                     chart_elsewhere=elsewhere, inline_at=at)
 
 
 def _argo_sources(rel: str, sources: Any, repository: Sequence[str]
@@ -1440,7 +1483,9 @@ def _flux_helm(rel: str, text: str, configmap: ConfigMapReader) -> _ArgoHelm:
     inline = spec.get("values")
     if inline is not None and not isinstance(inline, Mapping):
         raise errors.ConfigError(f"{where}: spec.values must be a mapping")
+    at: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     if inline:
         layers.append((f"{rel} (spec.values)", inline))
+        at = ((f"{rel} (spec.values)", rel, ("spec", "values")),)
     return _ArgoHelm(chart, tuple(files), release, str(target_ns or hr_ns), tuple(layers),
-                     replaces_defaults=True)
+                     replaces_defaults=True, inline_at=at)

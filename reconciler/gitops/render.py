@@ -109,10 +109,12 @@ def render_many(root: Path, items: Sequence[tuple[repo_index.Source, planner.Pla
             manifests.setdefault(source.path, []).append((source, plan))
         elif source.kind == "helm-values":
             try:
-                values_files.setdefault(source.path, []).append((source, plan, _helm_changes(
-                    source, plan)))
+                by_file = _helm_changes(source, plan)
             except errors.PermanentError as e:
                 problems[plan.rec_id] = str(e)
+                continue
+            for path, changes in by_file.items():
+                values_files.setdefault(path, []).append((source, plan, changes))
         elif source.kind == "node-group":
             if plan.replicas is None:
                 continue
@@ -212,7 +214,10 @@ def _render_manifests(files: _Files, path: str, group: list[tuple[repo_index.Sou
     _edit_file(files, path, group, attempt, lambda item: item[1].rec_id, problems)
 
 
-def _helm_changes(source: repo_index.Source, plan: planner.Plan) -> dict[str, str | int]:
+def _helm_changes(source: repo_index.Source, plan: planner.Plan
+                  ) -> dict[str, dict[str, str | int]]:
+    """File -> values path in it -> value: the environment's own values file, and the
+    HelmRelease or Application for a key it sets inline (the layer that wins)."""
     paths = dict(source.values_containers)
     out: dict[str, str | int] = {}
     for e in plan.resources:
@@ -233,7 +238,12 @@ def _helm_changes(source: repo_index.Source, plan: planner.Plan) -> dict[str, st
                 + ("values file (name it valuesFile in the layout to edit it there)"
                    if shadowed[key] in source.values_files else
                    "values file (change it there by hand)"))
-    return out
+    redirect = {key: (file, at) for key, file, at in source.values_redirect}
+    by_file: dict[str, dict[str, str | int]] = {}
+    for key, value in out.items():
+        file, at = redirect.get(key, (source.path, key))
+        by_file.setdefault(file, {})[at] = value
+    return by_file
 
 
 def _render_values(files: _Files, path: str,

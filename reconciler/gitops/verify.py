@@ -61,6 +61,8 @@ class _Group:
     release: str
     namespace: str
     inline: str = ""  # values given after the files (an Argo CD Application's), as JSON
+    # those values layer by layer: (manifest the writer may edit, path in it, JSON)
+    inline_layers: tuple[tuple[str, str, str], ...] = ()
 
 
 def check(root: Path, items: Sequence[Item], rendered: render.Rendered, *,
@@ -74,11 +76,11 @@ def check(root: Path, items: Sequence[Item], rendered: render.Rendered, *,
                 or plan.hpa is not None):
             continue
         g = _Group(source.chart, source.values_files, source.release, source.release_namespace,
-                   source.values_inline)
+                   source.values_inline, source.values_inline_layers)
         groups.setdefault(g, []).append((source, plan))
     ordered = sorted(groups.items(), key=lambda kv: (kv[0].chart, kv[0].values_files,
                                                      kv[0].release, kv[0].namespace,
-                                                     kv[0].inline))
+                                                     kv[0].inline, kv[0].inline_layers))
     out = Outcome()
     if not ordered:
         return out
@@ -128,7 +130,29 @@ def _check_group(root: Path, g: _Group, group: list[Item], texts: Mapping[str, s
 
 
 def _edits(g: _Group, texts: Mapping[str, str]) -> bool:
-    return any(p in g.values_files or _under(p, g.chart) is not None for p in texts)
+    manifests = {file for file, _, _ in g.inline_layers if file}
+    return any(p in g.values_files or p in manifests or _under(p, g.chart) is not None
+               for p in texts)
+
+
+def _inline(g: _Group, texts: Mapping[str, str]) -> list[Any]:
+    """The values given after the files, as the render sees them with ``texts``: a layer
+    in a manifest the batch edited (the HelmRelease's spec.values, the Application's
+    helm.valuesObject) is read back from the edited text, the others are as they were."""
+    if not any(file in texts for file, _, _ in g.inline_layers if file):
+        return [json.loads(g.inline)] if g.inline else []
+    layers: list[Any] = []
+    for file, at, data in g.inline_layers:
+        if not file or file not in texts:
+            layers.append(json.loads(data))
+            continue
+        node: Any = values.read_values(texts[file])
+        for key in values.split_path(at, root=True):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            raise errors.PermanentError(f"{file}: no values mapping at {at} after the edit")
+        layers.append(node)
+    return [helm.merge_values(layers)]
 
 
 def _under(path: str, chart: str) -> str | None:
@@ -163,7 +187,7 @@ def _render_pair(root: Path, g: _Group, texts: Mapping[str, str], read: Callable
 
     def layers(tx: Mapping[str, str]) -> dict[str, Any]:
         first = [own] if only_own and own in tx else []
-        inline = [json.loads(g.inline)] if g.inline else []
+        inline = _inline(g, tx)
         return helm.merge_values([*(_values(tx[f] if f in tx else read(f), f)
                                     for f in [*first, *g.values_files]), *inline])
 

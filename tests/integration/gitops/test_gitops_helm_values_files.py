@@ -22,16 +22,19 @@ Cases:
   repository root, no releaseName, so the release is its name, `myapp`, in its namespace):
   the same diff, verified the same way;
 - Flux `valuesFrom` and `values` come after the files: a key the HelmRelease sets inline
-  (`spec.values`) is Failed naming it; a key a `valuesFrom` Secret may set (its
+  (`spec.values`, the layer that wins) is edited there, in the HelmRelease, verified by
+  the render with the edited HelmRelease; a key a `valuesFrom` Secret may set (its
   `targetPath`) is Failed naming the Secret and saying it is not read from the repository;
   a ConfigMap whose manifest is beside the HelmRelease is read, and a key it sets is
   Failed naming that manifest; the replica count, which none of them sets, goes to the
   production file; nothing else is written;
 - the environment's own file named before a file that sets the key (`valuesFile:
   myapp/values.yaml`): the replica change is Failed naming values-production.yaml and
-  saying the value would change nothing; a value set inline in the Application
-  (`helm.valuesObject`) is refused the same way, naming the Application; nothing is
-  committed;
+  saying the value would change nothing; a value the Application sets inline in
+  `helm.valuesObject` (the layer that wins) is edited there, in the Application, and
+  only that line changes (verified by the render with the edited Application);
+- a value set inline in the Application's `helm.values` string is Failed naming it and
+  saying to change it by hand; nothing is committed;
 - inline values reach the verifying render: an Application turning `autoscaling.enabled`
   on (the chart then renders no `replicas`) makes a replica change Failed, the render
   giving nothing for `replicaCount` (needs the Helm library);
@@ -142,8 +145,7 @@ def test_the_environments_file_wins(tmp_path: Path, capsys: pytest.CaptureFixtur
         "requests": {"cpu": "20m"}}
 
 
-def test_a_key_a_later_layer_sets_is_refused(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_key_a_later_layer_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     app = (ENVS / "application.yaml").read_text().replace("      releaseName: myapp\n",
                       "      releaseName: myapp\n      valuesObject:\n        cache:\n"
                       "          replicaCount: 3\n")
@@ -154,11 +156,29 @@ def test_a_key_a_later_layer_sets_is_refused(tmp_path: Path,
             + wrec("l-cache-scale", "production", "myapp-cache",
                    "  action: ReplicaScaling\n  replicas: 5\n"))
     results = _apply(tmp_path, origin, recs, layout, capsys)
-    scale, cache = str(results["l-scale"]["message"]), str(results["l-cache-scale"]["message"])
+    scale = str(results["l-scale"]["message"])
     assert results["l-scale"]["phase"] == "Failed", results["l-scale"]
     assert "replicaCount" in scale and PROD in scale and "change nothing" in scale, scale
+    # The Application's own valuesObject wins for the cache's count: edited there.
+    assert results["l-cache-scale"]["phase"] == "Applying", results["l-cache-scale"]
+    branch = str(results["l-cache-scale"]["branch"])
+    assert changed_files(origin, branch) == ["apps/myapp-production.yaml"]
+    assert sorted(diff_lines(origin, branch)) == ["+          replicaCount: 5",
+                                                  "-          replicaCount: 3"]
+
+
+def test_a_key_set_in_an_inline_string_is_refused(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    app = (ENVS / "application.yaml").read_text().replace("      releaseName: myapp\n",
+                      "      releaseName: myapp\n      values: |\n        cache:\n"
+                      "          replicaCount: 3\n")
+    origin = _origin(tmp_path, app)
+    recs = wrec("l-cache-scale", "production", "myapp-cache",
+                "  action: ReplicaScaling\n  replicas: 5\n")
+    results = _apply(tmp_path, origin, recs, LAYOUTS["application"], capsys)
+    cache = str(results["l-cache-scale"]["message"])
     assert results["l-cache-scale"]["phase"] == "Failed", results["l-cache-scale"]
-    assert "apps/myapp-production.yaml (helm.values)" in cache, cache
+    assert "apps/myapp-production.yaml (helm.values)" in cache and "by hand" in cache, cache
     assert sh("git", "--git-dir", str(origin), "for-each-ref", "--format=%(refname:short)",
               "refs/heads").split() == ["main"]
 
@@ -221,8 +241,9 @@ def test_flux_values_from_and_values(tmp_path: Path,
     results = _apply(tmp_path, origin, recs, LAYOUTS["helmRelease"], capsys)
     messages = {rid: str(r.get("message", "")) for rid, r in results.items()}
     assert results["e-scale"]["phase"] == "Applying", results["e-scale"]
-    assert results["e-cache"]["phase"] == "Failed", results["e-cache"]
-    assert "clusters/production/myapp.yaml (spec.values)" in messages["e-cache"]
+    # spec.values sets the cache's CPU request and wins: edited there, in the HelmRelease.
+    assert results["e-cache"]["phase"] == "Applying", results["e-cache"]
+    assert results["e-cache"]["branch"] == results["e-scale"]["branch"]
     assert results["e-cache-scale"]["phase"] == "Failed", results["e-cache-scale"]
     assert ("clusters/production/myapp-cache.yaml (ConfigMap/myapp-cache"
             in messages["e-cache-scale"]), messages["e-cache-scale"]
@@ -230,9 +251,10 @@ def test_flux_values_from_and_values(tmp_path: Path,
     assert "Secret/myapp-limits" in messages["f-size"], messages["f-size"]
     assert "not read from the repository" in messages["f-size"], messages["f-size"]
     branch = str(results["e-scale"]["branch"])
-    assert changed_files(origin, branch) == [PROD]
-    assert "+replicaCount: 4   # peak traffic" in diff_lines(origin, branch)
-    assert not [line for line in diff_lines(origin, branch) if "memory" in line]
+    assert changed_files(origin, branch) == ["clusters/production/myapp.yaml", PROD]
+    assert sorted(diff_lines(origin, branch)) == [
+        "+          cpu: 20m", "+replicaCount: 4   # peak traffic",
+        "-          cpu: 10m", "-replicaCount: 3   # peak traffic"]
 
 
 MULTI_SOURCE = """\
