@@ -228,6 +228,12 @@ def place_derived(eng: OpaEngine) -> bool:
 MAX_WORKERS = 2  # engines a batch is split over by default (see EmbeddedEngine.workers)
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
 def _batch_docs(engine: OpaEngine, inputs: Sequence[Mapping[str, Any]],
                 shape: Shape | None) -> list[Any] | None:
     """One engine call through ``data.dakr.batch`` for ``inputs`` (each cut to ``shape``):
@@ -294,8 +300,7 @@ class EmbeddedEngine:
         # of the compiled set (about 30 MiB with the default library), so None is one per
         # CPU this process may run on, at most ``MAX_WORKERS``: a pod on a large node sees
         # all its CPUs, and its memory limit does not grow with them.
-        self.workers = max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)))
-                           if workers is None else workers)
+        self.workers = max(1, min(MAX_WORKERS, _cpus()) if workers is None else workers)
         self._lock = threading.Lock()
         self._engine: OpaEngine | None = None
         # The other engines of the set in use (workers - 1 of them), swapped with it.
