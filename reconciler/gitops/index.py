@@ -1328,7 +1328,7 @@ def _argo_helm(rel: str, text: str, repository: Sequence[str] = ()) -> _ArgoHelm
     inline: list[tuple[str, Any]] = []
     at: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     obj = helm.get("valuesObject")
-    if isinstance(obj, Mapping) and not refs:  # spec.source: a path without a list index
+    if isinstance(obj, Mapping) and source is spec.get("source"):  # not in a list
         at = ((f"{rel} (helm.values)", rel, ("spec", "source", "helm", "valuesObject")),)
     if obj is None and isinstance(helm.get("values"), str):
         obj = values.read_values(helm["values"])  # a string: edited by hand only

@@ -17,7 +17,9 @@ Cases:
   from this repository named by owner/name (chart elsewhere); refused naming it: two
   chart sources or none, a `$ref` to another repository, two Git repositories none of
   which is named, a chart-relative file of a chart elsewhere, no sources at all; repository
-  URLs compared in one spelling (`_repo_key`); the names of this repository (`names`):
+  URLs compared in one spelling (`_repo_key`); inline values edited in the manifest
+  (`inline_at`) only for a single source's `helm.valuesObject`, not a `helm.values`
+  string nor a source in `spec.sources`; the names of this repository (`names`):
   a remote clone URL and the forge's owner/name, never a local path;
 - the index over [values.yaml, values-production.yaml]: ``observed`` sees the merged
   values (the production limit over the base's requests); the source is the production
@@ -151,6 +153,22 @@ def test_argo_sources(text: str, repository: tuple[str, ...], chart: str,
     app = repo_index._argo_helm("apps/web.yaml", text, repository)
     assert (app.chart, app.files, app.chart_elsewhere) == (chart, files, elsewhere)
     assert (app.release, app.namespace) == ("web", "prod")
+
+
+@pytest.mark.parametrize(("text", "at"), [
+    # a single source's helm.valuesObject: edited in place
+    (APP.replace("      values: |\n        web:\n          replicas: 5\n",
+                 "      valuesObject:\n        web: {replicas: 5}\n"),
+     (("apps/web.yaml (helm.values)", "apps/web.yaml",
+       ("spec", "source", "helm", "valuesObject")),)),
+    # helm.values is a string: not edited
+    (APP, ()),
+    # a source in spec.sources: the path would run through a list index, not edited
+    (_sources("{path: charts/web, helm: {valuesObject: {web: {replicas: 5}}}}"), ()),
+])
+def test_argo_inline_values_editable(text: str, at: tuple[object, ...]) -> None:
+    app = repo_index._argo_helm("apps/web.yaml", text)
+    assert app.inline_at == at and len(app.inline) == 1
 
 
 @pytest.mark.parametrize(("text", "repository", "why"), [
@@ -292,6 +310,9 @@ def test_flux_helm_release() -> None:
     assert data[1] == {"web": {"resources": {"requests": {"cpu": "200m"}}}}
     assert data[2] == repo_index._Opaque(("web", "replicas"))
     assert data[3] == repo_index._Opaque(None)
+    # spec.values is the one layer edited in place, in the HelmRelease
+    assert hr.inline_at == (("clusters/web.yaml (spec.values)", "clusters/web.yaml",
+                             ("spec", "values")),)
     assert data[4] == {"web": {"replicas": 5}}
     plain = HR.replace("  targetNamespace: prod\n", "").replace(
         "      valuesFiles: [charts/web/values.yaml, envs/prod.yaml]\n",
