@@ -1,6 +1,7 @@
 """One deep merge for every layering of mappings the reconciler does: policy data files
 and the platform's parameter updates (``adapters/opa``), Helm values files as ``helm -f a
--f b`` merges them (``adapters/helm``, ``gitops/index``).
+-f b`` merges them (``adapters/helm``, ``gitops/index``); and one lookup of a key path in
+such nested mappings (values files, rendered objects).
 
 Pure. The rule is Helm's ``mergeMaps`` and the one data files were always merged with:
 objects merge key by key, anything else replaces, later wins; no input is changed.
@@ -8,7 +9,7 @@ objects merge key by key, anything else replaces, later wins; no input is change
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -28,3 +29,11 @@ def merge_all(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for layer in layers:
         out = deep_merge(out, layer)
     return out
+
+
+def at(node: Any, path: Sequence[str]) -> Any:
+    """The value at ``path`` (keys, outermost first); None where a key is missing or a
+    value on the way is not a mapping. The empty path is ``node`` itself."""
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node

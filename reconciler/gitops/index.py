@@ -636,7 +636,7 @@ class Index:
             cpu_of: dict[str, str] = {}
             count_of: dict[int, str] = {}
             for i, path in enumerate(res_paths):
-                node = _at(merged, path)
+                node = mappings.at(merged, path)
                 requests = node.get("requests") if isinstance(node, Mapping) else None
                 if requests is not None and not isinstance(requests, Mapping):
                     continue
@@ -688,12 +688,7 @@ class Index:
 
     def _values_at(self, dotted: str) -> Any:
         """The value at a values path ("" is the whole file); None where it is not set."""
-        node = self._values
-        for key in values.split_path(dotted, root=True):
-            if not isinstance(node, Mapping):
-                return None
-            node = node.get(key)
-        return node
+        return mappings.at(self._values, values.split_path(dotted, root=True))
 
     def _replicas_path(self, vp: layoutfile.ValuesPath) -> str:
         """The replica count's path: as configured, or, when the layout left it to its
@@ -817,10 +812,7 @@ class Index:
                         out.append((key, rel))
                         break
                     continue
-                node: Any = data
-                for part in path:
-                    node = node.get(part) if isinstance(node, Mapping) else None
-                if node is not None:
+                if mappings.at(data, path) is not None:
                     if rel in editable:
                         file, prefix = editable[rel]
                         redirect.append((key, file, values.join_path((*prefix, *path))))
@@ -993,9 +985,8 @@ class Index:
                 text = self._read(source.path)
                 if not text:
                     return None
-                node: Any = values.read_values(text)
-                for key in values.split_path(source.values_prefix):
-                    node = node.get(key) if isinstance(node, Mapping) else None
+                node = mappings.at(values.read_values(text),
+                                   values.split_path(source.values_prefix))
                 count = node if isinstance(node, int) and not isinstance(node, bool) else None
                 return {"kind": NODE_GROUP, "metadata": {"name": name},
                         "spec": {"replicas": count}}
@@ -1195,12 +1186,6 @@ def _candidates(node: Mapping[str, Any], at: tuple[str, ...],
             _candidates(v, (*at, key), res, rep)
 
 
-def _at(node: Any, path: Sequence[str]) -> Any:
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node
-
-
 def _put(tree: dict[str, Any], path: Sequence[str], value: Any) -> None:
     for key in path[:-1]:
         tree = tree.setdefault(key, {})
@@ -1230,9 +1215,9 @@ def _read_probes(rendered: Mapping[str, str], cpu_of: Mapping[str, str],
             n = spec.get("replicas")
             if isinstance(n, int) and n in count_of:
                 replicas[key] = count_of[n]
-            pod = _at(spec, ("template", "spec"))
+            pod = mappings.at(spec, ("template", "spec"))
             for c in (pod.get("containers") or []) if isinstance(pod, Mapping) else []:
-                cpu = _at(c, ("resources", "requests", "cpu"))
+                cpu = mappings.at(c, ("resources", "requests", "cpu"))
                 if isinstance(c, Mapping) and isinstance(cpu, str) and cpu in cpu_of:
                     containers.setdefault(key, {})[str(c.get("name"))] = cpu_of[cpu]
     return _Discovery(containers, replicas, probes)

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from reconciler.adapters import helm
-from reconciler.domain import errors, lru, planner, quantity
+from reconciler.domain import errors, lru, mappings, planner, quantity
 from reconciler.gitops import index as repo_index
 from reconciler.gitops import render
 from reconciler.yamledit import values
@@ -146,9 +146,7 @@ def _inline(g: _Group, texts: Mapping[str, str]) -> list[Any]:
         if not file or file not in texts:
             layers.append(json.loads(data))
             continue
-        node: Any = values.read_values(texts[file])
-        for key in values.split_path(at, root=True):
-            node = node.get(key) if isinstance(node, Mapping) else None
+        node = mappings.at(values.read_values(texts[file]), values.split_path(at, root=True))
         if not isinstance(node, Mapping):
             raise errors.PermanentError(f"{file}: no values mapping at {at} after the edit")
         layers.append(node)

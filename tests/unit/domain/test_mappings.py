@@ -4,7 +4,9 @@ platform's parameter updates accumulate, and how Helm values files merge.
 Cases: a new key is added; an object merges key by key, at any depth; a scalar, a list or
 null replaces what was there (lists are not concatenated); an object replaces a scalar and
 a scalar an object; the inputs are not mutated; merge_all layers each over the ones
-before it (none: empty).
+before it (none: empty). The one key-path lookup (``mappings.at``): the value at a path,
+the whole mapping for the empty path, None where a key is missing or the way runs through
+a scalar, a list or null.
 """
 
 from __future__ import annotations
@@ -38,3 +40,17 @@ def test_merge_all_layers_later_over_earlier() -> None:
     assert mappings.merge_all([{"a": {"x": 1}}, {"a": {"y": 2}}, {"a": {"x": 3}}]) == {
         "a": {"x": 3, "y": 2}}
     assert mappings.merge_all([]) == {}
+
+
+@pytest.mark.parametrize(("node", "path", "expected"), [
+    ({"a": {"b": {"c": 1}}}, ("a", "b", "c"), 1),
+    ({"a": {"b": {"c": 1}}}, ("a", "b"), {"c": 1}),
+    ({"a": 1}, (), {"a": 1}),
+    ({"a": {"b": 1}}, ("a", "x"), None),
+    ({"a": 1}, ("a", "b"), None),
+    ({"a": [{"b": 1}]}, ("a", "b"), None),
+    ({"a": None}, ("a", "b"), None),
+    ("text", ("a",), None),
+])
+def test_at(node: Any, path: tuple[str, ...], expected: Any) -> None:
+    assert mappings.at(node, path) == expected
