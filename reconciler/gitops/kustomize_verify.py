@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from reconciler.adapters import kustomize
-from reconciler.domain import errors, planner, quantity
+from reconciler.domain import errors, mappings, planner, quantity
 from reconciler.domain import text as txt
 from reconciler.gitops import index as repo_index
 from reconciler.gitops import render
@@ -171,8 +171,7 @@ def _compare(plan: planner.Plan, before: Any, after: Any) -> str:
     got = _normal(after)
     if want == got:
         return ""
-    path = _first_difference(want, got, "")
-    w, g = _at(want, path), _at(got, path)
+    path, w, g = mappings.first_difference(want, got)
     return (f"after the edit the build has {txt.one_line(repr(g), 120)} at {path or '.'}, "
             f"not {txt.one_line(repr(w), 120)}")
 
@@ -190,32 +189,3 @@ def _normal(obj: Any, in_resources: bool = False) -> Any:
         except quantity.QuantityError:
             return obj
     return obj
-
-
-def _first_difference(a: Any, b: Any, path: str) -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-        return path
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:
-                name = x.get("name") if isinstance(x, dict) else None
-                return _first_difference(x, y, f"{path}[{name if name else i}]")
-    return path
-
-
-def _at(obj: Any, path: str) -> Any:
-    """The value at a path ``_first_difference`` gave (None where there is none)."""
-    node = obj
-    for part in [p for p in path.replace("[", ".[").split(".") if p]:
-        if part.startswith("["):
-            ident = part[1:-1]
-            items = node if isinstance(node, list) else []
-            node = next((x for i, x in enumerate(items)
-                         if (isinstance(x, dict) and x.get("name") == ident) or str(i) == ident),
-                        None)
-        else:
-            node = node.get(part) if isinstance(node, dict) else None
-    return node

@@ -352,7 +352,7 @@ def _compare(g: _Group, group: Sequence[Item], before: Mapping[_Key, Any],
         if any(p.rec_id in problems for _, p in items):
             continue
         if expected != new:
-            at = _first_difference(expected, new)
+            at = mappings.first_difference(expected, new)[0] or "the whole object"
             for s, p in items:
                 problems[p.rec_id] = (f"{chart}: editing {', '.join(_keys(s, p))} changes "
                                       f"{kind}/{name} beyond the recommendation (at {at})")
@@ -405,16 +405,3 @@ def _expect(expected: Any, actual: Any, source: repo_index.Source, plan: planner
                     "this workload's replica count")
         expected.setdefault("spec", {})["replicas"] = got_n
     return ""
-
-
-def _first_difference(a: Any, b: Any, at: str = "") -> str:
-    """The first path where two rendered objects differ (for the refusal message)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{at}.{k}" if at else str(k))
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:
-                return _first_difference(x, y, f"{at}[{i}]")
-    return at or "the whole object"

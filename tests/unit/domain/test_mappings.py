@@ -6,7 +6,9 @@ null replaces what was there (lists are not concatenated); an object replaces a 
 a scalar an object; the inputs are not mutated; merge_all layers each over the ones
 before it (none: empty). The one key-path lookup (``mappings.at``): the value at a path,
 the whole mapping for the empty path, None where a key is missing or the way runs through
-a scalar, a list or null.
+a scalar, a list or null. Where two documents first differ (``first_difference``): the
+path and both values, keys in text order, list items named by `name` or by position, the
+top ("") when they are not two mappings or two lists of one length.
 """
 
 from __future__ import annotations
@@ -54,3 +56,18 @@ def test_merge_all_layers_later_over_earlier() -> None:
 ])
 def test_at(node: Any, path: tuple[str, ...], expected: Any) -> None:
     assert mappings.at(node, path) == expected
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ({"spec": {"replicas": 2}}, {"spec": {"replicas": 3}}, ("spec.replicas", 2, 3)),
+    ({"b": 1, "a": 1}, {"b": 2, "a": 2}, ("a", 1, 2)),
+    ({"a": 1}, {}, ("a", 1, None)),
+    ({"c": [{"name": "web", "x": 1}, {"name": "db", "x": 1}]},
+     {"c": [{"name": "web", "x": 1}, {"name": "db", "x": 2}]}, ("c[db].x", 1, 2)),
+    ({"c": [1, 2]}, {"c": [1, 3]}, ("c[1]", 2, 3)),
+    ({"c": [1]}, {"c": [1, 2]}, ("c", [1], [1, 2])),
+    ({1: "a"}, {1: "b"}, ("1", "a", "b")),
+    ("x", {"a": 1}, ("", "x", {"a": 1})),
+])
+def test_first_difference(a: Any, b: Any, expected: tuple[str, Any, Any]) -> None:
+    assert mappings.first_difference(a, b) == expected
