@@ -145,6 +145,12 @@ def project(value: Any, shape: Shape | None) -> Any:
     return out
 
 
+def cut(input: Mapping[str, Any], shape: Shape | None) -> dict[str, Any]:
+    """What a decision on ``input`` sends the engine when its set reads ``shape`` (all of
+    the input when None): the one place a decision input is cut."""
+    return dict(input) if shape is None else dict(project(input, shape))
+
+
 def build_engine(
     modules: Sequence[tuple[str, str]],
     data: Mapping[str, Any],
@@ -239,7 +245,7 @@ def _batch_docs(engine: OpaEngine, inputs: Sequence[Mapping[str, Any]],
     """One engine call through ``data.dakr.batch`` for ``inputs`` (each cut to ``shape``):
     one document per input, or None when the call fails as a whole or answers otherwise.
     Never raises: it runs on a batch's worker threads."""
-    items = [dict(i) if shape is None else project(i, shape) for i in inputs]
+    items = [cut(i, shape) for i in inputs]
     try:
         docs = engine.eval_document(opa.BATCH_PATH.replace("/", "."), {"items": items})
     except Exception as e:
@@ -440,19 +446,16 @@ class EmbeddedEngine:
     def _evaluate_at(self, path: str, input: Any, lean: bool = False) -> tuple[Any, str, int]:
         """``_evaluate``, and the generation (count of loads) of the set that answered.
 
-        With ``lean`` the input is a decision input, or ``{"items": [...]}`` of them, and
-        the engine is sent only what the set in use reads of each (``input_shape``): cut
-        under the same lock as the set is read, so a reload cannot have a new set read an
-        input cut for the old one.
+        With ``lean`` the input is a decision input, and the engine is sent only what the
+        set in use reads of it (``input_shape``): cut under the same lock as the set is
+        read, so a reload cannot have a new set read an input cut for the old one.
         """
         ref = path.strip("/").replace("/", ".")
         with self._lock:
             if self._engine is None:
                 raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
-            if lean and self._shape is not None:
-                shape = self._shape
-                input = ({"items": [project(i, shape) for i in input["items"]]}
-                         if path == opa.BATCH_PATH else project(input, shape))
+            if lean:
+                input = cut(input, self._shape)
             try:
                 return self._engine.eval_document(ref, input), self.revision, self.reloads
             except OpaUndefinedError as e:
@@ -465,7 +468,7 @@ class EmbeddedEngine:
         rules read (all of it when they may read anything, or with ``lean_input`` off)."""
         with self._lock:
             shape = self._shape
-        return dict(input) if shape is None else dict(project(input, shape))
+        return cut(input, shape)
 
     def trace(self, input: Mapping[str, Any]) -> list[dict[str, Any]]:
         """OPA's evaluation trace of the decision for ``input`` (for explaining it).
@@ -476,7 +479,7 @@ class EmbeddedEngine:
         with self._lock:
             if self._engine is None:
                 raise opa.PolicyError("unavailable", self.last_error or "no policy loaded")
-            sent = dict(input) if self._shape is None else project(input, self._shape)
+            sent = cut(input, self._shape)
             # An evaluation error leaves no trace behind (the binding resets it): empty.
             with contextlib.suppress(OpaError):
                 self._engine.eval_document(self.path.replace("/", "."), sent, trace=True)
@@ -497,7 +500,7 @@ class EmbeddedEngine:
 
     def _decide(self, input: Mapping[str, Any]) -> tuple[decision.Decision, int]:
         try:
-            doc, rev, generation = self._evaluate_at(self.path, dict(input), lean=True)
+            doc, rev, generation = self._evaluate_at(self.path, input, lean=True)
         except opa.Undefined as e:
             return decision.unavailable(str(e.message)), -1
         except opa.PolicyError as e:
