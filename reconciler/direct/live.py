@@ -298,19 +298,23 @@ def beside_pull_request(st: store.Store, api: kube.Kube | None, w: flow.Work,
             _note(st, rec, status.condition(IN_PLACE, False, "TargetNotFound", why, now),
                   None)
             return
+        def recorded(changes: list[rsz.PodChange]) -> dict[str, Any]:
+            """``status.liveMigration`` for the pods' states now, with the values set."""
+            return _with_set(record(policy, changes, template=True, webhook=False), want)
+
         resizer = rsz.Resizer(api, target, want, policy)
         changes, code, why = resizer.prepare()
         if not code:
             _note(st, rec, status.condition(IN_PLACE, False, "Resizing", (
                 f"resizing {sum(c.state == rsz.PLANNED for c in changes)} pod(s) in place"),
-                now), _with_set(record(policy, changes, template=True, webhook=False), want))
+                now), recorded(changes))
             outcome = resizer.run(changes)
             code, why = outcome.code, outcome.reason
         if not code:
             msg = f"{_count(changes)} in place while the pull request is open"
             item.message += f"; {msg}"
             _note(st, rec, status.condition(IN_PLACE, True, IN_PLACE, msg, now),
-                  _with_set(record(policy, changes, template=True, webhook=False), want))
+                  recorded(changes))
             api.event(target, "DakrResizedInPlace", txt.one_line(f"{rec.id}: {msg}",
                                                                  txt.EVENT_LIMIT))
             return
@@ -331,7 +335,7 @@ def beside_pull_request(st: store.Store, api: kube.Kube | None, w: flow.Work,
                     "recreate)")
         item.message += f"; {msg}"
         _note(st, rec, status.condition(IN_PLACE, False, code, msg, now),
-              _with_set(record(policy, changes, template=True, webhook=False), want))
+              recorded(changes))
         api.event(target, "DakrResizeFailed", txt.one_line(f"{rec.id}: {msg}",
                                                            txt.EVENT_LIMIT), type_="Warning")
     except errors.ReconcilerError as e:

@@ -68,7 +68,9 @@ class Written:
     created_commit: bool   # False: the branch already held exactly these bytes
     lines: dict[str, list[tuple[str, list[int]]]]  # rec id -> [(file, changed lines)]
     failed: Mapping[str, str] = field(default_factory=dict)  # rec id -> why not rendered
-    renders: int = 0  # chart renders that verified the Helm edits (``gitops.verify``)
+    # chart renders and Kustomize builds that verified the edits (``gitops.verify``,
+    # ``gitops.kustomize_verify``)
+    renders: int = 0
 
 
 def _free_branch(ws: git.Workspace, base: str, branch: str) -> str:
