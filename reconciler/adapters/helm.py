@@ -20,7 +20,6 @@ import os
 import tarfile
 import types
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -135,19 +134,29 @@ def _archive(chart_dir: Path, overrides: Mapping[str, str]) -> bytes:
     return buf.getvalue()
 
 
-@contextmanager
-def _loaded(chart_dir: Path, overrides: Mapping[str, str]) -> Iterator[Any]:
+def _load(chart_dir: Path, overrides: Mapping[str, str]) -> Any:
+    """The chart in ``chart_dir`` (with ``overrides`` in place of its files) loaded; the
+    library's errors as domain errors naming the chart."""
     helm = _module()
     what = f"the chart in {chart_dir.name or chart_dir}"
     try:
-        chart = (helm.Chart.load_archive(_archive(chart_dir, overrides)) if overrides
-                 else helm.Chart.load(chart_dir))
+        return (helm.Chart.load_archive(_archive(chart_dir, overrides)) if overrides
+                else helm.Chart.load(chart_dir))
     except helm.HelmError as e:
         raise _translate(e, f"{what} does not load") from e
     except OSError as e:
         raise errors.PermanentError(f"{what} cannot be read: {e.strerror or e}") from e
-    with chart:
-        yield chart
+
+
+def _render(chart: Any, chart_dir: Path, values: Mapping[str, Any], release: str,
+            namespace: str) -> dict[str, str]:
+    helm = _module()
+    try:
+        rendered: dict[str, str] = chart.render(dict(values), name=release,
+                                                namespace=namespace, is_install=True)
+    except helm.HelmError as e:
+        raise _translate(e, f"the chart in {chart_dir.name} does not render") from e
+    return rendered
 
 
 # Charts loaded from a directory, by the caller's digest (``chart_digest``) of their files: a
@@ -168,30 +177,16 @@ def render_each(chart_dir: Path, value_sets: Sequence[Mapping[str, Any]], *, rel
     one load). ``digest``: a digest of the chart directory's files that the caller
     computed; the chart loaded under it is kept and used again for the same digest.
     Errors as ``render``."""
-    helm = _module()
     chart = _CHARTS.get(digest) if digest else None
     if chart is None:
-        try:
-            chart = helm.Chart.load(chart_dir)
-        except helm.HelmError as e:
-            raise _translate(e, f"the chart in {chart_dir.name or chart_dir} does not "
-                                "load") from e
-        except OSError as e:
-            raise errors.PermanentError(f"the chart in {chart_dir.name or chart_dir} cannot "
-                                        f"be read: {e.strerror or e}") from e
+        chart = _load(chart_dir, {})
         if digest:
             _CHARTS.put(digest, chart)
-    out: list[dict[str, str]] = []
     try:
-        for vals in value_sets:
-            out.append(chart.render(dict(vals), name=release, namespace=namespace,
-                                    is_install=True))
-    except helm.HelmError as e:
-        raise _translate(e, f"the chart in {chart_dir.name} does not render") from e
+        return [_render(chart, chart_dir, vals, release, namespace) for vals in value_sets]
     finally:
         if not digest:
             chart.close()
-    return out
 
 
 def render(chart_dir: Path, *, values: Mapping[str, Any], release: str, namespace: str,
@@ -203,11 +198,5 @@ def render(chart_dir: Path, *, values: Mapping[str, Any], release: str, namespac
     PermanentError when the chart does not load or a template fails (naming the chart);
     HelmUnavailable when the library cannot load here.
     """
-    helm = _module()
-    with _loaded(chart_dir, overrides or {}) as chart:
-        try:
-            rendered: dict[str, str] = chart.render(dict(values), name=release,
-                                                    namespace=namespace, is_install=True)
-        except helm.HelmError as e:
-            raise _translate(e, f"the chart in {chart_dir.name} does not render") from e
-    return rendered
+    with _load(chart_dir, overrides or {}) as chart:
+        return _render(chart, chart_dir, values, release, namespace)
