@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,10 +42,6 @@ FIELDS = [(w, c, s, r) for w, c in (("", None), ("-cache", "cache"))
                        ("limits", "memory"), ("", "replicas"))]
 
 
-def _sh(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(list(args), cwd=cwd, check=True, capture_output=True)
-
-
 def make_repo(tmp: Path, charts: int) -> Path:
     """A bare origin holding charts/app-<i>/ for each chart (renamed copies)."""
     seed = tmp / "seed"
@@ -56,11 +51,7 @@ def make_repo(tmp: Path, charts: int) -> Path:
         chart_yaml = dest / "Chart.yaml"
         chart_yaml.write_text(chart_yaml.read_text().replace("name: myapp", f"name: app-{i}"))
     origin = tmp / "origin.git"
-    git.init_bare(origin)
-    _sh("git", "init", "-q", "-b", "main", cwd=seed)
-    _sh("git", "add", "-A", cwd=seed)
-    _sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "seed", cwd=seed)
-    _sh("git", "push", "-q", str(origin), "main", cwd=seed)
+    git.seed_bare(origin, seed, "seed", author=("b", "b@b"))
     return origin
 
 

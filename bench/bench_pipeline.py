@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -105,23 +104,15 @@ def yaml_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.y*ml") if ".git" not in p.parts)
 
 
-def run(cmd: list[str], cwd: Path) -> None:
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-
-
 def make_repo(base: Path, n: int) -> Path:
     origin = base / "origin.git"
-    git.init_bare(origin)
     seed = base / "seed"
     for i in range(n):
         d = seed / "apps" / f"team-{i % 20:02d}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"svc-{i:04d}.yaml").write_text(DEPLOYMENT.format(i=i))
         (d / f"settings-{i:04d}.yaml").write_text(CONFIGMAP.format(i=i))
-    run(["git", "init", "-q", "-b", "main"], seed)
-    run(["git", "add", "-A"], seed)
-    run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "seed"], seed)
-    run(["git", "push", "-q", str(origin), "main"], seed)
+    git.seed_bare(origin, seed, "seed", author=("b", "b@b"))
     return origin
 
 

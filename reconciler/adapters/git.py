@@ -133,6 +133,24 @@ def init_bare(path: str | Path) -> None:
         raise _translate(e, f"git init {path}") from e
 
 
+def seed_bare(origin: str | Path, tree: str | Path, message: str, *,
+              author: tuple[str, str] = (AUTHOR_NAME, AUTHOR_EMAIL)) -> None:
+    """A bare repository at ``origin`` whose ``main`` holds the files under ``tree`` in one
+    commit (``tree`` becomes its first clone): how the demo, the benchmarks and the tests
+    get a repository to write to."""
+    init_bare(origin)
+    name, email = author
+    try:
+        repo = git.Repo.init(str(tree), initial_branch="main")
+        repo.git.add("-A")
+        with repo.git.custom_environment(GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email,
+                                         GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email):
+            repo.git.commit("-q", "-m", message)
+        repo.git.push("-q", str(Path(origin).resolve()), "main")
+    except git.GitError as e:
+        raise _translate(e, f"seeding {origin} from {tree}") from e
+
+
 class Workspace:
     """A working clone used by one writer at a time (the caller holds the repository lock)."""
 

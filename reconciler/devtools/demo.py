@@ -35,19 +35,11 @@ def seed_origin(workdir: Path, manifests: Path) -> Path:
         return origin
     if not manifests.is_dir():
         raise errors.ConfigError(f"manifest directory {manifests} does not exist")
-    git.init_bare(origin)
     seed = workdir / "seed"
     shutil.rmtree(seed, ignore_errors=True)
     shutil.copytree(manifests, seed / MANIFEST_DIR)
-    env_cmds = [
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "-c", f"user.name={git.AUTHOR_NAME}", "-c", "user.email=demo@localhost",
-         "commit", "-q", "-m", "Online Boutique manifests"],
-        ["git", "push", "-q", str(origin.resolve()), "main"],
-    ]
-    for cmd in env_cmds:
-        subprocess.run(cmd, cwd=seed, check=True, capture_output=True)
+    git.seed_bare(origin, seed, "Online Boutique manifests",
+                  author=(git.AUTHOR_NAME, "demo@localhost"))
     shutil.rmtree(seed)
     return origin
 

@@ -47,11 +47,7 @@ def make_origin(tmp: Path, content: dict[str, Path]) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
     origin = tmp / "origin.git"
-    git.init_bare(origin)
-    sh("git", "init", "-q", "-b", "main", cwd=seed)
-    sh("git", "add", "-A", cwd=seed)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "seed", cwd=seed)
-    sh("git", "push", "-q", str(origin), "main", cwd=seed)
+    git.seed_bare(origin, seed, "seed", author=("t", "t@t"))
     return origin
 
 

@@ -13,7 +13,9 @@ Cases:
 - credentials in a remote URL never appear in an error message (clone of an unreachable
   https remote with a token), and `redact` removes userinfo from URLs;
 - the repository lock serializes writers: a second holder times out with a
-  TemporaryError while the first holds it, and gets it once released.
+  TemporaryError while the first holds it, and gets it once released;
+- `seed_bare` (how the demo, the benchmarks and the tests get an origin): a bare origin
+  whose main is one commit by the given author holding the tree's files.
 """
 
 from __future__ import annotations
@@ -233,3 +235,14 @@ def test_shallow_clone_writes_and_reruns(origin: Path, tmp_path: Path,
     assert cli.main(args) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["createdCommit"] is False and again["commit"] == first["commit"]
+
+
+def test_seed_bare(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "apps").mkdir(parents=True)
+    (tree / "apps" / "web.yaml").write_text("kind: Deployment\n")
+    origin = tmp_path / "origin.git"
+    git.seed_bare(origin, tree, "first", author=("Ann", "ann@example.com"))
+    assert sh("git", "--git-dir", str(origin), "log", "--format=%an <%ae> %s",
+              "main").splitlines() == ["Ann <ann@example.com> first"]
+    assert show(origin, "main", "apps/web.yaml") == "kind: Deployment\n"
