@@ -24,6 +24,13 @@ rego-tests/data/samples.json with varied numbers, namespaces and kinds):
 - naive baselines: a fresh engine per decision, and the sidecar without keep-alive;
 - the cost of one policy reload, and the process's peak memory.
 
+- the cost of the library's generality: on the rightsizing inputs where the straight-line
+  policy of bench/ideal-policy (the library's decision for that common case in one body,
+  undefined elsewhere) answers, and answers as the library does, both timed in turns with
+  the floor: decisions/s against the floor, traced steps, and a batch of 1,000;
+- the batch time against the floor's time for as many single decisions in the same run
+  (the machine's speed, which an absolute time does not show);
+
 With --before DIR (e.g. tests/data/policy-before, the library before issue 16's rewrite)
 that library is timed in the same turns and its figures printed beside the library's.
 
@@ -62,6 +69,9 @@ from tests import samples  # noqa: E402
 from tests.fakes.opaserver import OpaServer  # noqa: E402
 
 MI = 1048576
+# The straight-line yardstick (ideal-policy/ideal.rego): the library's answers on the common
+# case without the library's structure.
+IDEAL = Path(__file__).resolve().parent / "ideal-policy"
 
 
 def make_inputs(n: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -177,6 +187,58 @@ def _trace_events(eng: embedded.EmbeddedEngine, inp: dict[str, Any]) -> int:
     return len(eng.trace(inp))
 
 
+def ideal_figures(eng: embedded.EmbeddedEngine, inputs: Sequence[dict[str, Any]],
+                  batch: int) -> None:
+    """What the library's structure costs: the straight-line policy (IDEAL) timed beside
+    the library and the floor on the inputs it answers as the library does."""
+    ideal = embedded.EmbeddedEngine(IDEAL, samples.DATA_FILES, reload_interval=-1,
+                                    cache_size=0)
+    assert ideal.last_error is None, ideal.last_error
+    floor_dir = tempfile.TemporaryDirectory()
+    (Path(floor_dir.name) / "constant.rego").write_text(
+        'package dakr\n\ndecision := {"allow": true, "mode": "gitops", "deny": [], '
+        '"warnings": []}\n')
+    floor_eng = embedded.EmbeddedEngine(Path(floor_dir.name), reload_interval=-1,
+                                        lean_input=False, workers=1)
+    floor_eng.cache = FloorCache(floor_eng.cache.size)
+    common: list[dict[str, Any]] = []
+    differ = 0
+    for inp in inputs:
+        try:
+            doc = ideal.evaluate(ideal.path, ideal.sent(inp))
+        except opa.Undefined:
+            continue
+        if doc == eng.evaluate(eng.path, eng.sent(inp)):
+            common.append(inp)
+        else:
+            differ += 1
+    assert differ == 0, f"the straight-line policy answers otherwise on {differ} inputs"
+    if not common:
+        print("  straight-line policy: no input of its common case")
+        return
+    rates = time_in_turns({"library": eng.decide, "ideal": ideal.decide,
+                           "floor": floor_eng.decide}, common[:2000])
+    lib_r, ideal_r, floor_r = (rates[k]["per_s"] for k in ("library", "ideal", "floor"))
+    print(f"straight-line policy (bench/ideal-policy), {len(common)} rightsizing inputs it "
+          f"answers as the library does:")
+    print(f"  {ideal_r:.0f} decisions/s = {ideal_r / floor_r:.0%} of the floor; the library on "
+          f"the same inputs {lib_r:.0f}/s = {lib_r / floor_r:.0%}")
+    print(f"  traced steps, reference decision: {_trace_events(ideal, common[0])}, the "
+          f"library {_trace_events(eng, common[0])}")
+    chunk = common[:batch]
+    times = {}
+    for name, e in (("library", eng), ("ideal", ideal)):
+        e.decide_many(chunk[:50])
+        t = time.perf_counter()
+        e.decide_many(chunk)
+        times[name] = time.perf_counter() - t
+    print(f"  a batch of {len(chunk)} of them: the straight-line policy {times['ideal']:.3f} s, "
+          f"the library {times['library']:.3f} s")
+    ideal.close()
+    floor_eng.close()
+    floor_dir.cleanup()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000)
@@ -279,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{label:<44} {decided:>6} decisions  "
           f"{decided / total:>8.0f}/s  batch mean {statistics.mean(batch_times):.3f} s  "
           f"max {max(batch_times):.3f} s")
+    floor_time = min(n, args.batch) / floor["per_s"]
+    print(f"  the largest batch took x{max(batch_times) / floor_time:.2f} the floor's time for as "
+          f"many single decisions in this run ({floor_time:.3f} s at {floor['per_s']:.0f}/s)")
     if before_eng is not None:
         t = time.perf_counter()
         before_eng.decide_many(inputs[:args.batch])
@@ -293,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert a == b, "batch and single decisions differ"
     allowed = sum(1 for d in eng.decide_many(inputs[:1000]) if d.allow)
     print(f"  (of the first 1000 inputs {allowed} allowed; batch == single on {len(sample)})")
+
+    ideal_figures(eng, inputs, args.batch)
 
     cached = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES,
                                      reload_interval=-1, cache_size=len(inputs))
