@@ -187,20 +187,31 @@ def _trace_events(eng: embedded.EmbeddedEngine, inp: dict[str, Any]) -> int:
     return len(eng.trace(inp))
 
 
+def floor_engine(directory: Path) -> embedded.EmbeddedEngine:
+    """The floor of this engine on these inputs, kept as issue 16 first measured it: a
+    policy (written to ``directory``) that only returns a constant decision still pays the
+    binding's call and the input's conversion. An engine with its default decision cache
+    (every input is new to it: it pays the digest, never a hit), sent every input whole
+    (lean_input=False: the constant policy reads nothing, and the floor measures the
+    engine on today's full inputs, whatever the library's own path leaves out of them),
+    one engine (workers=1: a batch split over engines is the library's path, and the
+    floor only ever decides one input at a time)."""
+    (directory / "constant.rego").write_text(
+        'package dakr\n\ndecision := {"allow": true, "mode": "gitops", "deny": [], '
+        '"warnings": []}\n')
+    eng = embedded.EmbeddedEngine(directory, reload_interval=-1, lean_input=False, workers=1)
+    eng.cache = FloorCache(eng.cache.size)
+    return eng
+
+
 def ideal_figures(eng: embedded.EmbeddedEngine, inputs: Sequence[dict[str, Any]],
-                  batch: int) -> None:
+                  batch: int, constant: Path) -> None:
     """What the library's structure costs: the straight-line policy (IDEAL) timed beside
     the library and the floor on the inputs it answers as the library does."""
     ideal = embedded.EmbeddedEngine(IDEAL, samples.DATA_FILES, reload_interval=-1,
                                     cache_size=0)
     assert ideal.last_error is None, ideal.last_error
-    floor_dir = tempfile.TemporaryDirectory()
-    (Path(floor_dir.name) / "constant.rego").write_text(
-        'package dakr\n\ndecision := {"allow": true, "mode": "gitops", "deny": [], '
-        '"warnings": []}\n')
-    floor_eng = embedded.EmbeddedEngine(Path(floor_dir.name), reload_interval=-1,
-                                        lean_input=False, workers=1)
-    floor_eng.cache = FloorCache(floor_eng.cache.size)
+    floor_eng = floor_engine(constant)
     common: list[dict[str, Any]] = []
     differ = 0
     for inp in inputs:
@@ -236,7 +247,6 @@ def ideal_figures(eng: embedded.EmbeddedEngine, inputs: Sequence[dict[str, Any]]
           f"the library {times['library']:.3f} s")
     ideal.close()
     floor_eng.close()
-    floor_dir.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,21 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     eng = engine(samples.POLICIES, samples.DATA_FILES)
     tmp = tempfile.TemporaryDirectory()
-    # The floor of this engine on these inputs: a policy that only returns a constant
-    # decision still pays the binding's call and input conversion. The yardstick of issue
-    # 16, kept as it was measured before: an engine with its default decision cache (every
-    # input is new to it: it pays the digest, never a hit).
-    (Path(tmp.name) / "constant.rego").write_text(
-        'package dakr\n\ndecision := {"allow": true, "mode": "gitops", "deny": [], '
-        '"warnings": []}\n')
-    # It is sent every input whole (lean_input=False): the constant policy reads nothing,
-    # and the floor measures the engine on today's full inputs, whatever the library's own
-    # path leaves out of them.
-    # One engine, as it always was (workers=1: a batch split over engines is the library's
-    # path, and the floor only ever decides one input at a time).
-    floor_eng = embedded.EmbeddedEngine(Path(tmp.name), reload_interval=-1, lean_input=False,
-                                        workers=1)
-    floor_eng.cache = FloorCache(floor_eng.cache.size)
+    floor_eng = floor_engine(Path(tmp.name))
     # The same without the cache: the conversion's cost.
     bare_eng = embedded.EmbeddedEngine(Path(tmp.name), [], reload_interval=-1, cache_size=0,
                                        lean_input=False, workers=1)
@@ -359,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     allowed = sum(1 for d in eng.decide_many(inputs[:1000]) if d.allow)
     print(f"  (of the first 1000 inputs {allowed} allowed; batch == single on {len(sample)})")
 
-    ideal_figures(eng, inputs, args.batch)
+    ideal_figures(eng, inputs, args.batch, Path(tmp.name))
 
     cached = embedded.EmbeddedEngine(samples.POLICIES, samples.DATA_FILES,
                                      reload_interval=-1, cache_size=len(inputs))
