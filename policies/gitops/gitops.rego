@@ -5,8 +5,8 @@
 package dakr.gitops
 
 # The tool the cluster facts name, else Argo CD's tracking label or annotation, else
-# Flux's labels. (input.cluster.gitops.tool, input.target.metadata.labels and .annotations
-# are lib.cluster, lib.labels and lib.annotations wherever those are set.) A key is looked
+# Flux's labels. (input.cluster.gitops.tool and input.target.metadata.labels are lib.cluster
+# and lib.labels wherever those are set; the annotations have no accessor.) A key is looked
 # up, not searched for among the others: `_ = labels[key]` holds whatever its value, as
 # the key's presence did.
 tool := t if {

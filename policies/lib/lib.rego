@@ -42,7 +42,10 @@ target_kind := object.get(input.recommendation.spec, ["targetRef", "kind"], "")
 
 labels := object.get(input, ["target", "metadata", "labels"], {})
 
-annotations := object.get(input, ["target", "metadata", "annotations"], {})
+# No accessor for the target's annotations: a rule looks the key it needs up
+# (`input.target.metadata.annotations["argocd.argoproj.io/tracking-id"]`, as gitops.tool
+# does), so only those keys are sent (policies/README.md, "What the embedded engine is
+# sent"); a workload's annotations hold kubectl's whole last applied manifest.
 
 cluster := object.get(input, "cluster", {})
 

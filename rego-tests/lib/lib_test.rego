@@ -32,8 +32,6 @@ test_workload_kind if lib.is_workload with input as f.rightsizing
 
 test_nodegroup_kind if lib.is_nodegroup with input as f.nodegroup
 
-test_annotations_default if lib.annotations == {} with input as f.nodegroup
-
 test_containers_default if lib.containers == {} with input as f.nodegroup
 
 test_denial_is_rule_and_msg if lib.denial("R", "m") == {"rule": "R", "msg": "m"}

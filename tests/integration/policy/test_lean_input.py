@@ -5,6 +5,10 @@ Cases covered:
   target's pod template, the recommendation's status, its own quantities, savings and id,
   apiVersions) and keeps what the rules read; the decision document on the full input and
   on what is sent is the same, through decide and decide_many;
+- a target's annotations: only the keys a rule looks up (Argo CD's tracking ones) are
+  sent, not kubectl's last applied manifest beside them, and the decision (an operator
+  in direct mode routed to gitops by the tracking annotation) is the one on the whole
+  input;
 - a policy author's rule that reads a field the library does not (the target's container
   images) sees it: the field is sent and the rule denies;
 - a module that reads the input as a whole (``walk(input, ...)``): every input is sent whole;
@@ -15,6 +19,7 @@ Cases covered:
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -76,6 +81,29 @@ def test_the_library_is_sent_what_it_reads_and_decides_alike() -> None:
             assert [_answer(d) for d in got] == expected
     finally:
         eng.close()
+
+
+def test_only_the_annotations_a_rule_looks_up_are_sent() -> None:
+    eng = _engine()
+    whole = _engine(lean_input=False)
+    try:
+        inp = samples.sample("rightsizing", {"/cluster/operatorMode": "direct"})
+        manifest = json.dumps(inp["target"])
+        inp["target"]["metadata"]["annotations"] = {
+            "kubectl.kubernetes.io/last-applied-configuration": manifest,
+            "deployment.kubernetes.io/revision": "7",
+            "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cartservice",
+        }
+        sent = eng.sent(inp)
+        assert sent["target"]["metadata"]["annotations"] == {
+            "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cartservice"}
+        d = eng.decide(inp)
+        assert d.mode == "gitops" and _answer(d) == _answer(whole.decide(inp))
+        assert any(w.startswith("managed by argocd") for w in d.warnings)
+        assert _answer(eng.decide_many([inp])[0]) == _answer(d)
+    finally:
+        eng.close()
+        whole.close()
 
 
 def test_an_authors_rule_sees_the_fields_it_reads(tmp_path: Path) -> None:
